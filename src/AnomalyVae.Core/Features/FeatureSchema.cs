@@ -398,17 +398,18 @@ public sealed class FeatureSchema
     }
 
     /// <summary>
-    /// Robust center and scale of <paramref name="t"/> (sorted in place): median and IQR/1.349 (type-7 quantiles),
-    /// falling back to the standard deviation when the IQR is 0 and to 1 when that is 0 too, so that constant or
-    /// mostly-constant columns never produce NaN or infinity. An empty column gets (0, 1).
+    /// Robust center and scale of <paramref name="t"/> (reordered in place): median and IQR/1.349 (type-7
+    /// quantiles), falling back to the standard deviation when the IQR is 0 and to 1 when that is 0 too, so that
+    /// constant or mostly-constant columns never produce NaN or infinity. An empty column gets (0, 1).
     /// </summary>
     internal static (double Center, double Scale) RobustLocationScale(double[] t)
     {
         if (t.Length == 0)
             return (0, 1);
-        Array.Sort(t);
-        var center = Quantile(t, 0.5);
-        var scale = (Quantile(t, 0.75) - Quantile(t, 0.25)) / 1.349;
+
+        // Selection instead of a full sort: three order statistics of millions of values in linear time.
+        var center = SelectQuantile(t, 0.5);
+        var scale = (SelectQuantile(t, 0.75) - SelectQuantile(t, 0.25)) / 1.349;
         if (!(scale > 0) || !double.IsFinite(scale))
         {
             double mean = 0, m2 = 0;
@@ -425,6 +426,66 @@ public sealed class FeatureSchema
         if (!(scale > 0) || !double.IsFinite(scale))
             scale = 1;
         return (double.IsFinite(center) ? center : 0, scale);
+    }
+
+    /// <summary>Type-7 quantile of unsorted, NaN-free <paramref name="data"/>, which is reordered.</summary>
+    internal static double SelectQuantile(Span<double> data, double p)
+    {
+        var h = (data.Length - 1) * p;
+        var lo = (int)Math.Floor(h);
+        var a = Select(data, lo);
+        if (h == lo)
+            return a;
+
+        // After selection everything right of lo is ≥ a; the next order statistic is their minimum.
+        var b = double.PositiveInfinity;
+        foreach (var v in data[(lo + 1)..])
+            b = Math.Min(b, v);
+        return a + ((h - lo) * (b - a));
+    }
+
+    /// <summary>
+    /// Moves the k-th smallest value to index k with smaller-or-equal values left of it and larger-or-equal
+    /// right of it (Wirth's selection, median-of-three pivot; sorts the remaining range if an adversarial order
+    /// makes it take too many rounds).
+    /// </summary>
+    private static double Select(Span<double> data, int k)
+    {
+        int left = 0, right = data.Length - 1;
+        var rounds = (2 * System.Numerics.BitOperations.Log2((uint)data.Length)) + 16;
+        while (left < right)
+        {
+            if (--rounds < 0)
+            {
+                data[left..(right + 1)].Sort();
+                break;
+            }
+
+            var (x, y, z) = (data[left], data[left + ((right - left) / 2)], data[right]);
+            var pivot = Math.Max(Math.Min(x, y), Math.Min(Math.Max(x, y), z));
+            int i = left, j = right;
+            do
+            {
+                while (data[i] < pivot)
+                    i++;
+                while (pivot < data[j])
+                    j--;
+                if (i <= j)
+                {
+                    (data[i], data[j]) = (data[j], data[i]);
+                    i++;
+                    j--;
+                }
+            }
+            while (i <= j);
+
+            if (j < k)
+                left = i;
+            if (k < i)
+                right = j;
+        }
+
+        return data[k];
     }
 
     /// <summary>Type-7 (linear interpolation) quantile of ascending <paramref name="sorted"/>.</summary>

@@ -26,6 +26,46 @@ public class FeatureSchemaTests
     }
 
     [Fact]
+    public void CenterAndScaleMatchSortBasedQuantilesOnAnyOrder()
+    {
+        // Fitting selects order statistics without sorting; compare with a plain sort on shapes that stress
+        // selection: random with many ties, ascending, descending, organ pipe, one outlier among constants.
+        var random = new Random(9);
+        var spec = new FeatureSpec([new("v", FeatureKind.Numeric)]);
+        IEnumerable<double[]> Cases()
+        {
+            foreach (var n in new[] { 1, 2, 3, 4, 5, 10, 101, 1000, 4096 })
+            {
+                yield return [.. Enumerable.Range(0, n).Select(_ => (double)random.Next(0, 7))];
+                yield return [.. Enumerable.Range(0, n).Select(_ => random.NextDouble())];
+                yield return [.. Enumerable.Range(0, n).Select(i => (double)i)];
+                yield return [.. Enumerable.Range(0, n).Select(i => (double)-i)];
+                yield return [.. Enumerable.Range(0, n).Select(i => (double)Math.Min(i, n - i))];
+                yield return [.. Enumerable.Range(0, n).Select(i => i == n / 2 ? 1e6 : 3.0)];
+            }
+        }
+
+        foreach (var values in Cases())
+        {
+            var schema = FeatureSchema.Fit(spec, ["v"], values.Select(v => new[] { ((float)v).ToString("R", CultureInfo.InvariantCulture) }));
+            var sorted = values.Select(v => (double)(float)v).Order().ToArray();
+            double Q(double p)
+            {
+                var h = (sorted.Length - 1) * p;
+                var lo = (int)Math.Floor(h);
+                return sorted[lo] + ((h - lo) * (sorted[Math.Min(lo + 1, sorted.Length - 1)] - sorted[lo]));
+            }
+
+            var iqrScale = (Q(0.75) - Q(0.25)) / 1.349;
+            var mean = sorted.Average();
+            var std = Math.Sqrt(sorted.Sum(v => (v - mean) * (v - mean)) / sorted.Length);
+            var expectedScale = iqrScale > 0 ? iqrScale : std > 0 ? std : 1;
+            Assert.Equal(Q(0.5), schema.Features[0].Center, 9);
+            Assert.Equal(expectedScale, schema.Features[0].Scale, 9);
+        }
+    }
+
+    [Fact]
     public void LogTransformIsAppliedBeforeFitting()
     {
         // bytes = 0, e-1, e²-1 → t = 0, 1, 2 (log1p): median 1; quartiles 0.5, 1.5 → scale 1/1.349.
