@@ -78,8 +78,12 @@ av_pid_alive() {
 av_start_detached() {
   local pidfile=$1 logfile=$2
   shift 2
-  # The inner shell writes its own pid and then execs the command, so the pid is the command's.
-  setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 &
+  # A pid file left by a process that died must not pass for the new one's.
+  rm -f "$pidfile"
+  # The inner shell writes its own pid (atomically, via rename) and then execs the command, so the
+  # pid is the command's. fd 9 (av_lock) is closed so the long-lived process does not hold the lock.
+  setsid bash -c 'echo $$ >"$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"' "$pidfile" "$@" \
+    </dev/null >>"$logfile" 2>&1 9>&- &
   # Wait (briefly) for the pid file so callers can rely on it.
   av_wait_until 5 test -s "$pidfile" || av_die "process did not start: $*"
 }
@@ -119,4 +123,12 @@ av_require_port_free() {
   if av_port_open "$1" "$2"; then
     av_die "$3: port $1:$2 is already in use by another process (set a different port, e.g. via the environment)"
   fi
+}
+
+# av_lock FILE: holds an exclusive lock on FILE (fd 9) until the script exits, so two commands
+# on the same data dir (e.g. parallel test runs) do not start or stop things at the same time.
+av_lock() {
+  mkdir -p "$(dirname "$1")"
+  exec 9>"$1"
+  flock -w 120 9 || av_die "another command holds $1 (waited 120s)"
 }
