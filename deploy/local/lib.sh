@@ -72,6 +72,9 @@ av_pid_alive() {
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2"
 }
 
+# av_pid_exists PID: true while the process table has PID (running or zombie).
+av_pid_exists() { [ -e "/proc/$1" ]; }
+
 # av_start_detached PIDFILE LOGFILE COMMAND...: starts COMMAND in its own session (so Ctrl-C in
 # the calling terminal or a test runner's process group does not reach it), stdin from /dev/null,
 # stdout+stderr appended to LOGFILE, and records its pid in PIDFILE.
