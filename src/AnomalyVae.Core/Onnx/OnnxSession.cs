@@ -446,7 +446,8 @@ public sealed unsafe class OnnxSession : IDisposable
         return dims;
     }
 
-    private OnnxTensorInfo[] ReadSignature(bool isInput)
+    /// <summary>Reads input or output names and types from the native session (internal: leak tests repeat it).</summary>
+    internal OnnxTensorInfo[] ReadSignature(bool isInput)
     {
         var api = _runtime.Api;
         var session = _session.DangerousGetHandle();
@@ -504,7 +505,8 @@ public sealed unsafe class OnnxSession : IDisposable
         return new OnnxTensorInfo(name, (OnnxElementType)elementType, dims, names);
     }
 
-    private ModelMetadata ReadMetadata()
+    /// <summary>Reads the model metadata from the native session (internal: leak tests repeat it).</summary>
+    internal ModelMetadata ReadMetadata()
     {
         var api = _runtime.Api;
         var allocator = _runtime.Allocator;
