@@ -145,10 +145,30 @@ public sealed unsafe class OnnxSession : IDisposable
                 rawInputs[i] = value;
             }
 
-            fixed (nint* inputsPtr = rawInputs)
-            fixed (nint* outputsPtr = outputValues)
+            // The name blocks belong to the session: keep them alive even if it is disposed during the run.
+            var inputNamesAdded = false;
+            var outputNamesAdded = false;
+            try
             {
-                RunCore(_inputNames.Pointers, inputsPtr, (nuint)rawInputs.Length, _outputNames.Pointers, outputsPtr, (nuint)outputValues.Length);
+                _inputNames.DangerousAddRef(ref inputNamesAdded);
+                _outputNames.DangerousAddRef(ref outputNamesAdded);
+                fixed (nint* inputsPtr = rawInputs)
+                fixed (nint* outputsPtr = outputValues)
+                {
+                    RunCore(_inputNames.Pointers, inputsPtr, (nuint)rawInputs.Length, _outputNames.Pointers, outputsPtr, (nuint)outputValues.Length);
+                }
+            }
+            finally
+            {
+                if (inputNamesAdded)
+                {
+                    _inputNames.DangerousRelease();
+                }
+
+                if (outputNamesAdded)
+                {
+                    _outputNames.DangerousRelease();
+                }
             }
 
             var results = new FloatTensor[outputValues.Length];

@@ -316,6 +316,44 @@ public sealed class OnnxSessionTests(ITestOutputHelper output)
         await Task.WhenAll(tasks);
     }
 
+    [Fact]
+    public async Task Disposing_during_concurrent_runs_either_finishes_them_or_refuses_cleanly()
+    {
+        var session = OnnxSession.FromBytes(TestModels.Dense(W, B, In, Out), SingleThread);
+        var x = TestModels.Values(new Random(8), 256 * In);
+        var expected = TestModels.DenseReference(x, W, B, 256, In, Out);
+        using var started = new CountdownEvent(4);
+
+        int RunUntilDisposed()
+        {
+            started.Signal();
+            var completed = 0;
+            while (true)
+            {
+                try
+                {
+                    AssertClose(expected, Assert.Single(session.Run(new FloatTensor("x", x, 256, In))).Data);
+                    completed++;
+                }
+                catch (ObjectDisposedException)
+                {
+                    return completed;
+                }
+            }
+        }
+
+        // Dedicated threads: busy runners on pool threads would starve the pool on a 2-core machine.
+        var runners = Enumerable.Range(0, 4)
+            .Select(_ => Task.Factory.StartNew(RunUntilDisposed, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default))
+            .ToArray();
+        started.Wait();
+        await Task.Delay(20);
+        session.Dispose();
+
+        var completedRuns = await Task.WhenAll(runners);
+        Assert.True(completedRuns.Sum() > 0, "some runs should have finished before the dispose");
+    }
+
     internal static void AssertClose(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, float tolerance = 1e-5f)
     {
         Assert.Equal(expected.Length, actual.Length);
