@@ -144,6 +144,22 @@ public sealed class OnnxGraphTests
     }
 
     [Fact]
+    public void Outputs_can_be_given_their_own_names()
+    {
+        var graph = new OnnxGraph("renamed");
+        var x = graph.Input("x", 2);
+        graph.OutputAs(graph.Concat(1, x, x), "doubled", 4);
+        graph.OutputAs(graph.Relu(x, name: "same"), "same", 2);
+        using var session = OnnxSession.FromBytes(graph.ToBytes(), new OnnxSessionOptions { IntraOpThreads = 1 });
+
+        var outputs = session.Run(new FloatTensor("x", [1f, -2f], 1, 2));
+
+        Assert.Equal(["doubled", "same"], session.Outputs.Select(o => o.Name));
+        Assert.Equal([1f, -2f, 1f, -2f], outputs[0].Data);
+        Assert.Equal([1f, 0f], outputs[1].Data);
+    }
+
+    [Fact]
     public void A_graph_without_outputs_cannot_be_serialized()
     {
         var graph = new OnnxGraph("empty");

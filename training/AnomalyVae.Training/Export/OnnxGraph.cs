@@ -135,6 +135,13 @@ public sealed class OnnxGraph
         return value;
     }
 
+    /// <summary>
+    /// Declares <paramref name="value"/> as a float graph output named <paramref name="name"/> (through an Identity
+    /// node when the names differ), of shape [N, <paramref name="rowShape"/>...].
+    /// </summary>
+    public string OutputAs(string value, string name, params long[] rowShape) =>
+        Output(value == name ? value : Identity(value, name), rowShape);
+
     /// <summary>A float initializer (constant tensor) with the given shape; an empty shape makes a scalar.</summary>
     public string Initializer(string name, ReadOnlySpan<float> values, params long[] shape) =>
         AddInitializer(name, OnnxProto.TensorProto.Types.DataType.Float, MemoryMarshal.AsBytes(values), values.Length, shape);
