@@ -89,7 +89,7 @@ public static unsafe class OnnxRuntime
     internal static OrtRuntime Ensure(string? libraryPath)
     {
         var current = _current;
-        if (current is not null && string.IsNullOrEmpty(libraryPath))
+        if (current is not null && string.IsNullOrWhiteSpace(libraryPath))
         {
             return current;
         }
@@ -100,7 +100,7 @@ public static unsafe class OnnxRuntime
             current = _current;
             if (current is not null)
             {
-                if (string.IsNullOrEmpty(libraryPath))
+                if (string.IsNullOrWhiteSpace(libraryPath))
                 {
                     return current;
                 }
