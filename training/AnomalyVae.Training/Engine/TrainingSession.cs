@@ -1,0 +1,266 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace AnomalyVae.Training.Engine;
+
+/// <summary>
+/// The mutable state of one training run: parameters, Adam moments, one <see cref="VaePass"/> per thread and
+/// the work items the <see cref="WorkerTeam"/> runs. A step is two parallel phases: (1) each thread takes a fixed
+/// contiguous slice of the batch, runs forward and backward and writes its own partial gradient; (2) each thread
+/// takes a fixed slice of the parameter vector, sums the partial gradients in thread order and applies Adam.
+/// The partition depends only on the thread count, so a given (data, seed, threads) always gives the same bits.
+/// Nothing is allocated per step.
+/// </summary>
+internal sealed unsafe class TrainingSession : IDisposable
+{
+    private const float Beta1 = 0.9f;
+    private const float Beta2 = 0.999f;
+    private const float AdamEpsilon = 1e-8f;
+    private const ulong TrainingNoiseStream = 0x7121;
+    private const ulong ValidationNoiseStream = 0x7A11;
+
+    private readonly VaeDataset _data;
+    private readonly WorkerTeam _team;
+    private readonly VaePass[] _passes;
+    private readonly float[] _parameters;
+    private readonly float[] _firstMoment;
+    private readonly float[] _secondMoment;
+    private readonly GCHandle _valuesHandle;
+    private readonly GCHandle _maskHandle;
+    private readonly float* _values;
+    private readonly float* _mask;
+    private readonly double[] _reconstruction;
+    private readonly double[] _kl;
+    private readonly StepWork _stepWork;
+    private readonly UpdateWork _updateWork;
+    private readonly ValidationWork _validationWork;
+    private readonly ulong _seed;
+    private readonly float _learningRate;
+    private readonly float _weightDecay;
+
+    // Per-step inputs read by the work items.
+    private int[] _batchIndex = [];
+    private int _batchStart;
+    private int _batchRows;
+    private float _beta;
+    private long _step;
+
+    public TrainingSession(VaeDataset data, VaeNetwork network, int threads, int maxBatch, ulong seed, float learningRate, float weightDecay)
+    {
+        _data = data;
+        Network = network;
+        _seed = seed;
+        _learningRate = learningRate;
+        _weightDecay = weightDecay;
+        Threads = threads;
+        _team = new WorkerTeam(threads);
+        int rowsPerThread = (maxBatch + threads - 1) / threads;
+        _passes = new VaePass[threads];
+        for (int t = 0; t < threads; t++)
+            _passes[t] = new VaePass(network, rowsPerThread, rowsPerThread);
+        _parameters = GC.AllocateArray<float>(network.ParameterCount, pinned: true);
+        _firstMoment = GC.AllocateArray<float>(network.ParameterCount, pinned: true);
+        _secondMoment = GC.AllocateArray<float>(network.ParameterCount, pinned: true);
+        network.Initialize(_parameters, seed);
+        _valuesHandle = GCHandle.Alloc(data.Values, GCHandleType.Pinned);
+        _maskHandle = GCHandle.Alloc(data.Mask, GCHandleType.Pinned);
+        _values = (float*)_valuesHandle.AddrOfPinnedObject();
+        _mask = (float*)_maskHandle.AddrOfPinnedObject();
+        _reconstruction = new double[threads];
+        _kl = new double[threads];
+        _stepWork = new StepWork(this);
+        _updateWork = new UpdateWork(this);
+        _validationWork = new ValidationWork(this);
+    }
+
+    public VaeNetwork Network { get; }
+
+    public int Threads { get; }
+
+    /// <summary>The live parameter vector (pinned).</summary>
+    public float[] Parameters => _parameters;
+
+    /// <summary>Optimizer steps taken so far.</summary>
+    public long Steps => _step;
+
+    private float* ParameterPointer => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_parameters));
+
+    /// <summary>
+    /// One Adam step on rows <paramref name="index"/>[start .. start + rows) with KL weight <paramref name="beta"/>.
+    /// Returns the batch's summed −ELBO (reconstruction + β·KL) before the update.
+    /// </summary>
+    public double Step(int[] index, int start, int rows, float beta)
+    {
+        _batchIndex = index;
+        _batchStart = start;
+        _batchRows = rows;
+        _beta = beta;
+        _step++;
+        _team.Run(_stepWork);
+        _team.Run(_updateWork);
+        double total = 0;
+        for (int t = 0; t < Threads; t++)
+            total += _reconstruction[t] + beta * _kl[t];
+        return total;
+    }
+
+    /// <summary>Summed −ELBO (β = <paramref name="beta"/>) over rows <paramref name="index"/>, with fixed per-row noise.</summary>
+    public double Evaluate(int[] index, float beta)
+    {
+        _batchIndex = index;
+        _batchStart = 0;
+        _batchRows = index.Length;
+        _beta = beta;
+        _team.Run(_validationWork);
+        double total = 0;
+        for (int t = 0; t < Threads; t++)
+            total += _reconstruction[t] + beta * _kl[t];
+        return total;
+    }
+
+    private static (int Start, int Count) Slice(int total, int part, int parts)
+    {
+        int start = (int)((long)total * part / parts);
+        int end = (int)((long)total * (part + 1) / parts);
+        return (start, end - start);
+    }
+
+    private void RunStepPart(int part)
+    {
+        var pass = _passes[part];
+        var (offset, rows) = Slice(_batchRows, part, Threads);
+        var index = new ReadOnlySpan<int>(_batchIndex, _batchStart + offset, rows);
+        pass.LoadRows(_values, _mask, index);
+        pass.EncodeInput(rows);
+        pass.Encode(ParameterPointer, rows);
+        int z = Network.Latent;
+        for (int r = 0; r < rows; r++)
+        {
+            // Noise depends on (seed, step, position in batch) only, not on how the batch is split.
+            var rng = new DeterministicRandom(_seed ^ TrainingNoiseStream, (ulong)_step, (ulong)(offset + r));
+            rng.FillGaussian(new Span<float>(pass.Epsilon + r * z, z));
+        }
+
+        pass.SampleLatent(rows);
+        pass.Decode(ParameterPointer, rows);
+        var (reconstruction, kl) = pass.LossAndGradient(rows, _beta, 1f / _batchRows);
+        pass.Backward(ParameterPointer, rows);
+        _reconstruction[part] = reconstruction;
+        _kl[part] = kl;
+    }
+
+    private void RunValidationPart(int part)
+    {
+        var pass = _passes[part];
+        var (offset, count) = Slice(_batchRows, part, Threads);
+        int z = Network.Latent;
+        double reconstruction = 0, kl = 0;
+        for (int done = 0; done < count; done += pass.EncoderRows)
+        {
+            int rows = Math.Min(pass.EncoderRows, count - done);
+            var index = new ReadOnlySpan<int>(_batchIndex, offset + done, rows);
+            pass.LoadRows(_values, _mask, index);
+            pass.EncodeInput(rows);
+            pass.Encode(ParameterPointer, rows);
+            for (int r = 0; r < rows; r++)
+            {
+                var rng = new DeterministicRandom(_seed ^ ValidationNoiseStream, (ulong)index[r]);
+                rng.FillGaussian(new Span<float>(pass.Epsilon + r * z, z));
+            }
+
+            pass.SampleLatent(rows);
+            pass.Decode(ParameterPointer, rows);
+            var (rec, k) = pass.LossAndGradient(rows, _beta, 0f);
+            reconstruction += rec;
+            kl += k;
+        }
+
+        _reconstruction[part] = reconstruction;
+        _kl[part] = kl;
+    }
+
+    private void RunUpdatePart(int part)
+    {
+        int n = Network.ParameterCount;
+        // Slices aligned to 8 floats so every element takes the same (vector or scalar) path for a given n.
+        int start = part == 0 ? 0 : (int)((long)n * part / Threads) & ~7;
+        int end = part == Threads - 1 ? n : (int)((long)n * (part + 1) / Threads) & ~7;
+        if (end <= start)
+            return;
+
+        float* p = ParameterPointer + start;
+        float* m = (float*)Unsafe.AsPointer(ref _firstMoment[start]);
+        float* v = (float*)Unsafe.AsPointer(ref _secondMoment[start]);
+        int count = end - start;
+        double t = _step;
+        float correction1 = (float)(1.0 / (1.0 - Math.Pow(Beta1, t)));
+        float correction2 = (float)(1.0 / (1.0 - Math.Pow(Beta2, t)));
+        float lr = _learningRate;
+        float decay = 1f - _learningRate * _weightDecay;
+
+        var passes = _passes;
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var b1 = Vector256.Create(Beta1);
+            var ob1 = Vector256.Create(1f - Beta1);
+            var b2 = Vector256.Create(Beta2);
+            var ob2 = Vector256.Create(1f - Beta2);
+            var c1 = Vector256.Create(correction1);
+            var c2 = Vector256.Create(correction2);
+            var vlr = Vector256.Create(lr);
+            var veps = Vector256.Create(AdamEpsilon);
+            var vdecay = Vector256.Create(decay);
+            for (; i <= count - 8; i += 8)
+            {
+                var g = Vector256.Load(passes[0].Gradient + start + i);
+                for (int k = 1; k < passes.Length; k++)
+                    g += Vector256.Load(passes[k].Gradient + start + i);
+                var mi = b1 * Vector256.Load(m + i) + ob1 * g;
+                var vi = b2 * Vector256.Load(v + i) + ob2 * (g * g);
+                Vector256.Store(mi, m + i);
+                Vector256.Store(vi, v + i);
+                var step = vlr * (mi * c1) / (Vector256.Sqrt(vi * c2) + veps);
+                Vector256.Store(Vector256.Load(p + i) * vdecay - step, p + i);
+            }
+        }
+
+        for (; i < count; i++)
+        {
+            float g = passes[0].Gradient[start + i];
+            for (int k = 1; k < passes.Length; k++)
+                g += passes[k].Gradient[start + i];
+            float mi = Beta1 * m[i] + (1f - Beta1) * g;
+            float vi = Beta2 * v[i] + (1f - Beta2) * (g * g);
+            m[i] = mi;
+            v[i] = vi;
+            float step = lr * (mi * correction1) / (MathF.Sqrt(vi * correction2) + AdamEpsilon);
+            p[i] = p[i] * decay - step;
+        }
+    }
+
+    public void Dispose()
+    {
+        _team.Dispose();
+        if (_valuesHandle.IsAllocated)
+            _valuesHandle.Free();
+        if (_maskHandle.IsAllocated)
+            _maskHandle.Free();
+    }
+
+    private sealed class StepWork(TrainingSession session) : IPartitionedWork
+    {
+        public void Execute(int part) => session.RunStepPart(part);
+    }
+
+    private sealed class UpdateWork(TrainingSession session) : IPartitionedWork
+    {
+        public void Execute(int part) => session.RunUpdatePart(part);
+    }
+
+    private sealed class ValidationWork(TrainingSession session) : IPartitionedWork
+    {
+        public void Execute(int part) => session.RunValidationPart(part);
+    }
+}

@@ -1,0 +1,175 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace AnomalyVae.Training.Engine;
+
+/// <summary>
+/// The C# reference of what the exported ONNX graph computes. For each row x with mask m, encoder (μ, σ) and the
+/// model's fixed noise ε_1..ε_L, z_l = μ + σ ⊙ ε_l:
+/// <list type="bullet">
+/// <item>score = −log((1/L)·Σ_l p(x | z_l)) with log p(x | z_l) = Σ_j m_j·log p(x_j | z_l), by log-sum-exp;</item>
+/// <item>feature score_j = −log((1/L)·Σ_l p(x_j | z_l)) (0 for a missing feature).</item>
+/// </list>
+/// Both are reconstruction probabilities in the sense of An &amp; Cho (2015), in nats (higher = more anomalous).
+/// With L = 1 the feature scores sum exactly to the score. With L &gt; 1 each is its own Monte-Carlo marginal:
+/// their sum equals the score only when the per-feature likelihoods move together across samples, and in general
+/// differs from it (either way); use them to attribute a score to features, not to recompute it.
+/// Rows are processed in blocks of <see cref="BlockRows"/>, spread over a fixed team of threads; a row's result
+/// does not depend on the block it lands in or on the thread count. Nothing is allocated per call.
+/// </summary>
+public sealed unsafe class VaeScorer : IDisposable
+{
+    /// <summary>Rows per block (the decoder sees BlockRows × L rows at once).</summary>
+    public const int BlockRows = 64;
+
+    private readonly VaeNetwork _network;
+    private readonly float[] _parameters;
+    private readonly float[] _noise;
+    private readonly VaePass[] _passes;
+    private readonly WorkerTeam _team;
+    private readonly ScoreWork _work;
+    private readonly int _samples;
+    private readonly object _gate = new();
+
+    // Inputs of the call in progress (pinned for its duration).
+    private float* _values;
+    private float* _mask;
+    private float* _scores;
+    private float* _featureScores;
+    private float* _latentMean;
+    private int _rows;
+
+    public VaeScorer(VaeModel model, int threads = 1)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
+        Model = model;
+        _network = VaeNetwork.FromModel(model, out _parameters);
+        _noise = GC.AllocateArray<float>(model.Noise.Length, pinned: true);
+        model.Noise.CopyTo(_noise, 0);
+        _samples = model.NoiseSamples;
+        _passes = new VaePass[threads];
+        for (int t = 0; t < threads; t++)
+            _passes[t] = new VaePass(_network, BlockRows, BlockRows * _samples);
+        _team = new WorkerTeam(threads);
+        _work = new ScoreWork(this);
+    }
+
+    public VaeModel Model { get; }
+
+    public int FeatureCount => _network.Layout.FeatureCount;
+
+    public int LatentSize => _network.Latent;
+
+    /// <summary>
+    /// Scores <c>scores.Length</c> rows of engine-form <paramref name="values"/> and <paramref name="mask"/>
+    /// ([rows, F] each). Optionally writes per-feature scores [rows, F] and the latent mean μ [rows, LatentSize]
+    /// (pass empty spans to skip them). Throws <see cref="ArgumentException"/> on malformed input.
+    /// </summary>
+    public void Score(ReadOnlySpan<float> values, ReadOnlySpan<float> mask, Span<float> scores,
+        Span<float> featureScores = default, Span<float> latentMean = default)
+    {
+        int rows = scores.Length;
+        int f = FeatureCount;
+        VaeInput.Validate(_network.Layout, values, mask, rows);
+        if (!featureScores.IsEmpty && featureScores.Length < rows * f)
+            throw new ArgumentException($"featureScores needs {rows} × {f} values.", nameof(featureScores));
+        if (!latentMean.IsEmpty && latentMean.Length < rows * LatentSize)
+            throw new ArgumentException($"latentMean needs {rows} × {LatentSize} values.", nameof(latentMean));
+        if (rows == 0)
+            return;
+
+        lock (_gate)
+        {
+            fixed (float* v = values)
+            fixed (float* m = mask)
+            fixed (float* s = scores)
+            fixed (float* fs = featureScores)
+            fixed (float* lm = latentMean)
+            {
+                _values = v;
+                _mask = m;
+                _scores = s;
+                _featureScores = fs;
+                _latentMean = lm;
+                _rows = rows;
+                try
+                {
+                    _team.Run(_work);
+                }
+                finally
+                {
+                    _values = _mask = _scores = _featureScores = _latentMean = null;
+                }
+            }
+        }
+    }
+
+    private void ScorePart(int part)
+    {
+        var pass = _passes[part];
+        float* parameters = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_parameters));
+        float* noise = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_noise));
+        int f = FeatureCount, z = LatentSize, samples = _samples;
+        float logSamples = MathF.Log(samples);
+        int blocks = (_rows + BlockRows - 1) / BlockRows;
+        for (int block = part; block < blocks; block += _passes.Length)
+        {
+            int first = block * BlockRows;
+            int rows = Math.Min(BlockRows, _rows - first);
+            pass.LoadRows(_values, _mask, first, rows);
+            pass.EncodeInput(rows);
+            pass.Encode(parameters, rows);
+            pass.SampleLatent(rows, noise, samples);
+            pass.Decode(parameters, rows * samples);
+            pass.ComputeFeatureNll(rows, samples);
+
+            for (int r = 0; r < rows; r++)
+            {
+                float* nll = pass.FeatureNll + r * samples * f;
+                // Total NLL per sample into the row's scratch (GradientA is free while scoring).
+                float* total = pass.GradientA + r * samples;
+                for (int l = 0; l < samples; l++)
+                {
+                    float sum = 0f;
+                    for (int j = 0; j < f; j++)
+                        sum += nll[l * f + j];
+                    total[l] = sum;
+                }
+
+                _scores[first + r] = NegativeLogSumExp(total, 1, samples) + logSamples;
+                if (_featureScores != null)
+                {
+                    float* row = _featureScores + (nint)(first + r) * f;
+                    for (int j = 0; j < f; j++)
+                        row[j] = NegativeLogSumExp(nll + j, f, samples) + logSamples;
+                }
+
+                if (_latentMean != null)
+                {
+                    for (int k = 0; k < z; k++)
+                        _latentMean[(nint)(first + r) * z + k] = pass.EncoderHead[r * 2 * z + k];
+                }
+            }
+        }
+    }
+
+    /// <summary>−log Σ_l exp(−a_l) for a_l = values[l·stride], stable: min(a) − log Σ exp(min(a) − a_l).</summary>
+    private static float NegativeLogSumExp(float* values, int stride, int count)
+    {
+        float min = values[0];
+        for (int l = 1; l < count; l++)
+            min = MathF.Min(min, values[l * stride]);
+        float sum = 0f;
+        for (int l = 0; l < count; l++)
+            sum += MathF.Exp(min - values[l * stride]);
+        return min - MathF.Log(sum);
+    }
+
+    public void Dispose() => _team.Dispose();
+
+    private sealed class ScoreWork(VaeScorer scorer) : IPartitionedWork
+    {
+        public void Execute(int part) => scorer.ScorePart(part);
+    }
+}

@@ -1,0 +1,145 @@
+namespace AnomalyVae.Training.Engine;
+
+/// <summary>
+/// Training settings. Null members are derived from the data by <see cref="Resolve"/>; the rule is chosen to work
+/// untuned on tables with a few to a few hundred features and thousands to millions of rows:
+/// <list type="bullet">
+/// <item>Hidden (encoder widths; the decoder mirrors them): D = encoder input width (values + mask);
+/// h1 = clamp(2·D, 32, 512), h2 = clamp(h1 / 2, 16, 256), both rounded up to a multiple of 8.</item>
+/// <item>Latent: clamp(⌈F / 3⌉, 2, 32) for F features.</item>
+/// <item>BatchSize: 256, or for small tables the power of two nearest n/32 (at least 32), n = training rows.</item>
+/// <item>Epochs: enough for about 20,000 optimizer steps, clamped to [3, 300]: many epochs on small tables,
+/// few on millions of rows (early stopping usually ends sooner).</item>
+/// <item>Patience: clamp(Epochs / 10, 5, 20). KlWarmupEpochs: min(10, Epochs / 10).</item>
+/// <item>Threads: Environment.ProcessorCount, at most 8.</item>
+/// </list>
+/// </summary>
+public sealed record VaeTrainingOptions
+{
+    /// <summary>Encoder hidden widths (the decoder uses them reversed).</summary>
+    public int[]? Hidden { get; init; }
+
+    /// <summary>Latent dimension.</summary>
+    public int? Latent { get; init; }
+
+    /// <summary>Weight of the KL term (β-VAE); 1 is the true ELBO.</summary>
+    public float Beta { get; init; } = 1f;
+
+    /// <summary>Maximum number of epochs.</summary>
+    public int? Epochs { get; init; }
+
+    public int? BatchSize { get; init; }
+
+    /// <summary>Adam step size.</summary>
+    public float LearningRate { get; init; } = 1e-3f;
+
+    /// <summary>Decoupled (AdamW) weight decay per step, as a fraction of the learning rate; 0 disables it.</summary>
+    public float WeightDecay { get; init; }
+
+    /// <summary>Seed of every random choice: split, shuffles, initial weights, training and scoring noise.</summary>
+    public int Seed { get; init; } = 42;
+
+    /// <summary>Worker threads. Results are bit-identical for the same data, seed and thread count.</summary>
+    public int? Threads { get; init; }
+
+    /// <summary>Fraction of rows held out for validation and early stopping (0 disables both).</summary>
+    public double ValidationFraction { get; init; } = 0.1;
+
+    /// <summary>Epochs without a new best validation −ELBO before stopping (counted after KL warm-up).</summary>
+    public int? Patience { get; init; }
+
+    /// <summary>Epochs over which β ramps linearly up to <see cref="Beta"/> (0 = no warm-up).</summary>
+    public int? KlWarmupEpochs { get; init; }
+
+    /// <summary>L, latent samples per row when scoring (stored in the model as fixed noise).</summary>
+    public int ScoringSamples { get; init; } = 16;
+
+    /// <summary>Hidden-layer activation.</summary>
+    public Activation Activation { get; init; } = Activation.LeakyRelu;
+
+    /// <summary>Negative slope of LeakyRelu / alpha of Elu.</summary>
+    public float ActivationAlpha { get; init; } = 0.1f;
+
+    /// <summary>Clamp range of the numeric heads' log-variance (standardized units).</summary>
+    public float NumericLogVarMin { get; init; } = VaeModel.DefaultNumericLogVarMin;
+
+    /// <inheritdoc cref="NumericLogVarMin"/>
+    public float NumericLogVarMax { get; init; } = VaeModel.DefaultNumericLogVarMax;
+
+    /// <summary>Fills every null member by the documented rule and checks all values; throws on invalid settings.</summary>
+    public VaeTrainingOptions Resolve(int rows, VaeLayout layout)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        int trainRows = Math.Max(1, rows - ValidationRows(rows));
+        int d = layout.InputWidth;
+        int[] hidden = Hidden ?? DefaultHidden(d);
+        int latent = Latent ?? Math.Clamp((layout.FeatureCount + 2) / 3, 2, 32);
+        int batch = BatchSize ?? DefaultBatch(trainRows);
+        int stepsPerEpoch = Math.Max(1, (trainRows + batch - 1) / batch);
+        int epochs = Epochs ?? Math.Clamp((20_000 + stepsPerEpoch - 1) / stepsPerEpoch, 3, 300);
+        var resolved = this with
+        {
+            Hidden = hidden,
+            Latent = latent,
+            BatchSize = batch,
+            Epochs = epochs,
+            Patience = Patience ?? Math.Clamp(epochs / 10, 5, 20),
+            KlWarmupEpochs = KlWarmupEpochs ?? Math.Min(10, epochs / 10),
+            Threads = Threads ?? Math.Clamp(Environment.ProcessorCount, 1, 8),
+        };
+        resolved.Check();
+        return resolved;
+    }
+
+    /// <summary>Rows held out for validation out of <paramref name="rows"/>.</summary>
+    public int ValidationRows(int rows) =>
+        ValidationFraction <= 0 || rows < 2 ? 0 : Math.Clamp((int)Math.Round(rows * ValidationFraction), 1, rows - 1);
+
+    private static int[] DefaultHidden(int inputWidth)
+    {
+        int h1 = RoundUp8(Math.Clamp(2 * inputWidth, 32, 512));
+        int h2 = RoundUp8(Math.Clamp(h1 / 2, 16, 256));
+        return [h1, h2];
+    }
+
+    private static int DefaultBatch(int trainRows)
+    {
+        if (trainRows >= 256 * 32)
+            return 256;
+        int target = Math.Max(32, trainRows / 32);
+        int pow = 32;
+        while (pow * 2 <= target)
+            pow *= 2;
+        // nearest power of two
+        return target - pow > pow * 2 - target ? pow * 2 : pow;
+    }
+
+    private static int RoundUp8(int v) => (v + 7) / 8 * 8;
+
+    private void Check()
+    {
+        if (Hidden is null || Hidden.Length == 0 || Hidden.Any(h => h < 1 || h > 65_536))
+            throw new ArgumentException("Hidden must list at least one layer width, each in [1, 65536].");
+        Require(Latent is >= 1 and <= 4096, "Latent must be in [1, 4096].");
+        Require(float.IsFinite(Beta) && Beta >= 0, "Beta must be a finite number ≥ 0.");
+        Require(Epochs >= 1, "Epochs must be ≥ 1.");
+        Require(BatchSize is >= 1 and <= 1 << 20, "BatchSize must be in [1, 1048576].");
+        Require(float.IsFinite(LearningRate) && LearningRate > 0, "LearningRate must be a finite number > 0.");
+        Require(float.IsFinite(WeightDecay) && WeightDecay >= 0, "WeightDecay must be a finite number ≥ 0.");
+        Require(Threads is >= 1 and <= 256, "Threads must be in [1, 256].");
+        Require(ValidationFraction is >= 0 and < 1, "ValidationFraction must be in [0, 1).");
+        Require(Patience >= 1, "Patience must be ≥ 1.");
+        Require(KlWarmupEpochs >= 0, "KlWarmupEpochs must be ≥ 0.");
+        Require(ScoringSamples is >= 1 and <= 4096, "ScoringSamples must be in [1, 4096].");
+        Require(Enum.IsDefined(Activation), "Activation is not a known activation.");
+        Require(float.IsFinite(ActivationAlpha) && ActivationAlpha >= 0, "ActivationAlpha must be a finite number ≥ 0.");
+        Require(float.IsFinite(NumericLogVarMin) && float.IsFinite(NumericLogVarMax) && NumericLogVarMin < NumericLogVarMax,
+            "NumericLogVarMin must be below NumericLogVarMax.");
+    }
+
+    private static void Require(bool condition, string message)
+    {
+        if (!condition)
+            throw new ArgumentException(message);
+    }
+}
