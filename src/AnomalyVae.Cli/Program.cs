@@ -1,1 +1,15 @@
-return 0;
+using System.CommandLine;
+using AnomalyVae.Cli;
+
+var root = new RootCommand("AnomalyVae: anomaly detection for tabular and sensor records with variational autoencoders.")
+{
+    TrainCommands.Spec(),
+    TrainCommands.Train(),
+    ScoreCommands.Score(),
+    ScoreCommands.Evaluate(),
+    ScoreCommands.Encode(),
+    GenerativeCommands.Sample(),
+    GenerativeCommands.Interpolate(),
+    BenchCommands.Bench(),
+};
+return CliRun.Invoke(root, args);

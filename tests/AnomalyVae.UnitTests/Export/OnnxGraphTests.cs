@@ -282,7 +282,7 @@ public sealed class OnnxGraphTests
     }
 
     /// <summary>Runs Debian's onnx checker; a machine without it fails the test with the fix, never skips it.</summary>
-    private static (int ExitCode, string Stdout, string Stderr) RunDebianChecker(string modelPath)
+    internal static (int ExitCode, string Stdout, string Stderr) RunDebianChecker(string modelPath)
     {
         Assert.True(
             File.Exists(DebianPython),

@@ -5,7 +5,7 @@ namespace AnomalyVae.Training.Engine;
 /// only on the seed and never on the System.Random algorithm of a given .NET version. A struct: creating a
 /// stream per (seed, step, row) costs four multiplies and no allocation.
 /// </summary>
-internal struct DeterministicRandom
+public struct DeterministicRandom
 {
     private ulong _s0, _s1, _s2, _s3;
     private double _spare;

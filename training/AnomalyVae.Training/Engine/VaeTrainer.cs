@@ -21,7 +21,8 @@ public sealed record VaeEpochProgress(
 /// <param name="BestEpoch">1-based epoch whose weights are in <paramref name="Model"/>.</param>
 /// <param name="StoppedEarly">Whether patience ran out before the epoch limit.</param>
 public sealed record VaeTrainingResult(
-    VaeModel Model, VaeTrainingOptions Options, IReadOnlyList<VaeEpochProgress> History, int BestEpoch, bool StoppedEarly);
+    VaeModel Model, VaeTrainingOptions Options, IReadOnlyList<VaeEpochProgress> History, int BestEpoch, bool StoppedEarly,
+    IReadOnlyList<int> ValidationIndices);
 
 /// <summary>
 /// Fits a VAE by minimizing the mean −ELBO (masked reconstruction NLL + β·KL) with Adam over shuffled
@@ -140,6 +141,6 @@ public static class VaeTrainer
         var noiseRng = new DeterministicRandom(seed, ScoringNoiseStream);
         noiseRng.FillGaussian(noise);
         var model = network.ToModel(best, noise);
-        return new VaeTrainingResult(model, resolved, history, bestEpoch, stoppedEarly);
+        return new VaeTrainingResult(model, resolved, history, bestEpoch, stoppedEarly, validation);
     }
 }

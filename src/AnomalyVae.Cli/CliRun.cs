@@ -1,0 +1,70 @@
+using System.CommandLine;
+using AnomalyVae.Features;
+using AnomalyVae.Onnx;
+using AnomalyVae.Scoring;
+
+namespace AnomalyVae.Cli;
+
+/// <summary>A user-facing failure: printed as one "error:" line, exit code 1.</summary>
+internal sealed class CliException(string message) : Exception(message);
+
+/// <summary>Parses, runs, and turns every expected failure into one clear error line and a non-zero exit code.</summary>
+internal static class CliRun
+{
+    public const int Usage = 2;
+    public const int Failure = 1;
+
+    public static int Invoke(RootCommand root, string[] args)
+    {
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            Console.Error.WriteLine($"anomalyvae: error: {parse.Errors[0].Message}");
+            Console.Error.WriteLine($"Run '{HelpHint(parse)} --help' for usage.");
+            return Usage;
+        }
+        try
+        {
+            return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception e) when (Describe(e) is { } message)
+        {
+            Console.Error.WriteLine($"anomalyvae: error: {message}");
+            return e is OperationCanceledException ? 130 : Failure;
+        }
+    }
+
+    private static string? Describe(Exception e) => e switch
+    {
+        CliException or CsvFormatException or FeatureSpecException or ModelFormatException => e.Message,
+        OnnxRuntimeException => $"ONNX Runtime: {e.Message}",
+        FileNotFoundException f => $"file not found: {f.FileName ?? f.Message}",
+        DirectoryNotFoundException or IOException or UnauthorizedAccessException => e.Message,
+        ArgumentException => e.Message,
+        OperationCanceledException => "cancelled",
+        _ => null,
+    };
+
+    private static string HelpHint(ParseResult parse)
+    {
+        var names = new List<string>();
+        for (var c = parse.CommandResult; c is not null; c = c.Parent as System.CommandLine.Parsing.CommandResult)
+            names.Add(c.Command.Name);
+        names.Reverse();
+        names[0] = "anomalyvae";
+        return string.Join(' ', names);
+    }
+
+    /// <summary>Checks that an input file exists before any work starts.</summary>
+    public static string ExistingFile(string path, string what) =>
+        File.Exists(path) ? path : throw new CliException($"{what} '{path}' does not exist.");
+
+    /// <summary>Checks that an output file's directory exists (so a long training run does not fail at the end).</summary>
+    public static string OutputFile(string path)
+    {
+        var directory = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (directory is not null && !Directory.Exists(directory))
+            throw new CliException($"output directory '{directory}' does not exist.");
+        return path;
+    }
+}
