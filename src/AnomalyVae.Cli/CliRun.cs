@@ -19,7 +19,7 @@ internal static class CliRun
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
-            Console.Error.WriteLine($"anomalyvae: error: {parse.Errors[0].Message}");
+            Console.Error.WriteLine($"anomalyvae: error: {string.Join("; ", parse.Errors.Select(e => e.Message).Distinct())}");
             Console.Error.WriteLine($"Run '{HelpHint(parse)} --help' for usage.");
             return Usage;
         }
