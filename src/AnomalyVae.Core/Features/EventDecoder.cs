@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.Unicode;
@@ -38,6 +39,9 @@ namespace AnomalyVae.Features;
 /// surrogates anywhere (RFC 7493, I-JSON) are malformed. A leading UTF-8 byte-order mark is skipped. On failure
 /// the row is all zeros.</para>
 /// </remarks>
+// Scratch buffers are stack-allocated per call; only what CopyString wrote is ever read and the seen-bits are
+// cleared explicitly, so zero-filling them on every event would be wasted work.
+[SkipLocalsInit]
 public sealed class EventDecoder
 {
     /// <summary>Default largest payload: 1 MiB, Kafka's default maximum message size.</summary>
