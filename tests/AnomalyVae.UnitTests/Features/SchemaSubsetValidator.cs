@@ -11,11 +11,12 @@ namespace AnomalyVae.UnitTests.Features;
 /// </summary>
 internal sealed class SchemaSubsetValidator
 {
-    private static readonly HashSet<string> s_annotations = ["$schema", "$id", "title", "description", "default", "examples", "$defs"];
+    // contentEncoding is an annotation in 2020-12 (no assertion without the content vocabulary).
+    private static readonly HashSet<string> s_annotations = ["$schema", "$id", "title", "description", "default", "examples", "$defs", "contentEncoding"];
     private static readonly HashSet<string> s_assertions =
     [
         "$ref", "type", "properties", "required", "additionalProperties", "items", "minItems", "uniqueItems",
-        "enum", "const", "pattern", "if", "then", "else",
+        "enum", "const", "pattern", "if", "then", "else", "minimum", "maximum",
     ];
 
     private readonly JsonElement _root;
@@ -26,11 +27,35 @@ internal sealed class SchemaSubsetValidator
         CheckKeywords(root, "#");
     }
 
+    /// <summary>Reads schemas/<paramref name="fileName"/>, found by walking up from the test binaries.</summary>
+    public static JsonElement LoadSchemaFile(string fileName)
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var path = Path.Combine(dir.FullName, "schemas", fileName);
+            if (File.Exists(path))
+            {
+                using var document = JsonDocument.Parse(File.ReadAllText(path));
+                return document.RootElement.Clone();
+            }
+        }
+
+        throw new FileNotFoundException($"schemas/{fileName} not found above {AppContext.BaseDirectory}");
+    }
+
     /// <summary>Error messages (with instance paths); empty when the instance is valid.</summary>
     public List<string> Validate(JsonElement instance)
     {
         var errors = new List<string>();
         Evaluate(_root, instance, "$", errors);
+        return errors;
+    }
+
+    /// <summary>Validates against a local sub-schema such as "#/$defs/exampleEvent".</summary>
+    public List<string> Validate(JsonElement instance, string reference)
+    {
+        var errors = new List<string>();
+        Evaluate(Resolve(reference), instance, "$", errors);
         return errors;
     }
 
@@ -148,6 +173,14 @@ internal sealed class SchemaSubsetValidator
                 case "const":
                     if (!JsonElement.DeepEquals(value, instance))
                         errors.Add($"{path}: must be {value.GetRawText()}");
+                    break;
+                case "minimum" when instance.ValueKind == JsonValueKind.Number:
+                    if (instance.GetDouble() < value.GetDouble())
+                        errors.Add($"{path}: {instance.GetRawText()} is below the minimum {value.GetRawText()}");
+                    break;
+                case "maximum" when instance.ValueKind == JsonValueKind.Number:
+                    if (instance.GetDouble() > value.GetDouble())
+                        errors.Add($"{path}: {instance.GetRawText()} is above the maximum {value.GetRawText()}");
                     break;
                 case "pattern" when instance.ValueKind == JsonValueKind.String:
                     if (!Regex.IsMatch(instance.GetString()!, value.GetString()!, RegexOptions.ECMAScript))

@@ -1,0 +1,74 @@
+using AnomalyVae.Service.Storage;
+using Npgsql;
+
+namespace AnomalyVae.UnitTests.Storage;
+
+public class MigrationTests
+{
+    private static string MigrationsDirectory()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var path = Path.Combine(dir.FullName, "schemas", "migrations");
+            if (Directory.Exists(path))
+                return path;
+        }
+
+        throw new DirectoryNotFoundException("schemas/migrations not found above " + AppContext.BaseDirectory);
+    }
+
+    [Fact]
+    public void TheAssemblyCarriesEveryMigrationFileUnchanged()
+    {
+        var files = Directory.GetFiles(MigrationsDirectory(), "*.sql").Order(StringComparer.Ordinal).ToArray();
+        var embedded = SchemaMigrator.EmbeddedMigrations();
+        Assert.NotEmpty(files);
+        Assert.Equal(files.Select(Path.GetFileName), embedded.Select(m => m.FileName));
+        for (var i = 0; i < files.Length; i++)
+            Assert.Equal(new Migration(Path.GetFileName(files[i]), File.ReadAllText(files[i])).Checksum, embedded[i].Checksum);
+        Assert.Equal(Enumerable.Range(1, files.Length), embedded.Select(m => m.Version));
+        Assert.Contains(embedded, m => m.FileName == "0001_anomalies.sql");
+    }
+
+    [Fact]
+    public void ChecksumIgnoresLineEndingsAndByteOrderMarkButNotContent()
+    {
+        var lf = new Migration("0001_a.sql", "CREATE TABLE a (x int);\nCREATE TABLE b (y int);\n");
+        Assert.Equal(lf.Checksum, new Migration("0001_a.sql", "CREATE TABLE a (x int);\r\nCREATE TABLE b (y int);\r\n").Checksum);
+        Assert.Equal(lf.Checksum, new Migration("0001_a.sql", "\uFEFFCREATE TABLE a (x int);\nCREATE TABLE b (y int);\n").Checksum);
+        Assert.NotEqual(lf.Checksum, new Migration("0001_a.sql", "CREATE TABLE a (x bigint);\nCREATE TABLE b (y int);\n").Checksum);
+        Assert.Matches("^[0-9a-f]{64}$", lf.Checksum);
+        Assert.Equal(1, lf.Version);
+    }
+
+    [Theory]
+    [InlineData("1_a.sql")]
+    [InlineData("0001-a.sql")]
+    [InlineData("0001_A.sql")]
+    [InlineData("0001_a.SQL")]
+    [InlineData("0001_.sql")]
+    [InlineData("a_0001.sql")]
+    public void FileNamesMustBeVersioned(string name)
+    {
+        var e = Assert.Throws<SchemaMigrationException>(() => new Migration(name, "SELECT 1"));
+        Assert.Contains(name, e.Message);
+    }
+
+    [Fact]
+    public void EmptyMigrationsAreRefused() =>
+        Assert.Throws<SchemaMigrationException>(() => new Migration("0001_a.sql", " \n "));
+
+    [Fact]
+    public void VersionsMustRunWithoutGapsOrRepeats()
+    {
+        using var dataSource = NpgsqlDataSource.Create("Host=localhost");
+        var one = new Migration("0001_a.sql", "SELECT 1");
+        var two = new Migration("0002_b.sql", "SELECT 2");
+        var three = new Migration("0003_c.sql", "SELECT 3");
+        Assert.Equal([1, 2, 3], new SchemaMigrator(dataSource, [three, one, two]).Migrations.Select(m => m.Version));
+        var gap = Assert.Throws<SchemaMigrationException>(() => new SchemaMigrator(dataSource, [one, three]));
+        Assert.Contains("0003_c.sql", gap.Message);
+        Assert.Throws<SchemaMigrationException>(() => new SchemaMigrator(dataSource, [one, two, new Migration("0002_again.sql", "SELECT 2")]));
+        Assert.Throws<SchemaMigrationException>(() => new SchemaMigrator(dataSource, [two]));
+    }
+}
