@@ -1,28 +1,17 @@
 using AnomalyVae.Service.Storage;
+using AnomalyVae.IntegrationTests.Infrastructure;
 using Npgsql;
 
 namespace AnomalyVae.IntegrationTests.Storage;
 
 /// <summary>The migrator against a real PostgreSQL server, each test in a fresh database.</summary>
-public class SchemaMigratorTests
+[Collection(InfrastructureCollection.Name)]
+public class SchemaMigratorTests(TestInfrastructure infrastructure)
 {
     private static readonly string[] s_tables = ["anomalies", "consumer_offsets", "scoring_stats", "schema_migrations"];
 
-    /// <summary>
-    /// A new, empty database for one test (dropped on dispose). The only place that knows where the server is:
-    /// for now the connection string in ANOMALYVAE_TEST_PG (e.g. Host=127.0.0.1;Port=25433;Username=postgres).
-    /// </summary>
-    private static Task<FreshDatabase> CreateDatabaseAsync()
-    {
-        var connectionString = Environment.GetEnvironmentVariable("ANOMALYVAE_TEST_PG");
-        if (string.IsNullOrWhiteSpace(connectionString))
-        {
-            throw new InvalidOperationException(
-                "ANOMALYVAE_TEST_PG is not set: point it at a PostgreSQL 15 server whose user may create databases, e.g. Host=127.0.0.1;Port=25433;Username=postgres");
-        }
-
-        return FreshDatabase.CreateAsync(connectionString);
-    }
+    /// <summary>A new, empty database for one test (dropped on dispose), on the shared test server.</summary>
+    private Task<FreshDatabase> CreateDatabaseAsync() => FreshDatabase.CreateAsync(infrastructure.PostgresConnectionString);
 
     [Fact]
     public async Task AppliesEveryMigrationToAnEmptyDatabase()
