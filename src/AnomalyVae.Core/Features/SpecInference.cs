@@ -15,7 +15,8 @@ public sealed record ColumnDecision(string Column, FeatureKind? Kind, bool Log, 
 /// <list type="number">
 /// <item>ignore a label-like name (<see cref="LabelNames"/>, case-insensitive);</item>
 /// <item>ignore a column with no value in the sample;</item>
-/// <item>ignore an id-named column (id or *_id, case-insensitive) whose values are all distinct;</item>
+/// <item>ignore an id-named column (id or *_id, case-insensitive) whose values are all distinct, or that has more
+/// than <see cref="MaxIdCodes"/> distinct values (an entity key such as machine_id or account_id);</item>
 /// <item>binary: exactly two distinct values, both standard 0/1 tokens of opposite meaning
 /// (<see cref="CellText.StandardTrueTokens"/>, <see cref="CellText.StandardFalseTokens"/>, case-insensitive);</item>
 /// <item>all values parse as numbers (invariant culture): categorical if they are all integers with at most
@@ -37,6 +38,13 @@ public static class SpecInference
     /// <summary>An all-integer column with at most this many distinct values is taken as categorical codes.</summary>
     public const int MaxIntegerCodes = 10;
 
+    /// <summary>
+    /// An id-named column with more distinct values than this is an entity key, not a feature: one-hot over
+    /// thousands of accounts is wide and every new entity would land in the unknown bucket. A few codes
+    /// (site_id = 1..3) stay categorical.
+    /// </summary>
+    public const int MaxIdCodes = 10;
+
     /// <summary>Below this many values, "all distinct" is too weak a sign of an id column to drop it.</summary>
     public const int MinRowsForDistinctId = 10;
 
@@ -50,7 +58,7 @@ public static class SpecInference
     public const double LogTailRatio = 10;
 
     /// <summary>Column names taken as anomaly labels and therefore never used as features.</summary>
-    public static IReadOnlyList<string> LabelNames { get; } = ["label", "class", "target", "is_anomaly", "anomaly", "y", "outlier"];
+    public static IReadOnlyList<string> LabelNames { get; } = ["label", "class", "target", "is_anomaly", "anomaly", "anomaly_kind", "y", "outlier"];
 
     /// <summary>Reads the header and the first <paramref name="maxRows"/> records of a CSV file.</summary>
     public static (IReadOnlyList<string> Header, IReadOnlyList<IReadOnlyList<string>> Rows) ReadSample(
@@ -123,8 +131,11 @@ public static class SpecInference
 
         var distinct = values.Distinct(StringComparer.Ordinal).Count();
         var allDistinct = distinct == values.Count;
-        if (allDistinct && (name.Equals("id", StringComparison.OrdinalIgnoreCase) || name.EndsWith("_id", StringComparison.OrdinalIgnoreCase)))
+        var idNamed = name.Equals("id", StringComparison.OrdinalIgnoreCase) || name.EndsWith("_id", StringComparison.OrdinalIgnoreCase);
+        if (idNamed && allDistinct)
             return Ignore(name, "ignored: named like an id and every value is distinct");
+        if (idNamed && distinct > MaxIdCodes)
+            return Ignore(name, $"ignored: named like an id with {distinct} distinct values (> {MaxIdCodes}), an entity key");
 
         var tokens = values.Distinct(StringComparer.OrdinalIgnoreCase).ToArray();
         if (tokens.Length == 2 && CellText.StandardBit(tokens[0]) is var b0 && b0 >= 0 && CellText.StandardBit(tokens[1]) is var b1 && b1 >= 0 && b0 != b1)

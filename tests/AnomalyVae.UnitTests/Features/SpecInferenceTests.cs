@@ -50,6 +50,7 @@ public class SpecInferenceTests
     [InlineData("Anomaly")]
     [InlineData("y")]
     [InlineData("outlier")]
+    [InlineData("anomaly_kind")]
     public void LabelNamesAreIgnoredWhateverTheirValues(string name)
     {
         var decision = DecideOne(50, name, r => Inv(r * 1.5));
@@ -104,6 +105,30 @@ public class SpecInferenceTests
 
         // All-distinct numbers are a measurement, not an id.
         Assert.Equal(FeatureKind.Numeric, DecideOne(30, "voltage", r => Inv(r + 0.25)).Kind);
+    }
+
+    [Fact]
+    public void AnomalyKindTextIsIgnoredLikeALabel()
+    {
+        // Generated data sets carry the kind of each injected anomaly next to the label: "" or e.g. "spike".
+        var decision = DecideOne(100, "anomaly_kind", r => r % 10 == 0 ? "spike" : r % 10 == 1 ? "drift" : "");
+        Assert.Null(decision.Kind);
+        Assert.Contains("label", decision.Reason);
+    }
+
+    [Fact]
+    public void IdNamedColumnsWithManyDistinctValuesAreEntityKeys()
+    {
+        // machine_id repeats (many readings per machine), so it is not all-distinct, yet it is no feature.
+        var many = DecideOne(500, "machine_id", r => $"m{r % (SpecInference.MaxIdCodes + 1):D3}");
+        Assert.Null(many.Kind);
+        Assert.Contains("entity key", many.Reason);
+
+        // Up to the limit an id-named column is a small code set and stays categorical.
+        Assert.Equal(FeatureKind.Categorical, DecideOne(500, "site_id", r => $"s{r % SpecInference.MaxIdCodes}").Kind);
+
+        // The rule is about the name: the same values under another name are categorical.
+        Assert.Equal(FeatureKind.Categorical, DecideOne(500, "machine", r => $"m{r % (SpecInference.MaxIdCodes + 1):D3}").Kind);
     }
 
     [Theory]
