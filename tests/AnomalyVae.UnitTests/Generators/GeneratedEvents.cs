@@ -1,0 +1,94 @@
+using System.Text;
+using AnomalyVae.Features;
+using AnomalyVae.Generators;
+
+namespace AnomalyVae.UnitTests.Generators;
+
+/// <summary>One generated event, copied out of the generator for inspection.</summary>
+internal sealed record GeneratedEvent(
+    string EventId, int Entity, long UnixMs, string Timestamp, double[] Numbers, string[] Texts, int Label, string Kind)
+{
+    public double this[int column] => Numbers[column];
+}
+
+/// <summary>Ways of running a generator in tests.</summary>
+internal static class GeneratedEvents
+{
+    public static EventGenerator Create(string domain, long seed, double? anomalyRate = null) => domain switch
+    {
+        "sensors" => new SensorGenerator(seed, anomalyRate ?? SensorGenerator.DefaultAnomalyRate),
+        "transactions" => new TransactionGenerator(seed, anomalyRate ?? TransactionGenerator.DefaultAnomalyRate),
+        _ => throw new ArgumentException(domain, nameof(domain)),
+    };
+
+    public static List<GeneratedEvent> Take(EventGenerator generator, int count)
+    {
+        var columns = generator.FeatureColumns.Count;
+        var events = new List<GeneratedEvent>(count);
+        for (var i = 0; i < count; i++)
+        {
+            generator.Next();
+            var numbers = new double[columns];
+            var texts = new string[columns];
+            for (var c = 0; c < columns; c++)
+            {
+                if (generator.IsText(c))
+                    texts[c] = generator.Text(c);
+                else
+                    numbers[c] = generator.Number(c);
+            }
+
+            events.Add(new GeneratedEvent(
+                generator.EventId.ToString(), generator.EntityIndex, generator.TimestampUnixMs, generator.Timestamp.ToString(),
+                numbers, texts, generator.Label, generator.AnomalyKind));
+        }
+
+        return events;
+    }
+
+    /// <summary>Header plus <paramref name="count"/> records, as the CLI writes them.</summary>
+    public static string Csv(EventGenerator generator, int count)
+    {
+        var text = new StringWriter();
+        using (var csv = new CsvWriter(text))
+        {
+            generator.WriteCsvHeader(csv);
+            for (var i = 0; i < count; i++)
+            {
+                generator.Next();
+                generator.WriteCsvRecord(csv);
+            }
+        }
+
+        return text.ToString();
+    }
+
+    /// <summary>The JSON payloads of <paramref name="count"/> events, one per line.</summary>
+    public static byte[] Json(EventGenerator generator, int count)
+    {
+        var bytes = new MemoryStream();
+        for (var i = 0; i < count; i++)
+        {
+            generator.Next();
+            bytes.Write(generator.EventJson());
+            bytes.WriteByte((byte)'\n');
+        }
+
+        return bytes.ToArray();
+    }
+
+    public static string Utf8(ReadOnlySpan<byte> bytes) => Encoding.UTF8.GetString(bytes);
+
+    public static double Correlation(IReadOnlyList<double> x, IReadOnlyList<double> y)
+    {
+        double mx = x.Average(), my = y.Average(), sxy = 0, sxx = 0, syy = 0;
+        for (var i = 0; i < x.Count; i++)
+        {
+            sxy += (x[i] - mx) * (y[i] - my);
+            sxx += (x[i] - mx) * (x[i] - mx);
+            syy += (y[i] - my) * (y[i] - my);
+        }
+
+        return sxy / Math.Sqrt(sxx * syy);
+    }
+}
