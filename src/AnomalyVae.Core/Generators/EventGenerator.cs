@@ -249,6 +249,19 @@ public abstract class EventGenerator
         writer.EndRecord();
     }
 
+    /// <summary>Header of a labels side file: event_id, label, anomaly_kind.</summary>
+    public static IReadOnlyList<string> LabelsHeader { get; } = [EventIdColumn, LabelColumn, AnomalyKindColumn];
+
+    /// <summary>Writes the current event's id, label and anomaly kind (a <see cref="LabelsHeader"/> record).</summary>
+    public void WriteLabelRecord(CsvWriter writer)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        writer.WriteField(EventId);
+        writer.WriteField(Label);
+        writer.WriteField(_anomalyKind);
+        writer.EndRecord();
+    }
+
     /// <summary>Generates the next event: sets the entity, the time (<see cref="SetTimestamp"/>), the features and the anomaly kind.</summary>
     private protected abstract void Advance();
 
