@@ -3,17 +3,14 @@ using static AnomalyVae.Generators.SensorGenerator;
 
 namespace AnomalyVae.UnitTests.Generators;
 
-public class SensorGeneratorTests
+public class SensorGeneratorTests(SensorGeneratorTests.Stream stream) : IClassFixture<SensorGeneratorTests.Stream>
 {
-    // One stream shared by the tests below (generated once; the tests only read it).
-    private static readonly Lazy<List<GeneratedEvent>> s_events = new(() => GeneratedEvents.Take(new SensorGenerator(seed: 1), 200_000));
+    private List<GeneratedEvent> Events => stream.Events;
 
-    private static List<GeneratedEvent> Events => s_events.Value;
-
-    private static List<GeneratedEvent> Normal => [.. Events.Where(e => e.Label == 0)];
+    private List<GeneratedEvent> Normal => [.. Events.Where(e => e.Label == 0)];
 
     /// <summary>Each machine's readings in time order.</summary>
-    private static List<List<GeneratedEvent>> ByMachine => [.. Events.GroupBy(e => e.Entity).Select(g => g.ToList())];
+    private List<List<GeneratedEvent>> ByMachine => [.. Events.GroupBy(e => e.Entity).Select(g => g.ToList())];
 
     private static string Status(GeneratedEvent e) => e.Texts[StatusColumn];
 
@@ -154,5 +151,13 @@ public class SensorGeneratorTests
         }
 
         Assert.True(checkedSpikes > 100, $"only {checkedSpikes} spikes between normal readings");
+    }
+
+    /// <summary>One stream shared by the tests of this class (generated once, released after them; the tests only read it).</summary>
+    public sealed class Stream : IDisposable
+    {
+        internal List<GeneratedEvent> Events { get; } = GeneratedEvents.Take(new SensorGenerator(seed: 1), 200_000);
+
+        public void Dispose() => GeneratedEvents.Release(Events);
     }
 }

@@ -3,18 +3,16 @@ using static AnomalyVae.Generators.TransactionGenerator;
 
 namespace AnomalyVae.UnitTests.Generators;
 
-public class TransactionGeneratorTests
+public class TransactionGeneratorTests(TransactionGeneratorTests.Stream stream) : IClassFixture<TransactionGeneratorTests.Stream>
 {
-    private static readonly Lazy<List<GeneratedEvent>> s_events = new(() => GeneratedEvents.Take(new TransactionGenerator(seed: 1), 300_000));
+    private List<GeneratedEvent> Events => stream.Events;
 
-    private static List<GeneratedEvent> Events => s_events.Value;
-
-    private static List<GeneratedEvent> Normal => [.. Events.Where(e => e.Label == 0)];
+    private List<GeneratedEvent> Normal => [.. Events.Where(e => e.Label == 0)];
 
     /// <summary>An account's home: the country of most of its normal payments.</summary>
-    private static readonly Lazy<Dictionary<int, string>> s_home = new(() => Normal
+    private Dictionary<int, string> Home => Normal
         .GroupBy(e => e.Entity)
-        .ToDictionary(g => g.Key, g => g.GroupBy(e => e.Texts[CountryColumn]).OrderByDescending(c => c.Count()).First().Key));
+        .ToDictionary(g => g.Key, g => g.GroupBy(e => e.Texts[CountryColumn]).OrderByDescending(c => c.Count()).First().Key);
 
     private static string Channel(GeneratedEvent e) => e.Texts[ChannelColumn];
 
@@ -22,7 +20,7 @@ public class TransactionGeneratorTests
     public void NormalPaymentsFollowTheAccountsHabits()
     {
         var normal = Normal;
-        var home = s_home.Value;
+        var home = Home;
         Assert.True(normal.Count(e => e.Texts[CountryColumn] == home[e.Entity]) > 0.97 * normal.Count, "most payments are made at home");
 
         // Daytime at home, rarely at night.
@@ -75,7 +73,7 @@ public class TransactionGeneratorTests
     [Fact]
     public void EachFraudKindShowsInItsOwnRow()
     {
-        var home = s_home.Value;
+        var home = Home;
         var fraud = Events.Where(e => e.Label == 1).ToList();
         Assert.All(fraud.Where(e => e.Kind == CardTesting), e => Assert.True(Channel(e) == Online && e[AmountColumn] < 3, $"{e}"));
         Assert.All(fraud.Where(e => e.Kind == UnusualAmount), e =>
@@ -107,5 +105,13 @@ public class TransactionGeneratorTests
         }
 
         Assert.True(bursts > 20, $"only {bursts} bursts");
+    }
+
+    /// <summary>One stream shared by the tests of this class (generated once, released after them; the tests only read it).</summary>
+    public sealed class Stream : IDisposable
+    {
+        internal List<GeneratedEvent> Events { get; } = GeneratedEvents.Take(new TransactionGenerator(seed: 1), 300_000);
+
+        public void Dispose() => GeneratedEvents.Release(Events);
     }
 }
