@@ -10,6 +10,7 @@ var root = new RootCommand("AnomalyVae: anomaly detection for tabular and sensor
     ScoreCommands.Encode(),
     GenerativeCommands.Sample(),
     GenerativeCommands.Interpolate(),
+    GenerateCommand.Create(),
     BenchCommands.Bench(),
 };
 return CliRun.Invoke(root, args);

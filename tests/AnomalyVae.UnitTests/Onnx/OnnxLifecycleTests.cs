@@ -79,6 +79,11 @@ public sealed partial class OnnxLifecycleTests(ITestOutputHelper output)
         Assert.NotEqual(0.0, checksum);
     }
 
+    /// <summary>
+    /// Runs <paramref name="cycles"/> cycles in each of two windows after warm-up. A real leak grows memory in
+    /// both windows; a one-off step (allocator arenas, another test's native work) shows in at most one, so the
+    /// smaller of the two growths is held to the bound.
+    /// </summary>
     private void Measure(string what, int cycles, int warmUp, long maxNativeGrowthKb, Action<int> cycle)
     {
         for (var i = 0; i < warmUp; i++)
@@ -86,25 +91,33 @@ public sealed partial class OnnxLifecycleTests(ITestOutputHelper output)
             cycle(i);
         }
 
-        var before = Snapshot();
-        var clock = Stopwatch.StartNew();
-        for (var i = 0; i < cycles; i++)
+        var growths = new long[2];
+        var start = Snapshot();
+        var first = start;
+        for (var window = 0; window < growths.Length; window++)
         {
-            cycle(i);
+            var before = Snapshot();
+            var clock = Stopwatch.StartNew();
+            for (var i = 0; i < cycles / 2; i++)
+            {
+                cycle(i);
+            }
+
+            clock.Stop();
+            var after = Snapshot();
+            var rssGrowth = after.RssKb - before.RssKb;
+            growths[window] = rssGrowth - (after.GcCommittedKb - before.GcCommittedKb);
+            output.WriteLine(
+                $"window {window + 1}: {cycles / 2} {what} cycles in {clock.Elapsed.TotalSeconds:F2} s ({clock.Elapsed.TotalMicroseconds / (cycles / 2):F0} µs each); " +
+                $"VmRSS {before.RssKb} -> {after.RssKb} kB ({rssGrowth:+#;-#;0} kB, native {growths[window]:+#;-#;0} kB); open fds {before.OpenFds} -> {after.OpenFds}");
+            first = after;
         }
 
-        clock.Stop();
-        var after = Snapshot();
-        var rssGrowth = after.RssKb - before.RssKb;
-        var nativeGrowth = rssGrowth - (after.GcCommittedKb - before.GcCommittedKb);
-        output.WriteLine(
-            $"{cycles} {what} cycles in {clock.Elapsed.TotalSeconds:F2} s ({clock.Elapsed.TotalMicroseconds / cycles:F0} µs each); " +
-            $"VmRSS {before.RssKb} -> {after.RssKb} kB ({rssGrowth:+#;-#;0} kB, native {nativeGrowth:+#;-#;0} kB); " +
-            $"open fds {before.OpenFds} -> {after.OpenFds}");
+        var nativeGrowth = Math.Min(growths[0], growths[1]);
         Assert.True(
-            nativeGrowth < maxNativeGrowthKb,
-            $"Native memory (VmRSS minus GC-committed) grew by {nativeGrowth} kB over {cycles} {what} cycles (bound {maxNativeGrowthKb} kB).");
-        Assert.True(after.OpenFds - before.OpenFds <= MaxFdGrowth, $"Open file descriptors grew from {before.OpenFds} to {after.OpenFds}.");
+            nativeGrowth < maxNativeGrowthKb / 2,
+            $"Native memory (VmRSS minus GC-committed) grew by at least {nativeGrowth} kB in each of two windows of {cycles / 2} {what} cycles (bound {maxNativeGrowthKb / 2} kB per window).");
+        Assert.True(first.OpenFds - start.OpenFds <= MaxFdGrowth, $"Open file descriptors grew from {start.OpenFds} to {first.OpenFds}.");
     }
 
     private static (long RssKb, long GcCommittedKb, int OpenFds) Snapshot()
