@@ -42,7 +42,7 @@ java_major() {
 }
 
 missing=()
-for pkg in postgresql-15 librdkafka-dev kcat libonnx-dev python3-onnx python3-numpy; do
+for pkg in postgresql-15 librdkafka-dev kcat libonnx-dev python3-onnx python3-numpy curl; do
   pkg_installed "$pkg" || missing+=("$pkg")
 done
 jmajor=$(java_major)
@@ -69,7 +69,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     esac
   done
 else
-  av_say "Debian packages present (postgresql-15, librdkafka-dev, kcat, java $jmajor, libonnx-dev, python3-onnx, python3-numpy)"
+  av_say "Debian packages present (postgresql-15, librdkafka-dev, kcat, java $jmajor, libonnx-dev, python3-onnx, python3-numpy, curl)"
 fi
 
 # --- npm tarballs -> cache --------------------------------------------------------------------
