@@ -20,6 +20,9 @@ internal sealed unsafe class TrainingSession : IDisposable
     private const ulong TrainingNoiseStream = 0x7121;
     private const ulong ValidationNoiseStream = 0x7A11;
 
+    /// <summary>Initial head weights are scaled down so the decoder starts close to the data's marginals.</summary>
+    private const float HeadWeightScale = 0.1f;
+
     private readonly VaeDataset _data;
     private readonly WorkerTeam _team;
     private readonly VaePass[] _passes;
@@ -46,7 +49,8 @@ internal sealed unsafe class TrainingSession : IDisposable
     private float _beta;
     private long _step;
 
-    public TrainingSession(VaeDataset data, VaeNetwork network, int threads, int maxBatch, ulong seed, float learningRate, float weightDecay)
+    public TrainingSession(VaeDataset data, VaeNetwork network, int threads, int maxBatch, ulong seed, float learningRate, float weightDecay,
+        ReadOnlySpan<int> trainRows)
     {
         _data = data;
         Network = network;
@@ -63,6 +67,7 @@ internal sealed unsafe class TrainingSession : IDisposable
         _firstMoment = GC.AllocateArray<float>(network.ParameterCount, pinned: true);
         _secondMoment = GC.AllocateArray<float>(network.ParameterCount, pinned: true);
         network.Initialize(_parameters, seed);
+        network.InitializeHeads(_parameters, data.Values, data.Mask, trainRows, HeadWeightScale);
         _valuesHandle = GCHandle.Alloc(data.Values, GCHandleType.Pinned);
         _maskHandle = GCHandle.Alloc(data.Mask, GCHandleType.Pinned);
         _values = (float*)_valuesHandle.AddrOfPinnedObject();

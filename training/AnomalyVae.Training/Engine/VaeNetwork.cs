@@ -12,10 +12,12 @@ internal sealed class VaeNetwork
 {
     public VaeNetwork(VaeLayout layout, IReadOnlyList<int> hidden, int latent, Activation activation, float alpha,
         float numericLogVarMin = VaeModel.DefaultNumericLogVarMin, float numericLogVarMax = VaeModel.DefaultNumericLogVarMax,
-        float latentLogVarMin = VaeModel.DefaultLatentLogVarMin, float latentLogVarMax = VaeModel.DefaultLatentLogVarMax)
+        float latentLogVarMin = VaeModel.DefaultLatentLogVarMin, float latentLogVarMax = VaeModel.DefaultLatentLogVarMax,
+        bool perFeatureVariance = false)
     {
         Layout = layout;
         Latent = latent;
+        PerFeatureVariance = perFeatureVariance;
         NumericLogVarMin = numericLogVarMin;
         NumericLogVarMax = numericLogVarMax;
         LatentLogVarMin = latentLogVarMin;
@@ -76,6 +78,12 @@ internal sealed class VaeNetwork
 
     public float LatentLogVarMax { get; }
 
+    /// <summary>
+    /// Whether numeric log-variances are one learned value per feature (the head's log-variance rows keep zero
+    /// weights, so only their biases train) rather than a function of the latent code.
+    /// </summary>
+    public bool PerFeatureVariance { get; }
+
     /// <summary>Widest layer output (or input), which sizes the ping-pong gradient buffers.</summary>
     public int MaxWidth
     {
@@ -132,6 +140,78 @@ internal sealed class VaeNetwork
                 w[i] = (float)((2.0 * rng.NextDouble() - 1.0) * limit);
             parameters.Slice(l.BiasOffset, l.Outputs).Clear();
         }
+    }
+
+    /// <summary>
+    /// Starts the decoder at the data's marginals: each head's bias is set to the per-feature maximum-likelihood
+    /// fit over <paramref name="rows"/> (numeric mean and log-variance, binary log-odds, smoothed categorical
+    /// log-frequencies) and the head weights are scaled down by <paramref name="weightScale"/>. Training then starts
+    /// from the independent-features model instead of from noise, which matters when standardized values are heavy
+    /// tailed: random heads start with NLLs in the thousands and spend most of training undoing that.
+    /// </summary>
+    public void InitializeHeads(Span<float> parameters, float[] values, float[] mask, ReadOnlySpan<int> rows, float weightScale)
+    {
+        var head = Decoder[^1];
+        var layout = Layout;
+        int f = layout.FeatureCount;
+        var weights = parameters.Slice(head.WeightOffset, head.Inputs * head.Outputs);
+        for (int i = 0; i < weights.Length; i++)
+            weights[i] *= weightScale;
+        if (PerFeatureVariance)
+            weights.Slice(layout.NumericLogVarOffset * head.Inputs, layout.NumericIndex.Length * head.Inputs).Clear();
+        var bias = parameters.Slice(head.BiasOffset, head.Outputs);
+        for (int j = 0; j < f; j++)
+        {
+            var feature = layout.FeatureArray[j];
+            int o = layout.HeadOffsetArray[j];
+            double count = 0, sum = 0, sumSquares = 0;
+            double[]? categories = feature.Kind == Features.FeatureKind.Categorical ? new double[feature.Categories] : null;
+            foreach (int r in rows)
+            {
+                if (mask[(long)r * f + j] == 0f)
+                    continue;
+                double x = values[(long)r * f + j];
+                count++;
+                if (categories is not null)
+                {
+                    categories[(int)x]++;
+                }
+                else
+                {
+                    sum += x;
+                    sumSquares += x * x;
+                }
+            }
+
+            switch (feature.Kind)
+            {
+                case Features.FeatureKind.Numeric:
+                    double mean = count > 0 ? sum / count : 0;
+                    double variance = count > 1 ? Math.Max(sumSquares / count - mean * mean, 0) : 1;
+                    bias[o] = (float)mean;
+                    // Kept inside the clamp (by up to one unit) so the log-variance head still gets gradients.
+                    float margin = Math.Min(1f, (NumericLogVarMax - NumericLogVarMin) / 4);
+                    bias[layout.NumericLogVarOffset + o] = (float)Math.Clamp(Math.Log(variance + 1e-6), NumericLogVarMin + margin, NumericLogVarMax - margin);
+                    break;
+                case Features.FeatureKind.Binary:
+                    double p = (sum + 0.5) / (count + 1);
+                    bias[o] = (float)Math.Log(p / (1 - p));
+                    break;
+                default:
+                    for (int k = 0; k < categories!.Length; k++)
+                        bias[o + k] = (float)Math.Log((categories[k] + 0.5) / (count + 0.5 * categories.Length));
+                    break;
+            }
+        }
+    }
+
+    /// <summary>Zeroes the gradient of parameters held fixed (the log-variance head weights under per-feature variance).</summary>
+    public void ClearFixedGradients(Span<float> gradient)
+    {
+        if (!PerFeatureVariance)
+            return;
+        var head = Decoder[^1];
+        gradient.Slice(head.WeightOffset + Layout.NumericLogVarOffset * head.Inputs, Layout.NumericIndex.Length * head.Inputs).Clear();
     }
 
     /// <summary>Copies parameters into the exporter-facing model.</summary>

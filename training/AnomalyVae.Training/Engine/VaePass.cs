@@ -351,6 +351,8 @@ internal sealed unsafe class VaePass
             dx = t;
         }
 
+        _net.ClearFixedGradients(new Span<float>(Gradient, _net.ParameterCount));
+
         // dy now holds dLoss/dz [rows, Z]; z = μ + σ·ε with σ = exp(½·clamp(v)).
         float* head = EncoderHead;
         float* dHead = EncoderHeadGradient;

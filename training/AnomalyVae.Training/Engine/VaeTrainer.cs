@@ -46,7 +46,8 @@ public static class VaeTrainer
         ulong seed = (ulong)(uint)resolved.Seed;
 
         var network = new VaeNetwork(data.Layout, resolved.Hidden!, resolved.Latent!.Value, resolved.Activation,
-            resolved.ActivationAlpha, resolved.NumericLogVarMin, resolved.NumericLogVarMax);
+            resolved.ActivationAlpha, resolved.NumericLogVarMin, resolved.NumericLogVarMax,
+            perFeatureVariance: resolved.NumericVariance == NumericVariance.PerFeature);
 
         // Split: a seeded permutation; the first ValidationRows rows validate.
         var order = new int[data.Rows];
@@ -67,7 +68,7 @@ public static class VaeTrainer
         int patience = resolved.Patience!.Value;
 
         using var session = new TrainingSession(data, network, resolved.Threads!.Value, batch, seed,
-            resolved.LearningRate, resolved.WeightDecay);
+            resolved.LearningRate, resolved.WeightDecay, train);
         var best = (float[])session.Parameters.Clone();
         double bestLoss = double.PositiveInfinity;
         int bestEpoch = 0, sinceBest = 0;
