@@ -11,5 +11,7 @@ var root = new RootCommand("AnomalyVae: anomaly detection for tabular and sensor
     GenerativeCommands.Sample(),
     GenerativeCommands.Interpolate(),
     BenchCommands.Bench(),
+    ServeCommands.Serve(),
+    ServeCommands.Db(),
 };
 return CliRun.Invoke(root, args);
