@@ -239,6 +239,7 @@ public sealed class DetectorWorker : BackgroundService
             result.Add(new TopicPartitionOffset(partition, offset));
             _assigned.Add(partition.Partition.Value);
         }
+        _health.SetAssignment(Name, _assigned);
         _logger.LogInformation("Detector {Detector}: assigned {Partitions}", Name, string.Join(", ", result.Select(r => $"{r.Partition.Value}@{r.Offset}")));
         return result;
     }
@@ -281,6 +282,7 @@ public sealed class DetectorWorker : BackgroundService
             _assigned.Remove(partition);
             _metrics.ClearLag(Name, partition);
         }
+        _health.SetAssignment(Name, _assigned);
     }
 
     /// <summary>Reads events into the batch until it is full, or Scoring:BatchTimeoutMs after its first event.</summary>

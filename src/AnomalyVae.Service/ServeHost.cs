@@ -132,7 +132,13 @@ public static class ServeHost
             var body = JsonSerializer.Serialize(new
             {
                 ready = problems.Count == 0,
-                models = detectors.Detectors.Select(d => new { detector = d.Name, version = d.Model.Version, threshold = d.Threshold }),
+                detectors = detectors.Detectors.Select(d => new
+                {
+                    name = d.Name,
+                    model_version = d.Model.Version,
+                    threshold = d.Threshold,
+                    partitions = health.Assignments.GetValueOrDefault(d.Name, []),
+                }),
                 problems,
             });
             return Results.Content(body, "application/json", statusCode: problems.Count == 0 ? 200 : 503);

@@ -11,6 +11,7 @@ public sealed class ServiceHealth
 {
     private readonly ConcurrentDictionary<string, string> _problems = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, bool> _running = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, int[]> _assignments = new(StringComparer.Ordinal);
     private volatile int _exitCode;
 
     /// <summary>0 unless a worker failed for good.</summary>
@@ -19,6 +20,12 @@ public sealed class ServiceHealth
     public void SetRunning(string detector, bool running) => _running[detector] = running;
 
     public bool IsRunning(string detector) => _running.TryGetValue(detector, out var running) && running;
+
+    /// <summary>Records the partitions <paramref name="detector"/> owns now (shown by /readyz).</summary>
+    public void SetAssignment(string detector, IEnumerable<int> partitions) => _assignments[detector] = [.. partitions.Order()];
+
+    /// <summary>The partitions each detector owns.</summary>
+    public IReadOnlyDictionary<string, int[]> Assignments => new Dictionary<string, int[]>(_assignments, StringComparer.Ordinal);
 
     /// <summary>Marks <paramref name="detector"/> as unable to progress, with the reason shown by /readyz.</summary>
     public void SetProblem(string detector, string problem) => _problems[detector] = problem;

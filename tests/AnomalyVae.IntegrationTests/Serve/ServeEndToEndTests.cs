@@ -5,6 +5,8 @@ using AnomalyVae.IntegrationTests.Infrastructure;
 using AnomalyVae.Scoring;
 using AnomalyVae.Service;
 using Confluent.Kafka;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 
 namespace AnomalyVae.IntegrationTests.Serve;
@@ -66,6 +68,100 @@ public sealed class ServeEndToEndTests(TestInfrastructure infrastructure, ServeF
         {
             await infrastructure.DropDatabaseAsync(database, CancellationToken.None);
         }
+    }
+
+    [Fact]
+    public async Task A_database_outage_pauses_the_stream_and_it_resumes_by_itself_losing_nothing()
+    {
+        using var cts = new CancellationTokenSource(Patience);
+        var topic = await infrastructure.CreateTopicAsync("serve-outage", partitions: 2, cts.Token);
+        var deadLetters = await infrastructure.CreateTopicAsync("serve-outage-dlq", partitions: 1, cts.Token);
+        var database = await infrastructure.CreateDatabaseAsync("outage", cts.Token);
+        var name = new NpgsqlConnectionStringBuilder(database).Database!;
+        try
+        {
+            int port = ServeFixture.FreePort();
+            var configuration = fixture.Configuration(infrastructure, topic, deadLetters, database, $"g-{Guid.NewGuid():N}", port);
+            var events = await ServeFixture.ProduceAsync(infrastructure, topic, ServeFixture.Events(1000, seed: 21), cts.Token);
+            await using var app = ServeFixture.Host(configuration);
+            await app.StartAsync(cts.Token);
+            await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
+
+            // The outage: existing sessions killed, new ones refused, while events keep arriving.
+            await SetDatabaseAvailableAsync(name, available: false, cts.Token);
+            events.AddRange(await ServeFixture.ProduceAsync(infrastructure, topic, ServeFixture.Events(2000, seed: 22), cts.Token));
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+            HttpResponseMessage ready;
+            var stalledBy = DateTime.UtcNow.AddSeconds(30);
+            do
+            {
+                await Task.Delay(250, cts.Token);
+                ready = await http.GetAsync("/readyz", cts.Token);
+            }
+            while (ready.StatusCode == HttpStatusCode.OK && DateTime.UtcNow < stalledBy);
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
+            Assert.Contains("PostgreSQL", await ready.Content.ReadAsStringAsync(cts.Token), StringComparison.Ordinal);
+            await Task.Delay(TimeSpan.FromSeconds(5), cts.Token);
+
+            await SetDatabaseAvailableAsync(name, available: true, cts.Token);
+            var back = DateTime.UtcNow;
+            events.AddRange(await ServeFixture.ProduceAsync(infrastructure, topic, ServeFixture.Events(500, seed: 23), cts.Token));
+            await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
+            Console.WriteLine($"caught up {(DateTime.UtcNow - back).TotalSeconds:F1} s after the database returned");
+            Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/readyz", cts.Token)).StatusCode);
+            await app.StopAsync(cts.Token);
+            await AssertStoredAsync(database, topic, deadLetters, events, cts.Token);
+        }
+        finally
+        {
+            await SetDatabaseAvailableAsync(name, available: true, CancellationToken.None);
+            await infrastructure.DropDatabaseAsync(database, CancellationToken.None);
+        }
+    }
+
+    [Fact]
+    public async Task Two_hosts_in_one_group_split_the_partitions_and_one_leaving_mid_stream_loses_and_duplicates_nothing()
+    {
+        using var cts = new CancellationTokenSource(Patience);
+        var topic = await infrastructure.CreateTopicAsync("serve-group", partitions: 4, cts.Token);
+        var deadLetters = await infrastructure.CreateTopicAsync("serve-group-dlq", partitions: 1, cts.Token);
+        var database = await infrastructure.CreateDatabaseAsync("group", cts.Token);
+        try
+        {
+            var configuration = fixture.Configuration(infrastructure, topic, deadLetters, database, $"g-{Guid.NewGuid():N}");
+            await using var first = ServeFixture.Host(configuration);
+            await using var second = ServeFixture.Host(configuration);
+            await first.StartAsync(cts.Token);
+            await second.StartAsync(cts.Token);
+            // Both members own partitions (and together all four) before events flow.
+            int[] Owned(WebApplication app) => app.Services.GetRequiredService<ServiceHealth>().Assignments.GetValueOrDefault("sensors", []);
+            while (!(Owned(first).Length > 0 && Owned(second).Length > 0 && Owned(first).Concat(Owned(second)).Order().SequenceEqual([0, 1, 2, 3])))
+                await Task.Delay(100, cts.Token);
+            var events = await ServeFixture.ProduceAsync(infrastructure, topic, ServeFixture.Events(1500, seed: 31), cts.Token);
+            await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
+
+            // More events arrive while one host leaves: the other takes its partitions over.
+            var more = ServeFixture.ProduceAsync(infrastructure, topic, ServeFixture.Events(3000, seed: 32), cts.Token);
+            await first.StopAsync(cts.Token);
+            events.AddRange(await more);
+            await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
+            await second.StopAsync(cts.Token);
+            await AssertStoredAsync(database, topic, deadLetters, events, cts.Token);
+        }
+        finally
+        {
+            await infrastructure.DropDatabaseAsync(database, CancellationToken.None);
+        }
+    }
+
+    private async Task SetDatabaseAvailableAsync(string name, bool available, CancellationToken cancellationToken)
+    {
+        await using var connection = new NpgsqlConnection(infrastructure.PostgresConnectionString);
+        await connection.OpenAsync(cancellationToken);
+        await using var command = new NpgsqlCommand(
+            $"ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {(available ? "true" : "false")};"
+            + (available ? "" : $"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"), connection);
+        await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
     [Theory]

@@ -199,6 +199,11 @@ public sealed class ServeFixture : IDisposable
                 {
                     // Not migrated yet.
                 }
+                catch (NpgsqlException e) when (e.IsTransient || e is PostgresException { SqlState: "57P01" or "55000" })
+                {
+                    // A database outage made on purpose by the test.
+                    NpgsqlConnection.ClearPool(connection);
+                }
             }
             await Task.Delay(100, cancellationToken);
         }
