@@ -18,7 +18,7 @@ public static class EventJson
     public static string ForJsonb(ReadOnlySpan<byte> payload, bool wrap = false)
     {
         // The decoder skips a UTF-8 byte-order mark; jsonb does not.
-        if (payload.StartsWith("\xEF\xBB\xBF"u8))
+        if (payload.StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF]))
             payload = payload[3..];
         if (!wrap && IsSafe(payload))
             return Encoding.UTF8.GetString(payload);
