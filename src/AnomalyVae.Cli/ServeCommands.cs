@@ -26,6 +26,8 @@ internal static class ServeCommands
         {
             var hostArgs = parse.UnmatchedTokens.ToArray();
             using var app = Configured(() => ServeHost.Build(hostArgs, parse.GetValue(config)));
+            // RunAsync disposes the host's services when it returns.
+            var health = app.Services.GetRequiredService<ServiceHealth>();
             try
             {
                 app.RunAsync().GetAwaiter().GetResult();
@@ -34,7 +36,7 @@ internal static class ServeCommands
             {
                 throw new CliException(e.Message);
             }
-            return app.Services.GetRequiredService<ServiceHealth>().ExitCode;
+            return health.ExitCode;
         });
         return serve;
     }
