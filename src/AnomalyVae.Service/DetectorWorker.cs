@@ -62,6 +62,9 @@ public sealed class DetectorWorker : BackgroundService
     private readonly float[] _keys;
     private readonly ArrayBufferWriter<byte> _json = new(4096);
     private CancellationToken _stopping;
+    // Cancels database and dead-letter writes: only Scoring:ShutdownTimeoutSeconds after stopping began, so a
+    // commit under way when SIGTERM arrives finishes instead of being cut (and re-applied) half-way.
+    private readonly CancellationTokenSource _writeDeadline = new();
     private long _lastKafkaCommit;
 
     public DetectorWorker(Detector detector, KafkaOptions kafka, ScoringOptions scoring, AnomalyStore store, OffsetStore offsets,
@@ -124,12 +127,14 @@ public sealed class DetectorWorker : BackgroundService
     public override void Dispose()
     {
         _scorer.Dispose();
+        _writeDeadline.Dispose();
         base.Dispose();
     }
 
     private async Task RunAsync(CancellationToken stoppingToken)
     {
         _stopping = stoppingToken;
+        using var deadline = stoppingToken.Register(() => _writeDeadline.CancelAfter(TimeSpan.FromSeconds(_scoring.ShutdownTimeoutSeconds)));
         try
         {
             using var consumer = BuildConsumer();
@@ -252,7 +257,7 @@ public sealed class DetectorWorker : BackgroundService
         {
             try
             {
-                CommitOnceAsync(consumer, _stopping.IsCancellationRequested ? CancellationToken.None : _stopping).GetAwaiter().GetResult();
+                CommitOnceAsync(consumer).GetAwaiter().GetResult();
             }
             catch (Exception e) when (IsTransient(e) || e is BrokenCircuitException or OperationCanceledException)
             {
@@ -359,7 +364,7 @@ public sealed class DetectorWorker : BackgroundService
             {
                 try
                 {
-                    await CommitOnceAsync(consumer, cancellationToken);
+                    await CommitOnceAsync(consumer);
                     break;
                 }
                 catch (Exception e) when (IsTransient(e) || e is BrokenCircuitException)
@@ -406,22 +411,23 @@ public sealed class DetectorWorker : BackgroundService
         }
     }
 
-    /// <summary>Scores the batch (once), sends its dead letters, commits it through the resilience pipeline.</summary>
-    private async Task CommitOnceAsync(IConsumer<Ignore, byte[]> consumer, CancellationToken cancellationToken)
+    /// <summary>Scores the batch (once), sends its dead letters, commits it through the resilience pipeline
+    /// (cancelled only by the shutdown deadline, see <see cref="_writeDeadline"/>).</summary>
+    private async Task CommitOnceAsync(IConsumer<Ignore, byte[]> consumer)
     {
         if (!_built)
             Build(wrapAll: false);
         var clock = Stopwatch.GetTimestamp();
         try
         {
-            await _pipeline.ExecuteAsync(WriteAsync, cancellationToken);
+            await _pipeline.ExecuteAsync(WriteAsync, _writeDeadline.Token);
         }
         catch (PostgresException e) when (e.SqlState.StartsWith("22", StringComparison.Ordinal))
         {
             // A payload jsonb refuses despite the checks in EventJson: store every event of the batch as base64.
             _logger.LogWarning("Detector {Detector}: PostgreSQL rejected an event ({Error}); storing the batch's events as base64", Name, e.MessageText);
             Build(wrapAll: true);
-            await _pipeline.ExecuteAsync(WriteAsync, cancellationToken);
+            await _pipeline.ExecuteAsync(WriteAsync, _writeDeadline.Token);
         }
         var committedAt = DateTime.UtcNow;
         _metrics.CommitSeconds.Record(Stopwatch.GetElapsedTime(clock).TotalSeconds, _tag);

@@ -10,6 +10,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Configuration.Memory;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -33,6 +34,11 @@ public static class ServeHost
     public static WebApplication Build(string[] args, string? configFile = null, Action<IConfigurationBuilder>? configure = null)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = Directory.GetCurrentDirectory() });
+        // Defaults below every other source: ASP.NET Core's per-request lines would drown the scorer's own.
+        builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource
+        {
+            InitialData = [new("Logging:LogLevel:Microsoft.AspNetCore", "Warning")],
+        });
         if (configFile is not null)
         {
             var path = Path.GetFullPath(configFile);

@@ -92,22 +92,24 @@ public sealed class AnomalyStore(NpgsqlDataSource dataSource)
         ON CONFLICT ON CONSTRAINT anomalies_event_key DO NOTHING
         """;
 
-    private const string UpsertOffsets = """
-        INSERT INTO consumer_offsets (detector, topic, "partition", next_offset, updated_at)
-        SELECT $1, $2, u.p, u.o, now() FROM unnest($3::integer[], $4::bigint[]) AS u(p, o)
-        ON CONFLICT (detector, topic, "partition") DO UPDATE SET next_offset = excluded.next_offset, updated_at = excluded.updated_at
-        """;
-
-    // Counts add up; quantiles are those of the window as the writing process saw it (approximate across
-    // processes and restarts), kept when this batch scored nothing; the maximum is exact.
-    private const string UpsertStats = """
+    // Offsets only move forward, and the batch's statistics count only when its offsets moved: a batch applied
+    // twice (its COMMIT acknowledgement lost and retried, or a stale owner after a rebalance) counts once.
+    private const string UpsertOffsetsAndStats = """
+        WITH moved AS (
+          INSERT INTO consumer_offsets AS c (detector, topic, "partition", next_offset, updated_at)
+          SELECT $1, $2, u.p, u.o, now() FROM unnest($3::integer[], $4::bigint[]) AS u(p, o)
+          ON CONFLICT (detector, topic, "partition") DO UPDATE SET next_offset = excluded.next_offset, updated_at = excluded.updated_at
+          WHERE c.next_offset < excluded.next_offset
+          RETURNING 1)
         INSERT INTO scoring_stats AS s (detector, window_start, window_seconds, model_version, events_scored, events_flagged,
                                         events_dead_lettered, score_p50, score_p90, score_p99, score_max, updated_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
+        SELECT $1, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now() WHERE EXISTS (SELECT 1 FROM moved)
         ON CONFLICT (detector, window_start, model_version) DO UPDATE SET
           events_scored = s.events_scored + excluded.events_scored,
           events_flagged = s.events_flagged + excluded.events_flagged,
           events_dead_lettered = s.events_dead_lettered + excluded.events_dead_lettered,
+          -- Quantiles are those of the window as the writing process saw it (approximate across processes and
+          -- restarts), kept when this batch scored nothing; the maximum is exact.
           score_p50 = COALESCE(excluded.score_p50, s.score_p50),
           score_p90 = COALESCE(excluded.score_p90, s.score_p90),
           score_p99 = COALESCE(excluded.score_p99, s.score_p99),
@@ -130,17 +132,11 @@ public sealed class AnomalyStore(NpgsqlDataSource dataSource)
         }
         if (record.OffsetPartitions.Count > 0)
         {
-            var offsets = new NpgsqlBatchCommand(UpsertOffsets);
-            Add(offsets, record.Detector, record.Topic, record.OffsetPartitions, record.NextOffsets);
-            batch.BatchCommands.Add(offsets);
-        }
-        if (record.EventsScored > 0 || record.EventsDeadLettered > 0)
-        {
-            var stats = new NpgsqlBatchCommand(UpsertStats);
+            var offsets = new NpgsqlBatchCommand(UpsertOffsetsAndStats);
             var q = record.Quantiles;
-            Add(stats, record.Detector, record.WindowStart, record.WindowSeconds, record.ModelVersion, record.EventsScored,
-                record.EventsFlagged, record.EventsDeadLettered, q?.P50, q?.P90, q?.P99, q?.Max);
-            batch.BatchCommands.Add(stats);
+            Add(offsets, record.Detector, record.Topic, record.OffsetPartitions, record.NextOffsets, record.WindowStart, record.WindowSeconds,
+                record.ModelVersion, record.EventsScored, record.EventsFlagged, record.EventsDeadLettered, q?.P50, q?.P90, q?.P99, q?.Max);
+            batch.BatchCommands.Add(offsets);
         }
         if (batch.BatchCommands.Count > 0)
             await batch.ExecuteNonQueryAsync(cancellationToken);
