@@ -201,6 +201,8 @@ public sealed class DetectorWorker : BackgroundService
         config.EnableAutoCommit = false;
         config.EnableAutoOffsetStore = false;
         config.EnablePartitionEof = false;
+        // Per message the client would otherwise marshal the topic name and the headers (allocations, P/Invokes).
+        config.ConsumeResultFields = "timestamp";
         config.AutoOffsetReset = _detector.Options.StartFrom == StartFrom.Latest ? AutoOffsetReset.Latest : AutoOffsetReset.Earliest;
         return new ConsumerBuilder<Ignore, byte[]>(config)
             .SetLogHandler((_, m) => KafkaLog.Write(_logger, m))
@@ -347,7 +349,7 @@ public sealed class DetectorWorker : BackgroundService
         else
         {
             pending.Row = -1;
-            _deadLetters.Add(DeadLetter.ForDecodeFailure(decoded, Name, result.Topic, partition, offset, now, payload));
+            _deadLetters.Add(DeadLetter.ForDecodeFailure(decoded, Name, _detector.Options.Topic, partition, offset, now, payload));
             _metrics.DeadLettered.Add(1, _tag, new KeyValuePair<string, object?>("reason", decoded.Code));
         }
         _nextOffsets[partition] = offset + 1;

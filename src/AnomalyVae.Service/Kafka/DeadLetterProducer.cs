@@ -20,6 +20,9 @@ public sealed class DeadLetterProducer : IDisposable
         var config = options.ToProducerConfig();
         config.Acks ??= Acks.All;
         config.ClientId ??= "anomalyvae-dead-letters";
+        // librdkafka's default (5 minutes) would hold a batch that long when the topic is missing; fail sooner
+        // and let the worker's retry loop (partitions paused, not ready) take over.
+        config.MessageTimeoutMs ??= 30_000;
         _producer = new ProducerBuilder<Null, byte[]>(config)
             .SetLogHandler((_, m) => KafkaLog.Write(logger, m))
             .SetErrorHandler((_, e) => logger.LogWarning("Dead-letter producer: {Reason} ({Code})", e.Reason, e.Code))
