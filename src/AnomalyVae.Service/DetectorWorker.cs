@@ -58,6 +58,9 @@ public sealed class DetectorWorker : BackgroundService
 
     // Partitions whose start offset came from PostgreSQL; events of any other partition are never processed.
     private readonly HashSet<int> _assigned = [];
+    // Next offset committed per owned partition, for the lag gauge.
+    private readonly Dictionary<int, long> _committed = [];
+    private long _lastLagUpdate;
     private readonly int[] _order;
     private readonly float[] _keys;
     private readonly ArrayBufferWriter<byte> _json = new(4096);
@@ -126,15 +129,16 @@ public sealed class DetectorWorker : BackgroundService
 
     public override void Dispose()
     {
+        // The base cancels the stopping token, whose callback arms _writeDeadline: dispose that one after.
+        base.Dispose();
         _scorer.Dispose();
         _writeDeadline.Dispose();
-        base.Dispose();
     }
 
     private async Task RunAsync(CancellationToken stoppingToken)
     {
         _stopping = stoppingToken;
-        using var deadline = stoppingToken.Register(() => _writeDeadline.CancelAfter(TimeSpan.FromSeconds(_scoring.ShutdownTimeoutSeconds)));
+        using var deadline = stoppingToken.Register(ArmWriteDeadline);
         try
         {
             using var consumer = BuildConsumer();
@@ -165,6 +169,18 @@ public sealed class DetectorWorker : BackgroundService
         finally
         {
             _health.SetRunning(Name, false);
+        }
+    }
+
+    private void ArmWriteDeadline()
+    {
+        try
+        {
+            _writeDeadline.CancelAfter(TimeSpan.FromSeconds(_scoring.ShutdownTimeoutSeconds));
+        }
+        catch (ObjectDisposedException)
+        {
+            // Disposed while stopping: nothing left to cut short.
         }
     }
 
@@ -287,6 +303,7 @@ public sealed class DetectorWorker : BackgroundService
         foreach (var partition in partitions)
         {
             _assigned.Remove(partition);
+            _committed.Remove(partition);
             _metrics.ClearLag(Name, partition);
         }
         _health.SetAssignment(Name, _assigned);
@@ -316,7 +333,14 @@ public sealed class DetectorWorker : BackgroundService
                 _logger.LogWarning("Detector {Detector}: consume error: {Reason}", Name, e.Error.Reason);
                 continue;
             }
-            if (result?.Message is null || !_assigned.Contains(result.Partition.Value))
+            if (result?.Message is null)
+            {
+                // Idle: keep the lag gauge current (the broker's high watermark moves without us).
+                if (Stopwatch.GetElapsedTime(_lastLagUpdate) > TimeSpan.FromSeconds(1))
+                    UpdateLag(consumer);
+                continue;
+            }
+            if (!_assigned.Contains(result.Partition.Value))
                 continue;
             if (_count == 0)
                 deadline = Stopwatch.GetTimestamp() + (long)(_scoring.BatchTimeoutMs * (Stopwatch.Frequency / 1000.0));
@@ -439,8 +463,10 @@ public sealed class DetectorWorker : BackgroundService
         _metrics.BatchSize.Record(_count, _tag);
         for (int i = 0; i < _count; i++)
             _metrics.EventToRowSeconds.Record((committedAt - _events[i].Time).TotalSeconds, _tag);
-        CommitToKafka(consumer);
+        foreach (var (partition, next) in _nextOffsets)
+            _committed[partition] = next;
         UpdateLag(consumer);
+        CommitToKafka(consumer);
         ClearBatch();
     }
 
@@ -556,7 +582,8 @@ public sealed class DetectorWorker : BackgroundService
 
     private void UpdateLag(IConsumer<Ignore, byte[]> consumer)
     {
-        foreach (var (partition, next) in _nextOffsets)
+        _lastLagUpdate = Stopwatch.GetTimestamp();
+        foreach (var (partition, next) in _committed)
         {
             var watermarks = consumer.GetWatermarkOffsets(new TopicPartition(_detector.Options.Topic, partition));
             if (watermarks.High != Offset.Unset)
