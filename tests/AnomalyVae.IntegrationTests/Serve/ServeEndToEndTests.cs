@@ -171,6 +171,36 @@ public sealed class ServeEndToEndTests(TestInfrastructure infrastructure, ServeF
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
+    [Fact]
+    public async Task Without_a_reachable_broker_the_service_stays_up_but_is_not_ready()
+    {
+        using var cts = new CancellationTokenSource(Patience);
+        var database = await infrastructure.CreateDatabaseAsync("nokafka", cts.Token);
+        try
+        {
+            int port = ServeFixture.FreePort();
+            var configuration = fixture.Configuration(infrastructure, "sensors", "sensors.dlq", database, "g", port);
+            configuration["Kafka:BootstrapServers"] = $"127.0.0.1:{ServeFixture.FreePort()}";
+            await using var app = ServeFixture.Host(configuration);
+            await app.StartAsync(cts.Token);
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+            Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/healthz", cts.Token)).StatusCode);
+            var ready = await http.GetAsync("/readyz", cts.Token);
+            var body = await ready.Content.ReadAsStringAsync(cts.Token);
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
+            using var json = JsonDocument.Parse(body);
+            Assert.False(json.RootElement.GetProperty("ready").GetBoolean());
+            var problems = json.RootElement.GetProperty("problems").EnumerateArray().Select(p => p.GetString()!).ToList();
+            Assert.Contains(problems, p => p.StartsWith("Kafka is not reachable", StringComparison.Ordinal));
+            Assert.DoesNotContain(problems, p => p.Contains("PostgreSQL", StringComparison.Ordinal));
+            await app.StopAsync(cts.Token);
+        }
+        finally
+        {
+            await infrastructure.DropDatabaseAsync(database, CancellationToken.None);
+        }
+    }
+
     [Theory]
     [InlineData("garbage")]
     [InlineData("missing")]
