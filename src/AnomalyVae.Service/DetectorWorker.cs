@@ -145,6 +145,8 @@ public sealed class DetectorWorker : BackgroundService
             consumer.Subscribe(_detector.Options.Topic);
             _health.SetRunning(Name, true);
             _logger.LogInformation("Detector {Detector}: consuming {Topic} as group {Group}", Name, _detector.Options.Topic, GroupId);
+            WarnIfMissing(_detector.Options.Topic);
+            WarnIfMissing(_detector.Options.ResolvedDeadLetterTopic);
             try
             {
                 while (!stoppingToken.IsCancellationRequested)
@@ -169,6 +171,24 @@ public sealed class DetectorWorker : BackgroundService
         finally
         {
             _health.SetRunning(Name, false);
+        }
+    }
+
+    /// <summary>A missing dead-letter topic stalls the detector at its first bad event (where auto-creation is
+    /// off): say so at start-up rather than only then.</summary>
+    private void WarnIfMissing(string topic)
+    {
+        try
+        {
+            using var admin = new DependentAdminClientBuilder(_deadLetterProducer.Handle).Build();
+            var metadata = admin.GetMetadata(topic, TimeSpan.FromSeconds(5));
+            var error = metadata.Topics.FirstOrDefault()?.Error;
+            if (error is { IsError: true })
+                _logger.LogWarning("Detector {Detector}: topic {Topic} is not available: {Reason}", Name, topic, error.Reason);
+        }
+        catch (KafkaException e)
+        {
+            _logger.LogWarning("Detector {Detector}: cannot check topic {Topic}: {Reason}", Name, topic, e.Error.Reason);
         }
     }
 
@@ -259,6 +279,8 @@ public sealed class DetectorWorker : BackgroundService
         foreach (var partition in partitions)
         {
             var offset = stored.TryGetValue(partition.Partition.Value, out var next) ? new Offset(next) : start;
+            if (offset.Value >= 0)
+                _committed[partition.Partition.Value] = offset.Value;
             result.Add(new TopicPartitionOffset(partition, offset));
             _assigned.Add(partition.Partition.Value);
         }

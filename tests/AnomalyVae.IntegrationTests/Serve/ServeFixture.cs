@@ -113,7 +113,12 @@ public sealed class ServeFixture : IDisposable
         var config = infrastructure.ProducerConfig();
         config.LingerMs = 5;
         using var producer = new ProducerBuilder<Null, byte[]?>(config).Build();
-        var sends = events.Select(e => producer.ProduceAsync(topic, new Message<Null, byte[]?> { Value = e }, cancellationToken)).ToArray();
+        // Round-robin over the partitions: librdkafka's sticky partitioner would put a fast burst into one.
+        int partitions;
+        using (var admin = new DependentAdminClientBuilder(producer.Handle).Build())
+            partitions = admin.GetMetadata(topic, TimeSpan.FromSeconds(10)).Topics.Single().Partitions.Count;
+        var sends = events.Select((e, i) => producer.ProduceAsync(new TopicPartition(topic, i % partitions),
+            new Message<Null, byte[]?> { Value = e }, cancellationToken)).ToArray();
         var results = await Task.WhenAll(sends);
         return [.. results.Select((r, i) => new ProducedEvent(r.Partition.Value, r.Offset.Value, events[i]))];
     }
