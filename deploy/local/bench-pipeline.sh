@@ -13,7 +13,7 @@
 # Environment: KAFKA_BOOTSTRAP (127.0.0.1:9092), ZK_CONNECT (127.0.0.1:2181), PG_HOST (127.0.0.1), PG_PORT (5433),
 #   PG_USER (anomalyvae), PG_DATABASE (anomalyvae: an existing database to connect to while creating the
 #   benchmark's own), EVENTS, RATE, LIVE_SECONDS, BENCH_DIR (a temporary directory), ANOMALYVAE (the CLI command;
-#   default: build src/AnomalyVae.Cli in Release and run it).
+#   default: build src/AnomalyVae.Cli in Release and run it), HTTP_PORT (18089, serve's metrics port).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 KAFKA_BOOTSTRAP="${KAFKA_BOOTSTRAP:-127.0.0.1:9092}"
@@ -25,6 +25,7 @@ PG_DATABASE="${PG_DATABASE:-anomalyvae}"
 EVENTS="${EVENTS:-1000000}"
 RATE="${RATE:-10000}"
 SECONDS_AT_RATE="${LIVE_SECONDS:-30}"
+HTTP_PORT="${HTTP_PORT:-18089}"
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 WORK="${BENCH_DIR:-$(mktemp -d /tmp/anomalyvae-bench.XXXXXX)}"
@@ -93,7 +94,7 @@ cat > "$WORK/serve.json" <<JSON
       "EntityField": "machine_id", "TimestampField": "ts" },
     { "Name": "live", "Topic": "$LIVE", "Model": "$WORK/model.onnx", "DeadLetterTopic": "$LIVE.dlq",
       "EntityField": "machine_id", "TimestampField": "ts", "StartFrom": "Latest" } ],
-  "Http": { "Port": 0 },
+  "Http": { "Port": $HTTP_PORT },
   "Logging": { "LogLevel": { "Default": "Warning" } }
 }
 JSON
@@ -102,13 +103,18 @@ SERVE=$!
 trap 'kill $SERVE 2>/dev/null || true' EXIT
 committed() { psql_db "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE detector = 'bulk'" 2>/dev/null || echo 0; }
 until [ "$(committed)" -gt 0 ]; do sleep 0.05; kill -0 $SERVE; done
-t0=$(now); first=$(committed)
+t0=$(now); first=$(committed); cpu0=$(awk '{print $14 + $15}' /proc/$SERVE/stat)
 until [ "$(committed)" -ge "$EVENTS" ]; do sleep 0.1; kill -0 $SERVE; done
 t1=$(now)
+cpu1=$(awk '{print $14 + $15}' /proc/$SERVE/stat)
 serve_rate=$(echo "($EVENTS - $first) / ($t1 - $t0)" | bc -l)
 printf '(a) bare librdkafka consumer (kcat): %.0f events/s (%s events)\n' "$raw_rate" "$consumed"
 printf '(b) serve, consume to committed PostgreSQL transactions: %.0f events/s\n' "$serve_rate"
 printf '(b)/(a) = %.2f\n' "$(echo "$serve_rate / $raw_rate" | bc -l)"
+metric() { curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+printf 'serve CPU (all threads) %.1f us/event; of the wall time, ONNX Runtime %.1f s, dead letters + PostgreSQL commits %.1f s\n' \
+  "$(echo "($cpu1 - $cpu0) * 1000000 / $(getconf CLK_TCK) / ($EVENTS - $first)" | bc -l)" \
+  "$(metric 'anomalyvae_scoring_seconds_sum{detector="bulk"}')" "$(metric 'anomalyvae_commit_seconds_sum{detector="bulk"}')"
 printf 'flagged %s rows of %s events\n' "$(psql_db "SELECT count(*) FROM anomalies WHERE detector = 'bulk'")" "$EVENTS"
 
 # Latency at a fixed produce rate; the "live" detector starts from the end of its (empty) topic.

@@ -396,7 +396,6 @@ public sealed class DetectorWorker : BackgroundService
         {
             pending.Row = -1;
             _deadLetters.Add(DeadLetter.ForDecodeFailure(decoded, Name, _detector.Options.Topic, partition, offset, now, payload));
-            _metrics.DeadLettered.Add(1, _tag, new KeyValuePair<string, object?>("reason", decoded.Code));
         }
         _nextOffsets[partition] = offset + 1;
     }
@@ -482,6 +481,9 @@ public sealed class DetectorWorker : BackgroundService
         _metrics.Consumed.Add(_count, _tag);
         _metrics.Scored.Add(_rows, _tag);
         _metrics.Flagged.Add(_record.Scores.Count, _tag);
+        // Counted on commit like the others, so a batch dropped in a rebalance and read again counts once.
+        foreach (var letter in _deadLetters)
+            _metrics.DeadLettered.Add(1, _tag, new KeyValuePair<string, object?>("reason", letter.Reason));
         _metrics.BatchSize.Record(_count, _tag);
         for (int i = 0; i < _count; i++)
             _metrics.EventToRowSeconds.Record((committedAt - _events[i].Time).TotalSeconds, _tag);

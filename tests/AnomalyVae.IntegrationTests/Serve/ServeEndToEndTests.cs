@@ -52,6 +52,9 @@ public sealed class ServeEndToEndTests(TestInfrastructure infrastructure, ServeF
                 Assert.Contains("# TYPE anomalyvae_events_consumed_total counter", metrics, StringComparison.Ordinal);
                 Assert.Contains($"anomalyvae_events_consumed_total{{detector=\"sensors\"}} {first.Count}", metrics, StringComparison.Ordinal);
                 Assert.Contains("# TYPE anomalyvae_commit_seconds histogram", metrics, StringComparison.Ordinal);
+                int malformed = first.Count(e => e.Payload is null || e.Payload.AsSpan().StartsWith("not json"u8));
+                Assert.Contains($"anomalyvae_events_dead_lettered_total{{detector=\"sensors\",reason=\"malformed_json\"}} {malformed}\n", metrics,
+                    StringComparison.Ordinal);
                 Assert.True(metrics.Contains(NoLag, StringComparison.Ordinal), string.Join("\n", metrics.Split('\n').Where(l => l.Contains("lag", StringComparison.Ordinal) || l.Contains("consumed", StringComparison.Ordinal))));
                 await app.StopAsync(cts.Token);
             }
