@@ -12,5 +12,7 @@ var root = new RootCommand("AnomalyVae: anomaly detection for tabular and sensor
     GenerativeCommands.Interpolate(),
     GenerateCommand.Create(),
     BenchCommands.Bench(),
+    ServeCommands.Serve(),
+    ServeCommands.Db(),
 };
 return CliRun.Invoke(root, args);

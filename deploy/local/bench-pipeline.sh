@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Pipeline benchmark of `anomalyvae serve` (prints numbers; not a test).
+#   deploy/local/bench-pipeline.sh
+# Against a running local Kafka and PostgreSQL (deploy/local/kafka.sh, postgres.sh), it
+#   1. trains a small model on generated data (8 numeric features + 1 categorical),
+#   2. produces EVENTS events (default 1,000,000) into a fresh 4-partition topic with kcat,
+#   3. (a) measures the raw consume rate of a bare librdkafka consumer (kcat) on that topic,
+#      (b) measures serve's sustained rate through to committed PostgreSQL transactions (from its first
+#          commit to the stored offsets reaching the end), and prints both and their ratio,
+#   4. produces RATE events/s (default 10,000) for LIVE_SECONDS (default 30) into a second topic while serve runs,
+#      and prints p50/p99 event-to-row latency: detected_at (the commit's transaction time) minus the event's
+#      own timestamp (set by the producer just before sending) over the flagged rows, and serve's peak RSS.
+# Environment: KAFKA_BOOTSTRAP (127.0.0.1:9092), ZK_CONNECT (127.0.0.1:2181), PG_HOST (127.0.0.1), PG_PORT (5433),
+#   PG_USER (anomalyvae), PG_DATABASE (anomalyvae: an existing database to connect to while creating the
+#   benchmark's own), EVENTS, RATE, LIVE_SECONDS, BENCH_DIR (a temporary directory), ANOMALYVAE (the CLI command;
+#   default: build src/AnomalyVae.Cli in Release and run it), HTTP_PORT (18089, serve's metrics port).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+KAFKA_BOOTSTRAP="${KAFKA_BOOTSTRAP:-127.0.0.1:9092}"
+ZK_CONNECT="${ZK_CONNECT:-127.0.0.1:2181}"
+PG_HOST="${PG_HOST:-127.0.0.1}"
+PG_PORT="${PG_PORT:-5433}"
+PG_USER="${PG_USER:-anomalyvae}"
+PG_DATABASE="${PG_DATABASE:-anomalyvae}"
+EVENTS="${EVENTS:-1000000}"
+RATE="${RATE:-10000}"
+SECONDS_AT_RATE="${LIVE_SECONDS:-30}"
+HTTP_PORT="${HTTP_PORT:-18089}"
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+WORK="${BENCH_DIR:-$(mktemp -d /tmp/anomalyvae-bench.XXXXXX)}"
+mkdir -p "$WORK"
+KCAT=(kcat -b "$KAFKA_BOOTSTRAP" -X api.version.request=false -X broker.version.fallback=0.9.0.1)
+RUN_ID="$(date +%s)"
+DB="bench_$RUN_ID"
+psql_base() { psql -X -q -tA -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" "$@"; }
+psql_db() { psql_base -d "$DB" -c "$1"; }
+topic() { KAFKA_BOOTSTRAP="$KAFKA_BOOTSTRAP" ZK_CONNECT="$ZK_CONNECT" "$ROOT/deploy/local/kafka.sh" create-topic "$1" "$2" >/dev/null; }
+now() { date +%s.%N; }
+
+if [ -z "${ANOMALYVAE:-}" ]; then
+  dotnet build "$ROOT/src/AnomalyVae.Cli" -c Release -v q -nologo >/dev/null
+  ANOMALYVAE="dotnet $ROOT/src/AnomalyVae.Cli/bin/Release/net10.0/anomalyvae.dll"
+fi
+
+echo "work dir $WORK"
+"$PY" - "$WORK" "$EVENTS" <<'PY'
+import json, random, sys
+work, n = sys.argv[1], int(sys.argv[2])
+random.seed(1)
+kinds = ["a", "b", "c", "d", "e"]
+def row():
+    base = random.gauss(0, 1)
+    r = {f"x{i}": round(base * (i + 1) + random.gauss(0, 0.5), 4) for i in range(8)}
+    r["kind"] = kinds[int(abs(base) * 2) % 5]
+    r["machine_id"] = f"m{random.randrange(100)}"
+    return r
+with open(f"{work}/train.csv", "w") as f:
+    f.write(",".join([f"x{i}" for i in range(8)] + ["kind", "machine_id"]) + "\n")
+    for _ in range(5000):
+        r = row()
+        f.write(",".join(str(r[f"x{i}"]) for i in range(8)) + f",{r['kind']},{r['machine_id']}\n")
+with open(f"{work}/events.jsonl", "w") as f:
+    for i in range(n):
+        r = row(); r["ts"] = 1767225600000 + i
+        f.write(json.dumps(r, separators=(",", ":")) + "\n")
+spec = {"features": [{"name": f"x{i}", "kind": "numeric"} for i in range(8)] + [{"name": "kind", "kind": "categorical"}],
+        "ignore": ["machine_id"]}
+json.dump(spec, open(f"{work}/spec.json", "w"))
+PY
+$ANOMALYVAE train --data "$WORK/train.csv" --spec "$WORK/spec.json" --out "$WORK/model.onnx" --epochs 5 --threads 1 >/dev/null
+
+TOPIC="bench-$RUN_ID"; LIVE="bench-live-$RUN_ID"
+topic "$TOPIC" 4; topic "$TOPIC.dlq" 1; topic "$LIVE" 4; topic "$LIVE.dlq" 1
+psql_base -d "$PG_DATABASE" -c "CREATE DATABASE $DB"
+t0=$(now)
+"${KCAT[@]}" -P -t "$TOPIC" -l "$WORK/events.jsonl"
+t1=$(now)
+echo "produced $EVENTS events in $(echo "$t1 - $t0" | bc -l | xargs printf '%.1f') s"
+
+# (a) bare librdkafka consumer.
+t0=$(now)
+consumed=$("${KCAT[@]}" -C -t "$TOPIC" -o beginning -e -q -f '%s\n' | wc -l)
+t1=$(now)
+raw_rate=$(echo "$consumed / ($t1 - $t0)" | bc -l)
+
+cat > "$WORK/serve.json" <<JSON
+{
+  "Kafka": { "BootstrapServers": "$KAFKA_BOOTSTRAP", "GroupId": "bench-$RUN_ID",
+             "Properties": { "api.version.request": "false", "broker.version.fallback": "0.9.0.1" } },
+  "Postgres": { "ConnectionString": "Host=$PG_HOST;Port=$PG_PORT;Username=$PG_USER;Database=$DB" },
+  "Detectors": [
+    { "Name": "bulk", "Topic": "$TOPIC", "Model": "$WORK/model.onnx", "DeadLetterTopic": "$TOPIC.dlq",
+      "EntityField": "machine_id", "TimestampField": "ts" },
+    { "Name": "live", "Topic": "$LIVE", "Model": "$WORK/model.onnx", "DeadLetterTopic": "$LIVE.dlq",
+      "EntityField": "machine_id", "TimestampField": "ts", "StartFrom": "Latest" } ],
+  "Http": { "Port": $HTTP_PORT },
+  "Logging": { "LogLevel": { "Default": "Warning" } }
+}
+JSON
+$ANOMALYVAE serve --config "$WORK/serve.json" >"$WORK/serve.log" 2>&1 &
+SERVE=$!
+trap 'kill $SERVE 2>/dev/null || true' EXIT
+committed() { psql_db "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE detector = 'bulk'" 2>/dev/null || echo 0; }
+until [ "$(committed)" -gt 0 ]; do sleep 0.05; kill -0 $SERVE; done
+t0=$(now); first=$(committed); cpu0=$(awk '{print $14 + $15}' /proc/$SERVE/stat)
+until [ "$(committed)" -ge "$EVENTS" ]; do sleep 0.1; kill -0 $SERVE; done
+t1=$(now)
+cpu1=$(awk '{print $14 + $15}' /proc/$SERVE/stat)
+serve_rate=$(echo "($EVENTS - $first) / ($t1 - $t0)" | bc -l)
+printf '(a) bare librdkafka consumer (kcat): %.0f events/s (%s events)\n' "$raw_rate" "$consumed"
+printf '(b) serve, consume to committed PostgreSQL transactions: %.0f events/s\n' "$serve_rate"
+printf '(b)/(a) = %.2f\n' "$(echo "$serve_rate / $raw_rate" | bc -l)"
+metric() { curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+printf 'serve CPU (all threads) %.1f us/event; of the wall time, ONNX Runtime %.1f s, dead letters + PostgreSQL commits %.1f s\n' \
+  "$(echo "($cpu1 - $cpu0) * 1000000 / $(getconf CLK_TCK) / ($EVENTS - $first)" | bc -l)" \
+  "$(metric 'anomalyvae_scoring_seconds_sum{detector="bulk"}')" "$(metric 'anomalyvae_commit_seconds_sum{detector="bulk"}')"
+printf 'flagged %s rows of %s events\n' "$(psql_db "SELECT count(*) FROM anomalies WHERE detector = 'bulk'")" "$EVENTS"
+
+# Latency at a fixed produce rate; the "live" detector starts from the end of its (empty) topic.
+sleep 2
+"$PY" - "$RATE" "$SECONDS_AT_RATE" <<'PY' | "${KCAT[@]}" -P -t "$LIVE" -X queue.buffering.max.ms=1
+import json, random, sys, time
+rate, seconds = int(sys.argv[1]), int(sys.argv[2])
+random.seed(2)
+kinds = ["a", "b", "c", "d", "e"]
+tick = 0.01; per_tick = max(1, int(rate * tick)); start = time.time(); sent = 0
+out = sys.stdout
+while sent < rate * seconds:
+    lines = []
+    ms = int(time.time() * 1000)
+    for _ in range(per_tick):
+        base = random.gauss(0, 1)
+        r = {f"x{i}": round(base * (i + 1) + random.gauss(0, 0.5), 4) for i in range(8)}
+        r["kind"] = kinds[int(abs(base) * 2) % 5]; r["machine_id"] = f"m{random.randrange(100)}"; r["ts"] = ms
+        lines.append(json.dumps(r, separators=(",", ":")))
+    out.write("\n".join(lines) + "\n"); out.flush()
+    sent += per_tick
+    delay = start + sent / rate - time.time()
+    if delay > 0:
+        time.sleep(delay)
+PY
+sleep 3
+rss_kb=$(awk '/VmHWM/ {print $2}' /proc/$SERVE/status)
+read -r p50 p99 n <<<"$(psql_db "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms))::int, round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms))::int, count(*) FROM (SELECT extract(epoch FROM detected_at - event_time) * 1000 AS ms FROM anomalies WHERE detector = 'live') l" | tr '|' ' ')"
+live=$(psql_db "SELECT coalesce(sum(events_scored + events_dead_lettered), 0) FROM scoring_stats WHERE detector = 'live'")
+printf 'at %s events/s for %s s: %s events scored, event-to-row latency over %s flagged rows p50 %s ms, p99 %s ms\n' \
+  "$RATE" "$SECONDS_AT_RATE" "$live" "$n" "$p50" "$p99"
+printf 'serve peak RSS: %.0f MB\n' "$(echo "$rss_kb / 1024" | bc -l)"
+kill -TERM $SERVE; wait $SERVE || true
+trap - EXIT
+echo "database $DB and topics $TOPIC, $LIVE are left for inspection"

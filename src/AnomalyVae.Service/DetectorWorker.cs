@@ -1,0 +1,649 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using AnomalyVae.Features;
+using AnomalyVae.Scoring;
+using AnomalyVae.Service.Kafka;
+using AnomalyVae.Service.Metrics;
+using AnomalyVae.Service.Storage;
+using Confluent.Kafka;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using Polly;
+using Polly.CircuitBreaker;
+using Polly.Retry;
+
+namespace AnomalyVae.Service;
+
+/// <summary>
+/// One detector's stream: consume a micro-batch (up to Scoring:BatchSize events or Scoring:BatchTimeoutMs after
+/// its first event) → decode each event straight into the scorer's input rows (bad ones become dead letters) →
+/// one ONNX Runtime run → flag scores above the threshold → send the dead letters and wait for their acks →
+/// commit anomaly rows, next offsets and statistics in one PostgreSQL transaction → advisory Kafka commit.
+/// Where a partition resumes is read from PostgreSQL on assignment, so Kafka's own offsets never matter.
+/// While PostgreSQL (or the dead-letter topic) is unavailable the batch stays in memory, the partitions are
+/// paused and the consumer keeps polling (so it stays in its group) until a retry succeeds.
+/// </summary>
+public sealed class DetectorWorker : BackgroundService
+{
+    private static readonly TimeSpan IdlePoll = TimeSpan.FromMilliseconds(100);
+    private static readonly TimeSpan StalledPoll = TimeSpan.FromMilliseconds(250);
+    private static readonly TimeSpan KafkaCommitInterval = TimeSpan.FromSeconds(1);
+
+    private readonly Detector _detector;
+    private readonly KafkaOptions _kafka;
+    private readonly ScoringOptions _scoring;
+    private readonly AnomalyStore _store;
+    private readonly OffsetStore _offsets;
+    private readonly DeadLetterProducer _deadLetterProducer;
+    private readonly ServiceMetrics _metrics;
+    private readonly ServiceHealth _health;
+    private readonly ILogger _logger;
+    private readonly ResiliencePipeline _pipeline;
+    private readonly KeyValuePair<string, object?> _tag;
+
+    // The in-flight batch. Rows of decoded events live in the scorer's own input buffers.
+    private readonly ModelScorer _scorer;
+    private readonly PendingEvent[] _events;
+    private readonly List<DeadLetter> _deadLetters = [];
+    private readonly Dictionary<int, long> _nextOffsets = [];
+    private readonly BatchRecord _record;
+    private readonly ScoreWindow _window;
+    private int _count;
+    private int _rows;
+    private bool _built;
+    private bool _deadLettersSent;
+
+    // Partitions whose start offset came from PostgreSQL; events of any other partition are never processed.
+    private readonly HashSet<int> _assigned = [];
+    // Next offset committed per owned partition, for the lag gauge.
+    private readonly Dictionary<int, long> _committed = [];
+    private long _lastLagUpdate;
+    private readonly int[] _order;
+    private readonly float[] _keys;
+    private readonly ArrayBufferWriter<byte> _json = new(4096);
+    private CancellationToken _stopping;
+    // Cancels database and dead-letter writes: only Scoring:ShutdownTimeoutSeconds after stopping began, so a
+    // commit under way when SIGTERM arrives finishes instead of being cut (and re-applied) half-way.
+    private readonly CancellationTokenSource _writeDeadline = new();
+    private long _lastKafkaCommit;
+
+    public DetectorWorker(Detector detector, KafkaOptions kafka, ScoringOptions scoring, AnomalyStore store, OffsetStore offsets,
+        DeadLetterProducer deadLetterProducer, ServiceMetrics metrics, ServiceHealth health, ILogger<DetectorWorker> logger)
+    {
+        _detector = detector;
+        _kafka = kafka;
+        _scoring = scoring;
+        _store = store;
+        _offsets = offsets;
+        _deadLetterProducer = deadLetterProducer;
+        _metrics = metrics;
+        _health = health;
+        _logger = logger;
+        _tag = new KeyValuePair<string, object?>("detector", detector.Name);
+        _scorer = detector.Model.CreateScorer(scoring.BatchSize);
+        _events = new PendingEvent[scoring.BatchSize];
+        _record = new BatchRecord(detector.Name, detector.Options.Topic)
+        {
+            ModelVersion = detector.Model.Version,
+            Threshold = detector.Threshold,
+        };
+        _window = new ScoreWindow(scoring.StatsWindowSeconds);
+        _order = new int[detector.Model.Schema.Count];
+        _keys = new float[detector.Model.Schema.Count];
+        _pipeline = new ResiliencePipelineBuilder()
+            .AddRetry(new RetryStrategyOptions
+            {
+                ShouldHandle = new PredicateBuilder().Handle<Exception>(IsTransient),
+                MaxRetryAttempts = 3,
+                BackoffType = DelayBackoffType.Exponential,
+                Delay = TimeSpan.FromMilliseconds(200),
+                MaxDelay = TimeSpan.FromSeconds(2),
+                UseJitter = true,
+                OnRetry = a =>
+                {
+                    _metrics.CommitFailures.Add(1, _tag);
+                    _logger.LogWarning("Detector {Detector}: commit attempt {Attempt} failed, retrying in {Delay}: {Error}",
+                        _detector.Name, a.AttemptNumber + 1, a.RetryDelay, a.Outcome.Exception?.Message);
+                    return ValueTask.CompletedTask;
+                },
+            })
+            .AddCircuitBreaker(new CircuitBreakerStrategyOptions
+            {
+                ShouldHandle = new PredicateBuilder().Handle<Exception>(IsTransient),
+                FailureRatio = 1.0,
+                MinimumThroughput = 3,
+                SamplingDuration = TimeSpan.FromSeconds(10),
+                BreakDuration = TimeSpan.FromSeconds(2),
+            })
+            .Build();
+    }
+
+    public string Name => _detector.Name;
+
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        // Consume blocks; keep it off the host's start-up path.
+        Task.Run(() => RunAsync(stoppingToken), CancellationToken.None);
+
+    public override void Dispose()
+    {
+        // The base cancels the stopping token, whose callback arms _writeDeadline: dispose that one after.
+        base.Dispose();
+        _scorer.Dispose();
+        _writeDeadline.Dispose();
+    }
+
+    private async Task RunAsync(CancellationToken stoppingToken)
+    {
+        _stopping = stoppingToken;
+        using var deadline = stoppingToken.Register(ArmWriteDeadline);
+        try
+        {
+            using var consumer = BuildConsumer();
+            consumer.Subscribe(_detector.Options.Topic);
+            _health.SetRunning(Name, true);
+            _logger.LogInformation("Detector {Detector}: consuming {Topic} as group {Group}", Name, _detector.Options.Topic, GroupId);
+            WarnIfMissing(_detector.Options.Topic);
+            WarnIfMissing(_detector.Options.ResolvedDeadLetterTopic);
+            try
+            {
+                while (!stoppingToken.IsCancellationRequested)
+                {
+                    Collect(consumer, stoppingToken);
+                    if (_count > 0)
+                        await CommitAsync(consumer, stoppingToken);
+                }
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+            }
+
+            await FinishAsync(consumer);
+        }
+        catch (Exception e)
+        {
+            _health.SetFaulted(Name, e.Message);
+            _logger.LogCritical(e, "Detector {Detector} stopped: {Error}", Name, e.Message);
+            throw;
+        }
+        finally
+        {
+            _health.SetRunning(Name, false);
+        }
+    }
+
+    /// <summary>A missing dead-letter topic stalls the detector at its first bad event (where auto-creation is
+    /// off): say so at start-up rather than only then.</summary>
+    private void WarnIfMissing(string topic)
+    {
+        try
+        {
+            using var admin = new DependentAdminClientBuilder(_deadLetterProducer.Handle).Build();
+            var metadata = admin.GetMetadata(topic, TimeSpan.FromSeconds(5));
+            var error = metadata.Topics.FirstOrDefault()?.Error;
+            if (error is { IsError: true })
+                _logger.LogWarning("Detector {Detector}: topic {Topic} is not available: {Reason}", Name, topic, error.Reason);
+        }
+        catch (KafkaException e)
+        {
+            _logger.LogWarning("Detector {Detector}: cannot check topic {Topic}: {Reason}", Name, topic, e.Error.Reason);
+        }
+    }
+
+    private void ArmWriteDeadline()
+    {
+        try
+        {
+            _writeDeadline.CancelAfter(TimeSpan.FromSeconds(_scoring.ShutdownTimeoutSeconds));
+        }
+        catch (ObjectDisposedException)
+        {
+            // Disposed while stopping: nothing left to cut short.
+        }
+    }
+
+    /// <summary>Graceful shutdown: commit the in-flight batch (bounded by Scoring:ShutdownTimeoutSeconds), leave the group.</summary>
+    private async Task FinishAsync(IConsumer<Ignore, byte[]> consumer)
+    {
+        if (_count > 0)
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(_scoring.ShutdownTimeoutSeconds));
+            try
+            {
+                await CommitAsync(consumer, timeout.Token);
+                _logger.LogInformation("Detector {Detector}: committed the in-flight batch on shutdown", Name);
+            }
+            catch (OperationCanceledException)
+            {
+                // Nothing of the batch is committed, so its events are read again after restart: no loss.
+                _logger.LogWarning("Detector {Detector}: could not commit the in-flight batch of {Count} events before the shutdown timeout; they will be re-read",
+                    Name, _count);
+                ClearBatch();
+            }
+        }
+        consumer.Close();
+        _logger.LogInformation("Detector {Detector}: left group {Group}", Name, GroupId);
+    }
+
+    private string GroupId => _detector.Options.GroupId is { Length: > 0 } group ? group : $"{_kafka.GroupId}.{Name}";
+
+    private IConsumer<Ignore, byte[]> BuildConsumer()
+    {
+        var config = _kafka.ToConsumerConfig();
+        config.GroupId = GroupId;
+        // Offsets live in PostgreSQL; Kafka commits are advisory and explicit.
+        config.EnableAutoCommit = false;
+        config.EnableAutoOffsetStore = false;
+        config.EnablePartitionEof = false;
+        // Per message the client would otherwise marshal the topic name and the headers (allocations, P/Invokes).
+        config.ConsumeResultFields = "timestamp";
+        config.AutoOffsetReset = _detector.Options.StartFrom == StartFrom.Latest ? AutoOffsetReset.Latest : AutoOffsetReset.Earliest;
+        return new ConsumerBuilder<Ignore, byte[]>(config)
+            .SetLogHandler((_, m) => KafkaLog.Write(_logger, m))
+            .SetErrorHandler((_, e) => _logger.LogWarning("Detector {Detector}: Kafka: {Reason} ({Code})", Name, e.Reason, e.Code))
+            .SetPartitionsAssignedHandler(OnAssigned)
+            .SetPartitionsRevokedHandler(OnRevoked)
+            .SetPartitionsLostHandler(OnLost)
+            .Build();
+    }
+
+    /// <summary>Seeks every assigned partition to its offset stored in PostgreSQL (or the configured start).</summary>
+    private IEnumerable<TopicPartitionOffset> OnAssigned(IConsumer<Ignore, byte[]> consumer, List<TopicPartition> partitions)
+    {
+        var numbers = partitions.Select(p => p.Partition.Value).ToArray();
+        IReadOnlyDictionary<int, long>? stored = null;
+        while (stored is null)
+        {
+            try
+            {
+                stored = _pipeline.ExecuteAsync(
+                    async ct => await _offsets.LoadAsync(Name, _detector.Options.Topic, numbers, ct), _stopping).AsTask().GetAwaiter().GetResult();
+                _health.ClearProblem(Name);
+            }
+            catch (Exception e) when (IsTransient(e) || e is BrokenCircuitException)
+            {
+                _health.SetProblem(Name, $"cannot read stored offsets from PostgreSQL: {e.Message}");
+                _logger.LogWarning("Detector {Detector}: cannot read stored offsets ({Error}); retrying", Name, e.Message);
+                Thread.Sleep(StalledPoll);
+            }
+            catch (OperationCanceledException)
+            {
+                // Shutting down: take the partitions without processing any of them (none is in _assigned).
+                return partitions.Select(p => new TopicPartitionOffset(p, Offset.Unset));
+            }
+        }
+        var start = _detector.Options.StartFrom == StartFrom.Latest ? Offset.End : Offset.Beginning;
+        var result = new List<TopicPartitionOffset>(partitions.Count);
+        foreach (var partition in partitions)
+        {
+            var offset = stored.TryGetValue(partition.Partition.Value, out var next) ? new Offset(next) : start;
+            if (offset.Value >= 0)
+                _committed[partition.Partition.Value] = offset.Value;
+            result.Add(new TopicPartitionOffset(partition, offset));
+            _assigned.Add(partition.Partition.Value);
+        }
+        _health.SetAssignment(Name, _assigned);
+        _logger.LogInformation("Detector {Detector}: assigned {Partitions}", Name, string.Join(", ", result.Select(r => $"{r.Partition.Value}@{r.Offset}")));
+        return result;
+    }
+
+    /// <summary>Before losing partitions, commit what was read from them (the in-flight batch); if that fails,
+    /// drop it: nothing of it is committed, so the next owner reads it again.</summary>
+    private void OnRevoked(IConsumer<Ignore, byte[]> consumer, List<TopicPartitionOffset> partitions)
+    {
+        if (_count > 0)
+        {
+            try
+            {
+                CommitOnceAsync(consumer).GetAwaiter().GetResult();
+            }
+            catch (Exception e) when (IsTransient(e) || e is BrokenCircuitException or OperationCanceledException)
+            {
+                _logger.LogWarning("Detector {Detector}: partitions revoked with an uncommitted batch of {Count} events ({Error}); the next owner re-reads them",
+                    Name, _count, e.Message);
+                ClearBatch();
+            }
+        }
+        Forget(partitions.Select(p => p.Partition.Value));
+    }
+
+    /// <summary>Partitions lost (session timed out): another consumer may own them already, so drop the batch.</summary>
+    private void OnLost(IConsumer<Ignore, byte[]> consumer, List<TopicPartitionOffset> partitions)
+    {
+        if (_count > 0)
+        {
+            _logger.LogWarning("Detector {Detector}: partitions lost with an uncommitted batch of {Count} events; the next owner re-reads them", Name, _count);
+            ClearBatch();
+        }
+        Forget(partitions.Select(p => p.Partition.Value));
+    }
+
+    private void Forget(IEnumerable<int> partitions)
+    {
+        foreach (var partition in partitions)
+        {
+            _assigned.Remove(partition);
+            _committed.Remove(partition);
+            _metrics.ClearLag(Name, partition);
+        }
+        _health.SetAssignment(Name, _assigned);
+    }
+
+    /// <summary>Reads events into the batch until it is full, or Scoring:BatchTimeoutMs after its first event.</summary>
+    private void Collect(IConsumer<Ignore, byte[]> consumer, CancellationToken stoppingToken)
+    {
+        long deadline = 0;
+        while (_count < _events.Length && !stoppingToken.IsCancellationRequested)
+        {
+            var wait = IdlePoll;
+            if (_count > 0)
+            {
+                long left = deadline - Stopwatch.GetTimestamp();
+                if (left <= 0)
+                    return;
+                wait = Stopwatch.GetElapsedTime(0, left);
+            }
+            ConsumeResult<Ignore, byte[]>? result;
+            try
+            {
+                result = consumer.Consume(wait);
+            }
+            catch (ConsumeException e)
+            {
+                _logger.LogWarning("Detector {Detector}: consume error: {Reason}", Name, e.Error.Reason);
+                continue;
+            }
+            if (result?.Message is null)
+            {
+                // Idle: keep the lag gauge current (the broker's high watermark moves without us).
+                if (Stopwatch.GetElapsedTime(_lastLagUpdate) > TimeSpan.FromSeconds(1))
+                    UpdateLag(consumer);
+                continue;
+            }
+            if (!_assigned.Contains(result.Partition.Value))
+                continue;
+            if (_count == 0)
+                deadline = Stopwatch.GetTimestamp() + (long)(_scoring.BatchTimeoutMs * (Stopwatch.Frequency / 1000.0));
+            Add(result);
+        }
+    }
+
+    /// <summary>Decodes one event into the next input row, or turns it into a dead letter.</summary>
+    private void Add(ConsumeResult<Ignore, byte[]> result)
+    {
+        var payload = result.Message.Value ?? [];
+        int partition = result.Partition.Value;
+        long offset = result.Offset.Value;
+        var now = DateTime.UtcNow;
+        var timestamp = result.Message.Timestamp;
+        ref var pending = ref _events[_count++];
+        pending.Partition = partition;
+        pending.Offset = offset;
+        pending.Payload = payload;
+        pending.Time = timestamp.Type == TimestampType.NotAvailable ? now : timestamp.UtcDateTime;
+        int features = _scorer.Bundle.Schema.Count;
+        var decoded = _detector.Decoder.Decode(payload,
+            _scorer.X.Slice(_rows * features, features), _scorer.Mask.Slice(_rows * features, features));
+        if (decoded.IsSuccess)
+        {
+            pending.Row = _rows++;
+            pending.Entity = decoded.Entity;
+            pending.EventTime = decoded.EventTime;
+        }
+        else
+        {
+            pending.Row = -1;
+            _deadLetters.Add(DeadLetter.ForDecodeFailure(decoded, Name, _detector.Options.Topic, partition, offset, now, payload));
+        }
+        _nextOffsets[partition] = offset + 1;
+    }
+
+    /// <summary>Commits the batch, pausing the partitions while the database or the dead-letter topic is away.</summary>
+    private async Task CommitAsync(IConsumer<Ignore, byte[]> consumer, CancellationToken cancellationToken)
+    {
+        bool paused = false;
+        List<TopicPartition> pausedPartitions = [];
+        try
+        {
+            while (_count > 0)
+            {
+                try
+                {
+                    await CommitOnceAsync(consumer);
+                    break;
+                }
+                catch (Exception e) when (IsTransient(e) || e is BrokenCircuitException)
+                {
+                    if (!paused)
+                    {
+                        pausedPartitions = consumer.Assignment;
+                        consumer.Pause(pausedPartitions);
+                        paused = true;
+                        _logger.LogWarning("Detector {Detector}: cannot commit ({Error}); partitions paused, batch of {Count} events kept until it can",
+                            Name, e.Message, _count);
+                    }
+                    _health.SetProblem(Name, $"cannot commit to PostgreSQL or the dead-letter topic: {e.Message}");
+                    cancellationToken.ThrowIfCancellationRequested();
+                    PollWhilePaused(consumer);
+                }
+            }
+        }
+        finally
+        {
+            if (paused)
+            {
+                var still = consumer.Assignment;
+                consumer.Resume(pausedPartitions.Where(still.Contains));
+                _health.ClearProblem(Name);
+                _logger.LogInformation("Detector {Detector}: commits work again; partitions resumed", Name);
+            }
+        }
+    }
+
+    /// <summary>Keeps the consumer in its group while paused. Rebalance callbacks run in here; a message that still
+    /// arrives is given back by seeking to it, so it is read again after resuming.</summary>
+    private void PollWhilePaused(IConsumer<Ignore, byte[]> consumer)
+    {
+        try
+        {
+            var result = consumer.Consume(StalledPoll);
+            if (result?.Message is not null)
+                consumer.Seek(result.TopicPartitionOffset);
+        }
+        catch (ConsumeException e)
+        {
+            _logger.LogDebug("Detector {Detector}: consume error while paused: {Reason}", Name, e.Error.Reason);
+        }
+    }
+
+    /// <summary>Scores the batch (once), sends its dead letters, commits it through the resilience pipeline
+    /// (cancelled only by the shutdown deadline, see <see cref="_writeDeadline"/>).</summary>
+    private async Task CommitOnceAsync(IConsumer<Ignore, byte[]> consumer)
+    {
+        if (!_built)
+            Build(wrapAll: false);
+        var clock = Stopwatch.GetTimestamp();
+        try
+        {
+            await _pipeline.ExecuteAsync(WriteAsync, _writeDeadline.Token);
+        }
+        catch (PostgresException e) when (e.SqlState.StartsWith("22", StringComparison.Ordinal))
+        {
+            // A payload jsonb refuses despite the checks in EventJson: store every event of the batch as base64.
+            _logger.LogWarning("Detector {Detector}: PostgreSQL rejected an event ({Error}); storing the batch's events as base64", Name, e.MessageText);
+            Build(wrapAll: true);
+            await _pipeline.ExecuteAsync(WriteAsync, _writeDeadline.Token);
+        }
+        var committedAt = DateTime.UtcNow;
+        _metrics.CommitSeconds.Record(Stopwatch.GetElapsedTime(clock).TotalSeconds, _tag);
+        _metrics.Consumed.Add(_count, _tag);
+        _metrics.Scored.Add(_rows, _tag);
+        _metrics.Flagged.Add(_record.Scores.Count, _tag);
+        // Counted on commit like the others, so a batch dropped in a rebalance and read again counts once.
+        foreach (var letter in _deadLetters)
+            _metrics.DeadLettered.Add(1, _tag, new KeyValuePair<string, object?>("reason", letter.Reason));
+        _metrics.BatchSize.Record(_count, _tag);
+        for (int i = 0; i < _count; i++)
+            _metrics.EventToRowSeconds.Record((committedAt - _events[i].Time).TotalSeconds, _tag);
+        foreach (var (partition, next) in _nextOffsets)
+            _committed[partition] = next;
+        UpdateLag(consumer);
+        CommitToKafka(consumer);
+        ClearBatch();
+    }
+
+    private async ValueTask WriteAsync(CancellationToken cancellationToken)
+    {
+        if (!_deadLettersSent)
+        {
+            await _deadLetterProducer.SendAsync(_detector.Options.ResolvedDeadLetterTopic, _deadLetters, cancellationToken);
+            // Sent once per batch: a database retry must not send them again.
+            _deadLettersSent = true;
+        }
+        await _store.WriteAsync(_record, cancellationToken);
+    }
+
+    /// <summary>Runs the model over the decoded rows and fills the batch's record: anomaly rows, offsets, stats.</summary>
+    private void Build(bool wrapAll)
+    {
+        bool first = !_built;
+        var clock = Stopwatch.GetTimestamp();
+        if (first && _rows > 0)
+            _scorer.Run(_rows);
+        var scores = _rows > 0 ? _scorer.Scores(_rows) : default;
+        var featureScores = _rows > 0 ? _scorer.FeatureScores(_rows) : default;
+        if (first)
+            _metrics.ScoringSeconds.Record(Stopwatch.GetElapsedTime(clock).TotalSeconds, _tag);
+
+        var now = DateTime.UtcNow;
+        _record.Clear();
+        if (first)
+        {
+            _window.Advance(now);
+            for (int r = 0; r < _rows; r++)
+                _window.Add(scores[r]);
+        }
+        _record.WindowStart = _window.Start;
+        _record.WindowSeconds = _window.WindowSeconds;
+        _record.EventsScored = _rows;
+        _record.EventsDeadLettered = _deadLetters.Count;
+        _record.Quantiles = _rows > 0 ? _window.Quantiles() : null;
+        int features = _scorer.Bundle.Schema.Count;
+        for (int i = 0; i < _count; i++)
+        {
+            ref readonly var pending = ref _events[i];
+            if (pending.Row < 0)
+                continue;
+            double score = scores[pending.Row];
+            if (!(score > _detector.Threshold))
+                continue;
+            _record.Partitions.Add(pending.Partition);
+            _record.Offsets.Add(pending.Offset);
+            _record.Entities.Add(pending.Entity.GetString(pending.Payload));
+            _record.EventTimes.Add(pending.EventTime?.UtcDateTime);
+            // The table keeps only finite scores; +inf (possible in float32) is stored as the largest float.
+            _record.Scores.Add(double.IsFinite(score) ? score : float.MaxValue);
+            _record.PValues.Add(_detector.Model.Calibration.PValue(score));
+            _record.Contributions.Add(Contributions(featureScores.Slice(pending.Row * features, features)));
+            _record.Events.Add(EventJson.ForJsonb(pending.Payload, wrapAll));
+        }
+        foreach (var (partition, next) in _nextOffsets)
+        {
+            _record.OffsetPartitions.Add(partition);
+            _record.NextOffsets.Add(next);
+        }
+        _built = true;
+    }
+
+    /// <summary>[{"feature": name, "score": s}, ...], largest first.</summary>
+    private string Contributions(ReadOnlySpan<float> featureScores)
+    {
+        var names = _scorer.Bundle.Schema.Features;
+        for (int j = 0; j < _order.Length; j++)
+        {
+            _order[j] = j;
+            // NaN last: sort as -inf.
+            _keys[j] = float.IsNaN(featureScores[j]) ? float.NegativeInfinity : -featureScores[j];
+        }
+        Array.Sort(_keys, _order);
+        _json.ResetWrittenCount();
+        using (var writer = new Utf8JsonWriter(_json))
+        {
+            writer.WriteStartArray();
+            foreach (int j in _order)
+            {
+                writer.WriteStartObject();
+                writer.WriteString("feature", names[j].Name);
+                float value = featureScores[j];
+                if (float.IsFinite(value))
+                    writer.WriteNumber("score", value);
+                else
+                    writer.WriteNull("score");
+                writer.WriteEndObject();
+            }
+            writer.WriteEndArray();
+        }
+        return Encoding.UTF8.GetString(_json.WrittenSpan);
+    }
+
+    private void CommitToKafka(IConsumer<Ignore, byte[]> consumer)
+    {
+        // Advisory only (PostgreSQL has the truth): at most once a second, and failures are harmless.
+        if (Stopwatch.GetElapsedTime(_lastKafkaCommit) < KafkaCommitInterval && !_stopping.IsCancellationRequested)
+            return;
+        _lastKafkaCommit = Stopwatch.GetTimestamp();
+        try
+        {
+            consumer.Commit(_nextOffsets.Select(p => new TopicPartitionOffset(_detector.Options.Topic, p.Key, p.Value)));
+        }
+        catch (KafkaException e)
+        {
+            _logger.LogDebug("Detector {Detector}: advisory Kafka commit failed: {Reason}", Name, e.Error.Reason);
+        }
+    }
+
+    private void UpdateLag(IConsumer<Ignore, byte[]> consumer)
+    {
+        _lastLagUpdate = Stopwatch.GetTimestamp();
+        foreach (var (partition, next) in _committed)
+        {
+            var watermarks = consumer.GetWatermarkOffsets(new TopicPartition(_detector.Options.Topic, partition));
+            if (watermarks.High != Offset.Unset)
+                _metrics.SetLag(Name, partition, watermarks.High.Value - next);
+        }
+    }
+
+    private void ClearBatch()
+    {
+        Array.Clear(_events, 0, _count);
+        _count = 0;
+        _rows = 0;
+        _deadLetters.Clear();
+        _nextOffsets.Clear();
+        _record.Clear();
+        _built = false;
+        _deadLettersSent = false;
+    }
+
+    /// <summary>Failures worth retrying: the database or Kafka away, timeouts. Not: bad SQL, rejected data.</summary>
+    private static bool IsTransient(Exception e) => e switch
+    {
+        PostgresException p => !(p.SqlState.StartsWith("22", StringComparison.Ordinal) || p.SqlState.StartsWith("23", StringComparison.Ordinal)
+                                 || p.SqlState.StartsWith("42", StringComparison.Ordinal)),
+        NpgsqlException or TimeoutException or KafkaException or IOException or System.Net.Sockets.SocketException => true,
+        _ => false,
+    };
+
+    private struct PendingEvent
+    {
+        public int Partition;
+        public long Offset;
+        public int Row;
+        public byte[] Payload;
+        public DateTime Time;
+        public EventEntity Entity;
+        public DateTimeOffset? EventTime;
+    }
+}

@@ -1,0 +1,75 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+
+namespace AnomalyVae.Service.Metrics;
+
+/// <summary>
+/// The service's instruments (System.Diagnostics.Metrics, meter <see cref="MeterName"/>). Names are already in
+/// Prometheus form; <see cref="PrometheusExposition"/> adds "_total" to counters. Recording allocates nothing.
+/// </summary>
+public sealed class ServiceMetrics : IDisposable
+{
+    public const string MeterName = "AnomalyVae.Service";
+
+    private static readonly double[] BatchBuckets = [1, 8, 32, 128, 256, 512, 1024, 2048, 4096, 16384, 65536];
+    private static readonly double[] LatencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+    private readonly Meter _meter;
+    private readonly ConcurrentDictionary<(string Detector, int Partition), long> _lag = new();
+
+    public ServiceMetrics()
+    {
+        _meter = new Meter(MeterName);
+        Consumed = _meter.CreateCounter<long>("anomalyvae_events_consumed", null, "Events read from Kafka.");
+        Scored = _meter.CreateCounter<long>("anomalyvae_events_scored", null, "Events scored by the model.");
+        Flagged = _meter.CreateCounter<long>("anomalyvae_events_flagged", null, "Events scored above the threshold.");
+        DeadLettered = _meter.CreateCounter<long>("anomalyvae_events_dead_lettered", null, "Events sent to the dead-letter topic, by reason.");
+        CommitFailures = _meter.CreateCounter<long>("anomalyvae_commit_failures", null, "Failed attempts to commit a batch to PostgreSQL.");
+        BatchSize = _meter.CreateHistogram("anomalyvae_batch_size", null, "Events per micro-batch.", null,
+            new InstrumentAdvice<double> { HistogramBucketBoundaries = BatchBuckets });
+        ScoringSeconds = _meter.CreateHistogram("anomalyvae_scoring_seconds", "s", "Decode and ONNX Runtime time per batch.", null,
+            new InstrumentAdvice<double> { HistogramBucketBoundaries = LatencyBuckets });
+        CommitSeconds = _meter.CreateHistogram("anomalyvae_commit_seconds", "s", "Dead-letter flush plus PostgreSQL transaction per batch.", null,
+            new InstrumentAdvice<double> { HistogramBucketBoundaries = LatencyBuckets });
+        EventToRowSeconds = _meter.CreateHistogram("anomalyvae_event_to_row_seconds", "s",
+            "From the event's Kafka timestamp (or its receipt, when the broker has none) to the commit of its batch.", null,
+            new InstrumentAdvice<double> { HistogramBucketBoundaries = LatencyBuckets });
+        _meter.CreateObservableGauge("anomalyvae_consumer_lag", ObserveLag, null, "High watermark minus the consumer position, per partition.");
+    }
+
+    public Counter<long> Consumed { get; }
+
+    public Counter<long> Scored { get; }
+
+    public Counter<long> Flagged { get; }
+
+    public Counter<long> DeadLettered { get; }
+
+    public Counter<long> CommitFailures { get; }
+
+    public Histogram<double> BatchSize { get; }
+
+    public Histogram<double> ScoringSeconds { get; }
+
+    public Histogram<double> CommitSeconds { get; }
+
+    public Histogram<double> EventToRowSeconds { get; }
+
+    /// <summary>Records the lag of one partition (read at scrape time).</summary>
+    public void SetLag(string detector, int partition, long lag) => _lag[(detector, partition)] = Math.Max(0, lag);
+
+    /// <summary>Forgets the lag of a partition this process no longer owns.</summary>
+    public void ClearLag(string detector, int partition) => _lag.TryRemove((detector, partition), out _);
+
+    public void Dispose() => _meter.Dispose();
+
+    private IEnumerable<Measurement<long>> ObserveLag()
+    {
+        foreach (var ((detector, partition), lag) in _lag)
+        {
+            yield return new Measurement<long>(lag,
+                new KeyValuePair<string, object?>("detector", detector),
+                new KeyValuePair<string, object?>("partition", partition));
+        }
+    }
+}

@@ -1,0 +1,150 @@
+using System.Diagnostics;
+using System.Text.Json;
+using AnomalyVae.IntegrationTests.Infrastructure;
+using Npgsql;
+
+namespace AnomalyVae.IntegrationTests.Serve;
+
+/// <summary>
+/// The effectively-once claim under the crudest failure: the real <c>anomalyvae serve</c> process is killed
+/// (SIGKILL) at random points while it streams, restarted, killed again, ... and finally runs to the end. The
+/// anomaly rows must be exactly those of direct scoring, each once, and the statistics must count every event
+/// once (they commit in the same transaction as the offsets, so a replayed batch would count twice).
+/// </summary>
+[Collection(InfrastructureCollection.Name)]
+public sealed class ServeCrashTests(TestInfrastructure infrastructure, ServeFixture fixture) : IClassFixture<ServeFixture>
+{
+    private const int Kills = 5;
+
+    [Fact]
+    public async Task Killed_five_times_mid_stream_the_rows_are_exactly_those_of_an_uninterrupted_run()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(4));
+        var topic = await infrastructure.CreateTopicAsync("serve-crash", partitions: 4, cts.Token);
+        var deadLetters = await infrastructure.CreateTopicAsync("serve-crash-dlq", partitions: 1, cts.Token);
+        var database = await infrastructure.CreateDatabaseAsync("crash", cts.Token);
+        try
+        {
+            var events = await ServeFixture.ProduceAsync(infrastructure, topic, ServeFixture.Events(100_000, seed: 41), cts.Token);
+            var configuration = fixture.Configuration(infrastructure, topic, deadLetters, database, $"g-{Guid.NewGuid():N}");
+            // Smaller batches: more commits, so the kills land between and inside many of them.
+            configuration["Scoring:BatchSize"] = "512";
+            // A killed member stays in the group until its session times out; keep that short.
+            configuration["Kafka:Properties:session.timeout.ms"] = "6000";
+            var configFile = Path.Combine(fixture.Directory, $"crash-{Guid.NewGuid():N}.json");
+            await File.WriteAllTextAsync(configFile, JsonSerializer.Serialize(Nest(configuration)), cts.Token);
+
+            var random = new Random(42);
+            long previous = 0;
+            for (int kill = 0; kill < Kills; kill++)
+            {
+                using var serve = Start(configFile);
+                // Kill only once this run has committed something, at a random moment after that.
+                while (await CommittedAsync(database, cts.Token) <= previous)
+                {
+                    Assert.False(serve.HasExited, "serve exited before committing anything");
+                    await Task.Delay(20, cts.Token);
+                }
+                await Task.Delay(random.Next(0, 700), cts.Token);
+                serve.Kill();
+                await serve.WaitForExitAsync(cts.Token);
+                previous = await CommittedAsync(database, cts.Token);
+                Console.WriteLine($"kill {kill + 1}: {previous} of {events.Count} events committed");
+                Assert.True(previous < events.Count, "the stream finished before all kills happened; produce more events");
+            }
+
+            using (var serve = Start(configFile))
+            {
+                await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
+                serve.Kill();
+                await serve.WaitForExitAsync(cts.Token);
+            }
+
+            var expected = fixture.DirectScores(events, out double threshold, out var undecodable);
+            var flagged = expected.Where(e => e.Value > threshold).Select(e => e.Key).Order().ToList();
+            await using var connection = new NpgsqlConnection(database);
+            await connection.OpenAsync(cts.Token);
+            var rows = new List<(int, long)>();
+            await using (var command = new NpgsqlCommand("SELECT \"partition\", \"offset\" FROM anomalies", connection))
+            await using (var reader = await command.ExecuteReaderAsync(cts.Token))
+            {
+                while (await reader.ReadAsync(cts.Token))
+                    rows.Add((reader.GetInt32(0), reader.GetInt64(1)));
+            }
+            Assert.Equal(flagged, rows.Order());
+            await using (var command = new NpgsqlCommand(
+                "SELECT sum(events_scored)::bigint, sum(events_flagged)::bigint, sum(events_dead_lettered)::bigint FROM scoring_stats", connection))
+            await using (var reader = await command.ExecuteReaderAsync(cts.Token))
+            {
+                Assert.True(await reader.ReadAsync(cts.Token));
+                Assert.Equal((expected.Count, flagged.Count, undecodable.Count), (reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2)));
+            }
+        }
+        finally
+        {
+            await infrastructure.DropDatabaseAsync(database, CancellationToken.None);
+        }
+    }
+
+    private static async Task<long> CommittedAsync(string database, CancellationToken cancellationToken)
+    {
+        await using var connection = new NpgsqlConnection(database);
+        await connection.OpenAsync(cancellationToken);
+        await using var command = new NpgsqlCommand("SELECT coalesce(sum(next_offset), 0)::bigint FROM consumer_offsets", connection);
+        try
+        {
+            return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+        }
+        catch (PostgresException e) when (e.SqlState == "42P01")
+        {
+            return 0;
+        }
+    }
+
+    /// <summary>Runs <c>anomalyvae serve --config FILE</c> (the CLI built next to this test assembly's configuration).</summary>
+    private static Process Start(string configFile)
+    {
+        var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(CliPath());
+        start.ArgumentList.Add("serve");
+        start.ArgumentList.Add("--config");
+        start.ArgumentList.Add(configFile);
+        start.Environment["Logging__LogLevel__Default"] = "Warning";
+        var process = Process.Start(start) ?? throw new InvalidOperationException("could not start anomalyvae");
+        // Drain the pipes so the child never blocks on a full one.
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+
+    private static string CliPath()
+    {
+        var testBin = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
+        // .../tests/AnomalyVae.IntegrationTests/bin/<Configuration>/<tfm>/
+        string tfm = testBin.Name, configuration = testBin.Parent!.Name;
+        var root = testBin.Parent!.Parent!.Parent!.Parent!.Parent!.FullName;
+        var path = Path.Combine(root, "src", "AnomalyVae.Cli", "bin", configuration, tfm, "anomalyvae.dll");
+        return File.Exists(path) ? path : throw new FileNotFoundException($"The CLI is not built: {path}", path);
+    }
+
+    /// <summary>"A:B:C" keys → nested JSON objects ("Detectors:0" stays an object with key "0": the binder reads it as a list).</summary>
+    private static Dictionary<string, object> Nest(Dictionary<string, string?> flat)
+    {
+        var root = new Dictionary<string, object>();
+        foreach (var (key, value) in flat)
+        {
+            var parts = key.Split(':');
+            var node = root;
+            for (int i = 0; i < parts.Length - 1; i++)
+            {
+                if (!node.TryGetValue(parts[i], out var child))
+                    node[parts[i]] = child = new Dictionary<string, object>();
+                node = (Dictionary<string, object>)child;
+            }
+            node[parts[^1]] = value!;
+        }
+        return root;
+    }
+}

@@ -1,0 +1,223 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using AnomalyVae.Features;
+using AnomalyVae.IntegrationTests.Infrastructure;
+using AnomalyVae.Scoring;
+using AnomalyVae.Service;
+using AnomalyVae.Training;
+using AnomalyVae.Training.Engine;
+using Confluent.Kafka;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Configuration;
+using Npgsql;
+
+namespace AnomalyVae.IntegrationTests.Serve;
+
+/// <summary>One event as produced: where it landed and its bytes (null = a Kafka message without value).</summary>
+internal sealed record ProducedEvent(int Partition, long Offset, byte[]? Payload);
+
+/// <summary>
+/// What the serve tests share: a small model trained once on mixed data (numeric, log-numeric, categorical,
+/// binary), an event generator with anomalies and malformed payloads by construction, a producer, and the
+/// host built through <see cref="ServeHost.Build"/> exactly as <c>anomalyvae serve</c> builds it.
+/// </summary>
+public sealed class ServeFixture : IDisposable
+{
+    private static readonly string[] Colors = ["red", "green", "blue", "black"];
+
+    public ServeFixture()
+    {
+        Directory = Path.Combine(Path.GetTempPath(), $"serve-tests-{Guid.NewGuid():N}");
+        System.IO.Directory.CreateDirectory(Directory);
+        var csv = new StringBuilder("id,a,b,c,color,flag\n");
+        var random = new Random(5);
+        for (int i = 0; i < 3000; i++)
+        {
+            var (a, b, c, color, flag) = Normal(random);
+            csv.Append(CultureInfo.InvariantCulture, $"m{i % 20},{a:R},{b:R},{c:R},{Colors[color]},{(flag ? "true" : "false")}\n");
+        }
+        var data = Path.Combine(Directory, "train.csv");
+        File.WriteAllText(data, csv.ToString());
+        var spec = FeatureSpec.Parse(
+            """{"features":[{"name":"a","kind":"numeric"},{"name":"b","kind":"numeric"},{"name":"c","kind":"numeric","log":true},{"name":"color","kind":"categorical"},{"name":"flag","kind":"binary"}],"ignore":["id"]}""");
+        var options = new VaeTrainingOptions { Hidden = [16, 8], Latent = 3, Epochs = 5, Threads = 1, Seed = 7, ValidationFraction = 0.25 };
+        ModelPath = Path.Combine(Directory, "sensors.onnx");
+        Trainer.Train(data, spec, options).Save(ModelPath);
+    }
+
+    public string Directory { get; }
+
+    public string ModelPath { get; }
+
+    public void Dispose() => System.IO.Directory.Delete(Directory, recursive: true);
+
+    /// <summary>Events: mostly normal, every 50th anomalous (correlations broken, c × 1000), every 40th bad.</summary>
+    internal static List<byte[]?> Events(int count, int seed)
+    {
+        var random = new Random(seed);
+        var events = new List<byte[]?>(count);
+        var start = new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+        for (int i = 0; i < count; i++)
+        {
+            if (i % 40 == 39)
+            {
+                events.Add(Bad(i / 40));
+                continue;
+            }
+            var (a, b, c, color, flag) = Normal(random);
+            bool anomaly = i % 50 == 7;
+            if (anomaly)
+            {
+                b = -3 * a + 8;
+                c *= 1000;
+                color = (color + 2) % 4;
+            }
+            var ts = start.AddSeconds(i).ToString("yyyy-MM-ddTHH:mm:ss.fffZ", CultureInfo.InvariantCulture);
+            string extra = i % 50 == 7 && i % 100 == 7 ? ",\"note\":\"nul \\u0000 inside\",\"big\":1e999999" : "";
+            string json = string.Create(CultureInfo.InvariantCulture,
+                $"{{\"id\":\"m{i % 20}\",\"ts\":\"{ts}\",\"a\":{a:R},\"b\":{b:R},\"c\":{c:R},\"color\":\"{Colors[color]}\",\"flag\":{(flag ? "true" : "false")}{extra}}}");
+            events.Add(Encoding.UTF8.GetBytes(json));
+        }
+        return events;
+    }
+
+    private static byte[]? Bad(int k) => (k % 8) switch
+    {
+        0 => Encoding.UTF8.GetBytes("not json at all"),
+        1 => Encoding.UTF8.GetBytes("[1, 2, 3]"),
+        2 => Encoding.UTF8.GetBytes("{\"a\": \"abc\", \"b\": 1}"),
+        3 => Encoding.UTF8.GetBytes("{\"a\": \"NaN\"}"),
+        4 => Encoding.UTF8.GetBytes("{\"a\": 1e300}"),
+        5 => null,
+        6 => Encoding.UTF8.GetBytes("{\"a\": 1, \"a\": 2}"),
+        _ => Encoding.UTF8.GetBytes("{\"a\": 1, \"ts\": \"yesterday\"}"),
+    };
+
+    private static (double A, double B, double C, int Color, bool Flag) Normal(Random random)
+    {
+        double a = Gaussian(random);
+        double b = 2 * a + 0.3 * Gaussian(random);
+        double c = Math.Exp(1 + 0.5 * a + 0.2 * Gaussian(random));
+        int color = a < -0.7 ? 0 : a < 0 ? 1 : a < 0.7 ? 2 : 3;
+        return (a, b, c, color, b > 0);
+    }
+
+    private static double Gaussian(Random random) =>
+        Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble());
+
+    internal static async Task<List<ProducedEvent>> ProduceAsync(TestInfrastructure infrastructure, string topic, IReadOnlyList<byte[]?> events,
+        CancellationToken cancellationToken)
+    {
+        var config = infrastructure.ProducerConfig();
+        config.LingerMs = 5;
+        using var producer = new ProducerBuilder<Null, byte[]?>(config).Build();
+        // Round-robin over the partitions: librdkafka's sticky partitioner would put a fast burst into one.
+        int partitions;
+        using (var admin = new DependentAdminClientBuilder(producer.Handle).Build())
+            partitions = admin.GetMetadata(topic, TimeSpan.FromSeconds(10)).Topics.Single().Partitions.Count;
+        var sends = events.Select((e, i) => producer.ProduceAsync(new TopicPartition(topic, i % partitions),
+            new Message<Null, byte[]?> { Value = e }, cancellationToken)).ToArray();
+        var results = await Task.WhenAll(sends);
+        return [.. results.Select((r, i) => new ProducedEvent(r.Partition.Value, r.Offset.Value, events[i]))];
+    }
+
+    internal Dictionary<string, string?> Configuration(TestInfrastructure infrastructure, string topic, string deadLetterTopic, string database, string group,
+        int httpPort = 0, string? model = null) => new()
+        {
+            ["Kafka:BootstrapServers"] = infrastructure.KafkaBootstrap,
+            ["Kafka:GroupId"] = group,
+            ["Kafka:Properties:api.version.request"] = "false",
+            ["Kafka:Properties:broker.version.fallback"] = "0.9.0.1",
+            ["Kafka:Properties:session.timeout.ms"] = "10000",
+            ["Postgres:ConnectionString"] = database,
+            ["Detectors:0:Name"] = "sensors",
+            ["Detectors:0:Topic"] = topic,
+            ["Detectors:0:Model"] = model ?? ModelPath,
+            ["Detectors:0:DeadLetterTopic"] = deadLetterTopic,
+            ["Detectors:0:EntityField"] = "id",
+            ["Detectors:0:TimestampField"] = "ts",
+            ["Scoring:BatchSize"] = "256",
+            ["Scoring:BatchTimeoutMs"] = "20",
+            ["Scoring:IntraOpThreads"] = "1",
+            ["Http:Port"] = httpPort.ToString(CultureInfo.InvariantCulture),
+        };
+
+    internal static WebApplication Host(Dictionary<string, string?> configuration) =>
+        ServeHost.Build([], configure: c => c.AddInMemoryCollection(configuration));
+
+    /// <summary>The scores the model gives each decodable event, computed directly (no service involved).</summary>
+    internal Dictionary<(int Partition, long Offset), float> DirectScores(IReadOnlyList<ProducedEvent> events, out double threshold,
+        out HashSet<(int Partition, long Offset)> undecodable)
+    {
+        using var bundle = ModelBundle.Load(ModelPath);
+        threshold = bundle.Calibration.Threshold;
+        var decoder = new EventDecoder(bundle.Schema, "id", "ts");
+        using var scorer = bundle.CreateScorer(events.Count);
+        int f = bundle.Schema.Count, rows = 0;
+        var keys = new List<(int, long)>();
+        undecodable = [];
+        foreach (var e in events)
+        {
+            var result = decoder.Decode(e.Payload ?? [], scorer.X.Slice(rows * f, f), scorer.Mask.Slice(rows * f, f));
+            if (result.IsSuccess)
+            {
+                keys.Add((e.Partition, e.Offset));
+                rows++;
+            }
+            else
+            {
+                undecodable.Add((e.Partition, e.Offset));
+            }
+        }
+        scorer.Run(rows);
+        var scores = scorer.Scores(rows);
+        var byKey = new Dictionary<(int, long), float>();
+        for (int i = 0; i < rows; i++)
+            byKey[keys[i]] = scores[i];
+        return byKey;
+    }
+
+    /// <summary>Waits until the stored offsets reach the end of every partition that received events.</summary>
+    internal static async Task WaitForOffsetsAsync(string database, string topic, IEnumerable<ProducedEvent> events, CancellationToken cancellationToken)
+    {
+        var ends = events.GroupBy(e => e.Partition).ToDictionary(g => g.Key, g => g.Max(e => e.Offset) + 1);
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            await using (var connection = new NpgsqlConnection(database))
+            {
+                try
+                {
+                    await connection.OpenAsync(cancellationToken);
+                    await using var command = new NpgsqlCommand("SELECT \"partition\", next_offset FROM consumer_offsets WHERE topic = $1", connection);
+                    command.Parameters.AddWithValue(topic);
+                    var stored = new Dictionary<int, long>();
+                    await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+                    while (await reader.ReadAsync(cancellationToken))
+                        stored[reader.GetInt32(0)] = reader.GetInt64(1);
+                    if (ends.All(e => stored.TryGetValue(e.Key, out var next) && next >= e.Value))
+                        return;
+                }
+                catch (PostgresException e) when (e.SqlState == "42P01")
+                {
+                    // Not migrated yet.
+                }
+                catch (NpgsqlException e) when (e.IsTransient || e is PostgresException { SqlState: "57P01" or "55000" })
+                {
+                    // A database outage made on purpose by the test.
+                    NpgsqlConnection.ClearPool(connection);
+                }
+            }
+            await Task.Delay(100, cancellationToken);
+        }
+    }
+
+    internal static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
