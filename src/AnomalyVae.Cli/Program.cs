@@ -12,5 +12,8 @@ var root = new RootCommand("AnomalyVae: anomaly detection for tabular and sensor
     GenerativeCommands.Interpolate(),
     GenerateCommand.Create(),
     BenchCommands.Bench(),
+    ModelsCommands.Create(),
+    AnomaliesCommands.Create(),
+    ApiCommand.Create(),
 };
 return CliRun.Invoke(root, args);

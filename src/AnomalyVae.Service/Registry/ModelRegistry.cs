@@ -182,16 +182,26 @@ public sealed partial class ModelRegistry(NpgsqlDataSource dataSource)
 
     private static async Task ActivateInTransactionAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string detector, long id, CancellationToken cancellationToken)
     {
-        // Retire first: the partial unique index allows one active row per detector at every statement.
-        await using var command = new NpgsqlCommand(
-            """
-            UPDATE models SET status = 'retired' WHERE detector = $1 AND status = 'active' AND id <> $2;
-            UPDATE models SET status = 'active', activated_at = now() WHERE id = $2;
-            SELECT pg_notify('anomalyvae_models', $1);
-            """, connection, transaction);
-        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = detector });
-        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = id });
-        await command.ExecuteNonQueryAsync(cancellationToken);
+        // Retire first: the partial unique index allows one active row per detector after every statement.
+        await using var batch = new NpgsqlBatch(connection, transaction)
+        {
+            BatchCommands =
+            {
+                new NpgsqlBatchCommand("UPDATE models SET status = 'retired' WHERE detector = $1 AND status = 'active' AND id <> $2")
+                {
+                    Parameters = { new NpgsqlParameter<string> { TypedValue = detector }, new NpgsqlParameter<long> { TypedValue = id } },
+                },
+                new NpgsqlBatchCommand("UPDATE models SET status = 'active', activated_at = now() WHERE id = $1")
+                {
+                    Parameters = { new NpgsqlParameter<long> { TypedValue = id } },
+                },
+                new NpgsqlBatchCommand($"SELECT pg_notify('{NotifyChannel}', $1)")
+                {
+                    Parameters = { new NpgsqlParameter<string> { TypedValue = detector } },
+                },
+            },
+        };
+        await batch.ExecuteNonQueryAsync(cancellationToken);
     }
 
     /// <summary>Serializes registrations and activations of one detector (transaction-scoped advisory lock).</summary>
