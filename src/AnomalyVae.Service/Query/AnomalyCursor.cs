@@ -15,6 +15,10 @@ public readonly record struct AnomalyCursor(DateTimeOffset DetectedAt, long Id)
     private const byte FormatVersion = 1;
     private const int Length = 17;
 
+    // Years 1..9999, the range DateTimeOffset can hold.
+    private static readonly long MinMicros = ToUnixMicroseconds(DateTimeOffset.MinValue);
+    private static readonly long MaxMicros = ToUnixMicroseconds(DateTimeOffset.MaxValue);
+
     public string Encode()
     {
         Span<byte> bytes = stackalloc byte[Length];
@@ -39,13 +43,14 @@ public readonly record struct AnomalyCursor(DateTimeOffset DetectedAt, long Id)
         long id = BinaryPrimitives.ReadInt64BigEndian(bytes[9..]);
         if (id < 0 || micros < MinMicros || micros > MaxMicros)
             return false;
-        cursor = new AnomalyCursor(DateTimeOffset.UnixEpoch.AddTicks(micros * 10), id);
+        var decoded = new AnomalyCursor(DateTimeOffset.UnixEpoch.AddTicks(micros * 10), id);
+        // Only the canonical spelling: base64 tolerates stray bits in the last character, which would let two
+        // different strings mean one position.
+        if (decoded.Encode() != text)
+            return false;
+        cursor = decoded;
         return true;
     }
 
     internal static long ToUnixMicroseconds(DateTimeOffset time) => (time.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks) / 10;
-
-    // Years 1..9999, the range DateTimeOffset can hold.
-    private static readonly long MinMicros = ToUnixMicroseconds(DateTimeOffset.MinValue);
-    private static readonly long MaxMicros = ToUnixMicroseconds(DateTimeOffset.MaxValue);
 }
