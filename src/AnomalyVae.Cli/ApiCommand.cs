@@ -32,9 +32,11 @@ internal static class ApiCommand
             {
                 throw new CliException(e is PostgresException pg ? $"PostgreSQL: {pg.MessageText}" : e.Message);
             }
+            // Stop on Ctrl+C/SIGTERM whichever handler sees it first: the host's own lifetime or the command line's.
+            using var stopping = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, app.Lifetime.ApplicationStopping);
             try
             {
-                await Task.Delay(Timeout.Infinite, cancellationToken);
+                await Task.Delay(Timeout.Infinite, stopping.Token);
             }
             catch (OperationCanceledException)
             {

@@ -82,6 +82,37 @@ public sealed class CliAndDashboardTests(CliAndDashboardTests.SeededDatabase dat
     }
 
     [Fact]
+    public async Task Api_command_serves_the_api_until_stopped()
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "anomalyvae.dll"), "api", "--port", "0", "--connection", database.ConnectionString })
+            start.ArgumentList.Add(arg);
+        start.Environment["Api__Host"] = "127.0.0.1";
+        using var process = Process.Start(start)!;
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+            string? line;
+            do
+                line = await process.StandardOutput.ReadLineAsync(timeout.Token);
+            while (line is not null && !line.StartsWith("anomalyvae api listening on ", StringComparison.Ordinal));
+            if (line is null)
+                Assert.Fail("anomalyvae api exited before listening: " + await process.StandardError.ReadToEndAsync(timeout.Token));
+            var address = line["anomalyvae api listening on ".Length..].Split(',')[0].Trim();
+            using var client = new HttpClient { BaseAddress = new Uri(address) };
+            using var detectors = JsonDocument.Parse(await client.GetStringAsync("/api/detectors", timeout.Token));
+            Assert.Contains(detectors.RootElement.GetProperty("items").EnumerateArray(), d => d.GetProperty("detector").GetString() == "payments");
+            var page = await client.GetStringAsync("/", timeout.Token);
+            Assert.Contains("<title>AnomalyVae</title>", page);
+        }
+        finally
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+        }
+    }
+
+    [Fact]
     public async Task Dashboard_filters_opens_an_anomaly_and_draws_its_contributions_in_chromium()
     {
         var root = RepoRoot();

@@ -87,6 +87,19 @@ public sealed class ModelRegistryTests(TestInfrastructure infrastructure) : IAsy
     }
 
     [Fact]
+    public async Task Concurrent_activations_leave_exactly_one_active_model()
+    {
+        var registry = new ModelRegistry(_dataSource);
+        var first = await registry.RegisterFileAsync("race", TinyModels.First, activate: false);
+        var second = await registry.RegisterFileAsync("race", TinyModels.Second, activate: false);
+        // Both versions activated many times at once: the per-detector lock serializes them, none fails.
+        await Task.WhenAll(Enumerable.Range(0, 16).Select(i => registry.ActivateAsync("race", i % 2 == 0 ? first.Version : second.Version)));
+        var models = await registry.ListAsync("race");
+        Assert.Single(models, m => m.Status == ModelRegistry.Active);
+        Assert.Single(models, m => m.Status == ModelRegistry.Retired);
+    }
+
+    [Fact]
     public async Task Bad_registrations_get_clear_errors()
     {
         var registry = new ModelRegistry(_dataSource);
