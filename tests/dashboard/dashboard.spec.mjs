@@ -1,0 +1,66 @@
+// End-to-end check of the dashboard in headless Chromium (Debian's, driven by playwright-core; no browser download).
+//   node tests/dashboard/dashboard.spec.mjs BASE_URL SCREENSHOT.png DETECTOR
+// Loads the page, filters by DETECTOR, opens the first anomaly, waits until its contributions chart is drawn, and
+// saves a full-page screenshot. Exit code 0 only when every step worked; the reason otherwise on stderr.
+import { chromium } from 'playwright-core';
+
+const [baseUrl, screenshot, detector] = process.argv.slice(2);
+if (!baseUrl || !screenshot || !detector) {
+  console.error('usage: node dashboard.spec.mjs BASE_URL SCREENSHOT.png DETECTOR');
+  process.exit(2);
+}
+const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const fail = (message) => { throw new Error(message); };
+
+const browser = await chromium.launch({ executablePath, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+let code = 0;
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()}`); });
+
+  await page.goto(baseUrl + '/', { waitUntil: 'load' });
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 15000 });
+  if (!(await page.evaluate(() => typeof window.Chart === 'function'))) fail('Chart.js was not loaded from /dashboard/vendor');
+
+  // Filter by detector: every row shown must then belong to it.
+  await page.selectOption('#detector-filter', detector);
+  await page.waitForFunction((d) => {
+    const rows = [...document.querySelectorAll('#anomaly-table tbody tr[data-id]')];
+    return rows.length > 0 && rows.every((r) => r.children[1].textContent === d);
+  }, detector, { timeout: 15000 });
+  const rows = await page.$$eval('#anomaly-table tbody tr[data-id]', (trs) => trs.map((r) => [r.dataset.id, r.children[1].textContent]));
+  console.log(`filtered to ${rows.length} rows of ${detector}`);
+  const timelinePoints = await page.evaluate(() => {
+    const chart = Object.values(window.Chart.instances).find((c) => c.canvas.id === 'timeline-chart');
+    return chart ? chart.data.datasets.map((d) => d.data.length) : null;
+  });
+  if (!timelinePoints || timelinePoints[0] === 0) fail(`timeline chart has no points: ${JSON.stringify(timelinePoints)}`);
+  if (timelinePoints.length < 2) fail('timeline chart has no threshold line');
+
+  // Open the first anomaly and wait for its contribution bars.
+  const id = rows[0][0];
+  await page.click(`#anomaly-table tbody tr[data-id="${id}"]`);
+  await page.waitForSelector(`body[data-contributions-for="${id}"]`, { timeout: 15000 });
+  const bars = await page.evaluate(() => {
+    const chart = Object.values(window.Chart.instances).find((c) => c.canvas.id === 'contributions-chart');
+    return chart ? { labels: chart.data.labels, values: chart.data.datasets[0].data } : null;
+  });
+  if (!bars || bars.labels.length === 0) fail('contributions chart is empty');
+  if (bars.values.some((v, i) => i > 0 && v > bars.values[i - 1])) fail('contributions are not largest first');
+  console.log(`anomaly ${id}: contributions ${bars.labels.join(', ')}`);
+  const models = await page.$$eval('#models-table tbody tr', (trs) => trs.length);
+  console.log(`models table rows: ${models}`);
+
+  await page.locator('#detail-card').scrollIntoViewIfNeeded();
+  await page.screenshot({ path: screenshot, fullPage: true });
+  if (problems.length) fail(problems.join('\n'));
+  console.log(`screenshot: ${screenshot}`);
+} catch (e) {
+  console.error(`dashboard test failed: ${e.message}`);
+  code = 1;
+} finally {
+  await browser.close();
+}
+process.exit(code);
