@@ -3,7 +3,8 @@
 #   1. set-up (deploy/local/setup.sh) and build
 #   2. local Kafka (127.0.0.1:9092) and PostgreSQL (127.0.0.1:5433)
 #   3. generate labelled training data for two detectors (sensor fleet, card payments) and train a model each
-#   4. start `anomalyvae serve` in the background, stream a labelled test stream through Kafka
+#   4. register the models, start `anomalyvae serve` and `anomalyvae api` (dashboard) in the background,
+#      stream a labelled test stream through Kafka
 #   5. report: events streamed, anomalies flagged, precision and recall against the injected labels, the top
 #      anomalies with their contributing features, and example SQL
 # The services stay up for exploration; the last lines say how to stop them. Running it again starts over
@@ -16,6 +17,7 @@ REPO=$(pwd)
 export ANOMALYVAE_DATA="${ANOMALYVAE_DATA:-$REPO/.data}"
 export KAFKA_PORT="${KAFKA_PORT:-9092}" ZK_PORT="${ZK_PORT:-2181}" PG_PORT="${PG_PORT:-5433}"
 HTTP_PORT="${DEMO_HTTP_PORT:-8080}"
+API_PORT="${DEMO_API_PORT:-8081}"
 TRAIN_EVENTS="${DEMO_TRAIN_EVENTS:-60000}"
 STREAM_EVENTS="${DEMO_STREAM_EVENTS:-20000}"
 DEMO="$ANOMALYVAE_DATA/demo"
@@ -34,20 +36,22 @@ deploy/local/kafka.sh start
 deploy/local/postgres.sh start
 mkdir -p "$DEMO"
 
-# A previous demo's service would hold the demo topics; stop it before starting over.
-if [[ -f "$DEMO/serve.pid" ]] && kill -0 "$(cat "$DEMO/serve.pid")" 2>/dev/null; then
-  step "stopping the previous demo service"
-  kill -TERM "$(cat "$DEMO/serve.pid")"
-  for _ in $(seq 1 60); do kill -0 "$(cat "$DEMO/serve.pid")" 2>/dev/null || break; sleep 0.5; done
-fi
-rm -f "$DEMO/serve.pid"
+# A previous demo's services would hold the demo topics and ports; stop them before starting over.
+for name in serve api; do
+  if [[ -f "$DEMO/$name.pid" ]] && kill -0 "$(cat "$DEMO/$name.pid")" 2>/dev/null; then
+    step "stopping the previous demo's $name"
+    kill -TERM "$(cat "$DEMO/$name.pid")"
+    for _ in $(seq 1 60); do kill -0 "$(cat "$DEMO/$name.pid")" 2>/dev/null || break; sleep 0.5; done
+  fi
+  rm -f "$DEMO/$name.pid"
+done
 
 step "training data and models"
 ./anomalyvae generate sensors --count "$TRAIN_EVENTS" --seed 1 --out "$DEMO/sensors-train.csv"
 ./anomalyvae generate transactions --count "$((TRAIN_EVENTS * 2))" --seed 1 --out "$DEMO/transactions-train.csv"
 export SOURCE_DATE_EPOCH=1767225600 # identical runs give identical model files
-./anomalyvae train --data "$DEMO/sensors-train.csv" --out "$DEMO/sensors.onnx" --report "$DEMO/sensors-report.html" --epochs 40
-./anomalyvae train --data "$DEMO/transactions-train.csv" --out "$DEMO/transactions.onnx" --report "$DEMO/transactions-report.html" --epochs 30
+./anomalyvae train --data "$DEMO/sensors-train.csv" --out "$DEMO/sensors.onnx" --report "$DEMO/sensors-report.html"
+./anomalyvae train --data "$DEMO/transactions-train.csv" --out "$DEMO/transactions.onnx" --report "$DEMO/transactions-report.html"
 unset SOURCE_DATE_EPOCH
 
 step "topics and database"
@@ -61,9 +65,13 @@ deploy/local/kafka.sh create-topic demo.transactions.dlq 1
 CONNECTION="Host=127.0.0.1;Port=$PG_PORT;Username=anomalyvae;Database=anomalyvae"
 ./anomalyvae db migrate --connection "$CONNECTION"
 # The topics were recreated, so their offsets start at 0 again: forget the old demo rows and offsets.
-psql_demo -c "DELETE FROM anomalies WHERE detector IN ('sensors','transactions');
+psql_demo -c "DELETE FROM models WHERE detector IN ('sensors','transactions');
+              DELETE FROM anomalies WHERE detector IN ('sensors','transactions');
               DELETE FROM consumer_offsets WHERE detector IN ('sensors','transactions');
               DELETE FROM scoring_stats WHERE detector IN ('sensors','transactions');"
+
+./anomalyvae models register --detector sensors --file "$DEMO/sensors.onnx" --activate --connection "$CONNECTION"
+./anomalyvae models register --detector transactions --file "$DEMO/transactions.onnx" --activate --connection "$CONNECTION"
 
 cat > "$DEMO/serve.json" <<EOF
 {
@@ -98,6 +106,14 @@ if [[ $ready != 1 ]]; then
   exit 1
 fi
 echo "ready: http://127.0.0.1:$HTTP_PORT/readyz"
+
+step "starting the query API and dashboard (log: $DEMO/api.log)"
+nohup ./anomalyvae api --connection "$CONNECTION" --port "$API_PORT" >"$DEMO/api.log" 2>&1 &
+echo $! >"$DEMO/api.pid"
+for _ in $(seq 1 60); do
+  curl -fsS "http://127.0.0.1:$API_PORT/api/detectors" >/dev/null 2>&1 && break
+  sleep 0.5
+done
 
 step "streaming $STREAM_EVENTS labelled test events per detector through Kafka"
 ./anomalyvae generate sensors --count "$STREAM_EVENTS" --seed 2 --topic demo.sensors --labels "$DEMO/sensors-labels.csv" \
@@ -137,7 +153,7 @@ done
 
 echo "Top 5 anomalies (highest score) with their three largest feature contributions:"
 psql_demo -c "
-SELECT detector, entity, event_time, round(score::numeric, 2) AS score, p_value::numeric(10,6) AS p_value,
+SELECT detector, entity, event_time, round(score::numeric, 2) AS score, to_char(p_value, '9.9EEEE') AS p_value,
        (SELECT string_agg(c->>'feature' || ' ' || round((c->>'score')::numeric, 1), ', ')
           FROM (SELECT c FROM jsonb_array_elements(contributions) AS c LIMIT 3) AS top) AS top_features
 FROM anomalies WHERE detector IN ('sensors','transactions')
@@ -146,6 +162,7 @@ ORDER BY score DESC LIMIT 5;"
 cat <<EOF
 
 Finished in $(( $(date +%s) - started )) s. Services are still running:
+  dashboard    http://127.0.0.1:$API_PORT/              API  http://127.0.0.1:$API_PORT/api/anomalies?detector=sensors
   metrics      http://127.0.0.1:$HTTP_PORT/metrics      readiness  http://127.0.0.1:$HTTP_PORT/readyz
   reports      $DEMO/sensors-report.html  $DEMO/transactions-report.html
   SQL          deploy/local/postgres.sh psql
@@ -155,5 +172,5 @@ Finished in $(( $(date +%s) - started )) s. Services are still running:
                  FROM anomalies GROUP BY 1, 2 ORDER BY 2 DESC;
   stream more  ./anomalyvae generate sensors --rate 1000/s --duration 60 --topic demo.sensors ${KAFKA_PROPS[*]}
 Stop everything:
-  kill \$(cat $DEMO/serve.pid); deploy/local/kafka.sh stop; deploy/local/postgres.sh stop
+  kill \$(cat $DEMO/serve.pid) \$(cat $DEMO/api.pid); deploy/local/kafka.sh stop; deploy/local/postgres.sh stop
 EOF

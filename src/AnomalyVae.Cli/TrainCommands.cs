@@ -56,10 +56,12 @@ internal static class TrainCommands
         var threads = new Option<int?>("--threads") { Description = "Training threads (default: cores, at most 8)." };
         var validation = new Option<double>("--validation-fraction") { Description = "Rows held out for early stopping and calibration.", DefaultValueFactory = _ => 0.1 };
         var fpr = new Option<double>("--target-fpr") { Description = "Calibrated false-positive rate on normal data.", DefaultValueFactory = _ => Calibration.DefaultFalsePositiveRate };
+        var variance = new Option<NumericVariance>("--variance") { Description = "Numeric heads' variance: PerFeature (one learned value per feature) or PerRow (predicted per record).", DefaultValueFactory = _ => new VaeTrainingOptions().NumericVariance };
+        var activation = new Option<Activation>("--activation") { Description = "Hidden-layer activation.", DefaultValueFactory = _ => new VaeTrainingOptions().Activation };
         var samples = new Option<int>("--samples") { Description = "Latent samples L for the reconstruction probability.", DefaultValueFactory = _ => new VaeTrainingOptions().ScoringSamples };
         var command = new Command("train", "Fit a VAE on a CSV file and export one self-contained ONNX model.")
         {
-            data, output, spec, report, hidden, latent, beta, epochs, batch, lr, seed, threads, validation, fpr, samples,
+            data, output, spec, report, hidden, latent, beta, epochs, batch, lr, seed, threads, validation, fpr, samples, variance, activation,
         };
         command.SetAction((parse, cancellationToken) =>
         {
@@ -81,6 +83,8 @@ internal static class TrainCommands
                 Threads = parse.GetValue(threads),
                 ValidationFraction = parse.GetValue(validation),
                 ScoringSamples = parse.GetValue(samples),
+                NumericVariance = parse.GetValue(variance),
+                Activation = parse.GetValue(activation),
             };
             var featureSpec = parse.GetValue(spec) is { } specPath ? FeatureSpec.Load(CliRun.ExistingFile(specPath, "spec file")) : null;
             if (featureSpec is null)
