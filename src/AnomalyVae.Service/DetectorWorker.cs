@@ -22,9 +22,11 @@ namespace AnomalyVae.Service;
 /// its first event) → decode each event straight into the scorer's input rows (bad ones become dead letters) →
 /// one ONNX Runtime run → flag scores above the threshold → send the dead letters and wait for their acks →
 /// commit anomaly rows, next offsets and statistics in one PostgreSQL transaction → advisory Kafka commit.
+/// Two batches alternate: while one commits, the next is consumed and scored; commits stay strictly in order
+/// (batch n+1 starts committing only after batch n has), so offsets only ever move forward.
 /// Where a partition resumes is read from PostgreSQL on assignment, so Kafka's own offsets never matter.
-/// While PostgreSQL (or the dead-letter topic) is unavailable the batch stays in memory, the partitions are
-/// paused and the consumer keeps polling (so it stays in its group) until a retry succeeds.
+/// While PostgreSQL (or the dead-letter topic) is unavailable the batches stay in memory (at most two), the
+/// partitions are paused and the consumer keeps polling (so it stays in its group) until a retry succeeds.
 /// </summary>
 public sealed class DetectorWorker : BackgroundService
 {
@@ -44,23 +46,17 @@ public sealed class DetectorWorker : BackgroundService
     private readonly ResiliencePipeline _pipeline;
     private readonly KeyValuePair<string, object?> _tag;
 
-    // The in-flight batch. Rows of decoded events live in the scorer's own input buffers.
-    private readonly ModelScorer _scorer;
-    private readonly PendingEvent[] _events;
-    private readonly List<DeadLetter> _deadLetters = [];
-    private readonly Dictionary<int, long> _nextOffsets = [];
-    private readonly BatchRecord _record;
+    // The batch being consumed, and the one committing in the background (if any).
+    private readonly Batch[] _batches = new Batch[2];
+    private Batch _current;
+    private Batch? _committing;
+    private Task? _commit;
     private readonly ScoreWindow _window;
-    private int _count;
-    private int _rows;
-    private bool _built;
-    private bool _deadLettersSent;
 
     // Partitions whose start offset came from PostgreSQL; events of any other partition are never processed.
     private readonly HashSet<int> _assigned = [];
     // Next offset committed per owned partition, for the lag gauge.
     private readonly Dictionary<int, long> _committed = [];
-    private long _lastLagUpdate;
     private readonly int[] _order;
     private readonly float[] _keys;
     private readonly ArrayBufferWriter<byte> _json = new(4096);
@@ -69,6 +65,7 @@ public sealed class DetectorWorker : BackgroundService
     // commit under way when SIGTERM arrives finishes instead of being cut (and re-applied) half-way.
     private readonly CancellationTokenSource _writeDeadline = new();
     private long _lastKafkaCommit;
+    private long _lastLagUpdate;
 
     public DetectorWorker(Detector detector, KafkaOptions kafka, ScoringOptions scoring, AnomalyStore store, OffsetStore offsets,
         DeadLetterProducer deadLetterProducer, ServiceMetrics metrics, ServiceHealth health, ILogger<DetectorWorker> logger)
@@ -83,13 +80,9 @@ public sealed class DetectorWorker : BackgroundService
         _health = health;
         _logger = logger;
         _tag = new KeyValuePair<string, object?>("detector", detector.Name);
-        _scorer = detector.Model.CreateScorer(scoring.BatchSize);
-        _events = new PendingEvent[scoring.BatchSize];
-        _record = new BatchRecord(detector.Name, detector.Options.Topic)
-        {
-            ModelVersion = detector.Model.Version,
-            Threshold = detector.Threshold,
-        };
+        for (int i = 0; i < _batches.Length; i++)
+            _batches[i] = new Batch(detector, scoring.BatchSize);
+        _current = _batches[0];
         _window = new ScoreWindow(scoring.StatsWindowSeconds);
         _order = new int[detector.Model.Schema.Count];
         _keys = new float[detector.Model.Schema.Count];
@@ -131,7 +124,8 @@ public sealed class DetectorWorker : BackgroundService
     {
         // The base cancels the stopping token, whose callback arms _writeDeadline: dispose that one after.
         base.Dispose();
-        _scorer.Dispose();
+        foreach (var batch in _batches)
+            batch.Dispose();
         _writeDeadline.Dispose();
     }
 
@@ -152,8 +146,11 @@ public sealed class DetectorWorker : BackgroundService
                 while (!stoppingToken.IsCancellationRequested)
                 {
                     Collect(consumer, stoppingToken);
-                    if (_count > 0)
-                        await CommitAsync(consumer, stoppingToken);
+                    // Scoring overlaps the previous batch's commit; then wait for that commit before starting this one.
+                    if (_current.Count > 0)
+                        Build(_current);
+                    await SettleAsync(consumer, stoppingToken);
+                    StartCommit();
                 }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -204,24 +201,26 @@ public sealed class DetectorWorker : BackgroundService
         }
     }
 
-    /// <summary>Graceful shutdown: commit the in-flight batch (bounded by Scoring:ShutdownTimeoutSeconds), leave the group.</summary>
+    /// <summary>Graceful shutdown: commit the batches in memory (bounded by Scoring:ShutdownTimeoutSeconds), leave the group.</summary>
     private async Task FinishAsync(IConsumer<Ignore, byte[]> consumer)
     {
-        if (_count > 0)
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(_scoring.ShutdownTimeoutSeconds));
+        try
         {
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(_scoring.ShutdownTimeoutSeconds));
-            try
+            await SettleAsync(consumer, timeout.Token);
+            if (_current.Count > 0)
             {
-                await CommitAsync(consumer, timeout.Token);
+                Build(_current);
+                StartCommit();
+                await SettleAsync(consumer, timeout.Token);
                 _logger.LogInformation("Detector {Detector}: committed the in-flight batch on shutdown", Name);
             }
-            catch (OperationCanceledException)
-            {
-                // Nothing of the batch is committed, so its events are read again after restart: no loss.
-                _logger.LogWarning("Detector {Detector}: could not commit the in-flight batch of {Count} events before the shutdown timeout; they will be re-read",
-                    Name, _count);
-                ClearBatch();
-            }
+        }
+        catch (OperationCanceledException)
+        {
+            // Nothing of these batches is committed, so their events are read again after restart: no loss.
+            _logger.LogWarning("Detector {Detector}: could not commit the batches in memory before the shutdown timeout; they will be re-read", Name);
+            DropAll();
         }
         consumer.Close();
         _logger.LogInformation("Detector {Detector}: left group {Group}", Name, GroupId);
@@ -289,34 +288,55 @@ public sealed class DetectorWorker : BackgroundService
         return result;
     }
 
-    /// <summary>Before losing partitions, commit what was read from them (the in-flight batch); if that fails,
-    /// drop it: nothing of it is committed, so the next owner reads it again.</summary>
+    /// <summary>Before losing partitions, commit what was read from them (the batches in memory); if that fails,
+    /// drop them: nothing of them is committed, so the next owner reads them again.</summary>
     private void OnRevoked(IConsumer<Ignore, byte[]> consumer, List<TopicPartitionOffset> partitions)
     {
-        if (_count > 0)
+        try
         {
-            try
+            if (_commit is not null)
             {
-                CommitOnceAsync(consumer).GetAwaiter().GetResult();
+                try
+                {
+                    _commit.GetAwaiter().GetResult();
+                }
+                catch (Exception e) when (IsTransient(e) || e is BrokenCircuitException)
+                {
+                    // One more try through the pipeline before giving the partitions up.
+                    CommitAsync(_committing!).GetAwaiter().GetResult();
+                }
+                Committed(consumer, _committing!);
             }
-            catch (Exception e) when (IsTransient(e) || e is BrokenCircuitException or OperationCanceledException)
+            if (_current.Count > 0)
             {
-                _logger.LogWarning("Detector {Detector}: partitions revoked with an uncommitted batch of {Count} events ({Error}); the next owner re-reads them",
-                    Name, _count, e.Message);
-                ClearBatch();
+                Build(_current);
+                CommitAsync(_current).GetAwaiter().GetResult();
+                Committed(consumer, _current);
             }
+        }
+        catch (Exception e) when (IsTransient(e) || e is BrokenCircuitException or OperationCanceledException)
+        {
+            _logger.LogWarning("Detector {Detector}: partitions revoked with uncommitted events ({Error}); the next owner re-reads them", Name, e.Message);
+            DropAll();
         }
         Forget(partitions.Select(p => p.Partition.Value));
     }
 
-    /// <summary>Partitions lost (session timed out): another consumer may own them already, so drop the batch.</summary>
+    /// <summary>Partitions lost (session timed out): another consumer may own them already, so drop what is not
+    /// committed (a commit under way may still land: offsets only move forward and its rows are idempotent).</summary>
     private void OnLost(IConsumer<Ignore, byte[]> consumer, List<TopicPartitionOffset> partitions)
     {
-        if (_count > 0)
+        if (_current.Count > 0 || _commit is not null)
+            _logger.LogWarning("Detector {Detector}: partitions lost with uncommitted events; the next owner re-reads them", Name);
+        try
         {
-            _logger.LogWarning("Detector {Detector}: partitions lost with an uncommitted batch of {Count} events; the next owner re-reads them", Name, _count);
-            ClearBatch();
+            _commit?.GetAwaiter().GetResult();
         }
+        catch (Exception e) when (IsTransient(e) || e is BrokenCircuitException or OperationCanceledException)
+        {
+            _logger.LogDebug("Detector {Detector}: commit of a lost batch failed: {Error}", Name, e.Message);
+        }
+        DropAll();
         Forget(partitions.Select(p => p.Partition.Value));
     }
 
@@ -331,14 +351,22 @@ public sealed class DetectorWorker : BackgroundService
         _health.SetAssignment(Name, _assigned);
     }
 
-    /// <summary>Reads events into the batch until it is full, or Scoring:BatchTimeoutMs after its first event.</summary>
+    /// <summary>Reads events into the current batch until it is full, or Scoring:BatchTimeoutMs after its first event.</summary>
     private void Collect(IConsumer<Ignore, byte[]> consumer, CancellationToken stoppingToken)
     {
         long deadline = 0;
-        while (_count < _events.Length && !stoppingToken.IsCancellationRequested)
+        while (_current.Count < _current.Capacity && !stoppingToken.IsCancellationRequested)
         {
+            if (_commit is { IsCompleted: true })
+            {
+                // A failed commit is the main loop's to retry (pausing); a finished one is acknowledged right away,
+                // so metrics, lag and the advisory Kafka commit do not wait for the next batch.
+                if (!_commit.IsCompletedSuccessfully)
+                    return;
+                Committed(consumer, _committing!);
+            }
             var wait = IdlePoll;
-            if (_count > 0)
+            if (_current.Count > 0)
             {
                 long left = deadline - Stopwatch.GetTimestamp();
                 if (left <= 0)
@@ -364,54 +392,69 @@ public sealed class DetectorWorker : BackgroundService
             }
             if (!_assigned.Contains(result.Partition.Value))
                 continue;
-            if (_count == 0)
+            if (_current.Count == 0)
                 deadline = Stopwatch.GetTimestamp() + (long)(_scoring.BatchTimeoutMs * (Stopwatch.Frequency / 1000.0));
-            Add(result);
+            Add(_current, result);
         }
     }
 
-    /// <summary>Decodes one event into the next input row, or turns it into a dead letter.</summary>
-    private void Add(ConsumeResult<Ignore, byte[]> result)
+    /// <summary>Decodes one event into the batch's next input row, or turns it into a dead letter.</summary>
+    private void Add(Batch batch, ConsumeResult<Ignore, byte[]> result)
     {
         var payload = result.Message.Value ?? [];
         int partition = result.Partition.Value;
         long offset = result.Offset.Value;
         var now = DateTime.UtcNow;
         var timestamp = result.Message.Timestamp;
-        ref var pending = ref _events[_count++];
+        ref var pending = ref batch.Events[batch.Count++];
         pending.Partition = partition;
         pending.Offset = offset;
         pending.Payload = payload;
         pending.Time = timestamp.Type == TimestampType.NotAvailable ? now : timestamp.UtcDateTime;
-        int features = _scorer.Bundle.Schema.Count;
+        int features = batch.Scorer.Bundle.Schema.Count;
         var decoded = _detector.Decoder.Decode(payload,
-            _scorer.X.Slice(_rows * features, features), _scorer.Mask.Slice(_rows * features, features));
+            batch.Scorer.X.Slice(batch.Rows * features, features), batch.Scorer.Mask.Slice(batch.Rows * features, features));
         if (decoded.IsSuccess)
         {
-            pending.Row = _rows++;
+            pending.Row = batch.Rows++;
             pending.Entity = decoded.Entity;
             pending.EventTime = decoded.EventTime;
         }
         else
         {
             pending.Row = -1;
-            _deadLetters.Add(DeadLetter.ForDecodeFailure(decoded, Name, _detector.Options.Topic, partition, offset, now, payload));
+            batch.DeadLetters.Add(DeadLetter.ForDecodeFailure(decoded, Name, _detector.Options.Topic, partition, offset, now, payload));
         }
-        _nextOffsets[partition] = offset + 1;
+        batch.NextOffsets[partition] = offset + 1;
     }
 
-    /// <summary>Commits the batch, pausing the partitions while the database or the dead-letter topic is away.</summary>
-    private async Task CommitAsync(IConsumer<Ignore, byte[]> consumer, CancellationToken cancellationToken)
+    /// <summary>Starts committing the current batch in the background and switches to the other one.</summary>
+    private void StartCommit()
     {
+        if (_current.Count == 0)
+            return;
+        _committing = _current;
+        _commit = CommitAsync(_committing);
+        _current = ReferenceEquals(_current, _batches[0]) ? _batches[1] : _batches[0];
+    }
+
+    /// <summary>Waits for the background commit; while the database or the dead-letter topic is away, pauses the
+    /// partitions and retries until it succeeds (or the batches are dropped in a rebalance).</summary>
+    private async Task SettleAsync(IConsumer<Ignore, byte[]> consumer, CancellationToken cancellationToken)
+    {
+        if (_commit is null)
+            return;
+        var batch = _committing!;
         bool paused = false;
         List<TopicPartition> pausedPartitions = [];
         try
         {
-            while (_count > 0)
+            while (_commit is not null)
             {
                 try
                 {
-                    await CommitOnceAsync(consumer);
+                    await _commit;
+                    Committed(consumer, batch);
                     break;
                 }
                 catch (Exception e) when (IsTransient(e) || e is BrokenCircuitException)
@@ -421,12 +464,15 @@ public sealed class DetectorWorker : BackgroundService
                         pausedPartitions = consumer.Assignment;
                         consumer.Pause(pausedPartitions);
                         paused = true;
-                        _logger.LogWarning("Detector {Detector}: cannot commit ({Error}); partitions paused, batch of {Count} events kept until it can",
-                            Name, e.Message, _count);
+                        _logger.LogWarning("Detector {Detector}: cannot commit ({Error}); partitions paused, {Count} events kept until it can",
+                            Name, e.Message, batch.Count + _current.Count);
                     }
                     _health.SetProblem(Name, $"cannot commit to PostgreSQL or the dead-letter topic: {e.Message}");
                     cancellationToken.ThrowIfCancellationRequested();
                     PollWhilePaused(consumer);
+                    // A revocation in there commits or drops the batches itself.
+                    if (_commit is not null)
+                        _commit = CommitAsync(batch);
                 }
             }
         }
@@ -458,109 +504,118 @@ public sealed class DetectorWorker : BackgroundService
         }
     }
 
-    /// <summary>Scores the batch (once), sends its dead letters, commits it through the resilience pipeline
-    /// (cancelled only by the shutdown deadline, see <see cref="_writeDeadline"/>).</summary>
-    private async Task CommitOnceAsync(IConsumer<Ignore, byte[]> consumer)
+    /// <summary>Sends the batch's dead letters and commits it through the resilience pipeline (cancelled only by
+    /// the shutdown deadline, see <see cref="_writeDeadline"/>). Runs in the background: touches only the batch.</summary>
+    private async Task CommitAsync(Batch batch)
     {
-        if (!_built)
-            Build(wrapAll: false);
         var clock = Stopwatch.GetTimestamp();
         try
         {
-            await _pipeline.ExecuteAsync(WriteAsync, _writeDeadline.Token);
+            await _pipeline.ExecuteAsync(static (state, ct) => state.Worker.WriteAsync(state.Batch, ct), (Worker: this, Batch: batch),
+                _writeDeadline.Token);
         }
         catch (PostgresException e) when (e.SqlState.StartsWith("22", StringComparison.Ordinal))
         {
             // A payload jsonb refuses despite the checks in EventJson: store every event of the batch as base64.
             _logger.LogWarning("Detector {Detector}: PostgreSQL rejected an event ({Error}); storing the batch's events as base64", Name, e.MessageText);
-            Build(wrapAll: true);
-            await _pipeline.ExecuteAsync(WriteAsync, _writeDeadline.Token);
+            for (int i = 0; i < batch.Record.Events.Count; i++)
+                batch.Record.Events[i] = EventJson.ForJsonb(batch.FlaggedPayloads[i], wrap: true);
+            await _pipeline.ExecuteAsync(static (state, ct) => state.Worker.WriteAsync(state.Batch, ct), (Worker: this, Batch: batch),
+                _writeDeadline.Token);
         }
-        var committedAt = DateTime.UtcNow;
         _metrics.CommitSeconds.Record(Stopwatch.GetElapsedTime(clock).TotalSeconds, _tag);
-        _metrics.Consumed.Add(_count, _tag);
-        _metrics.Scored.Add(_rows, _tag);
-        _metrics.Flagged.Add(_record.Scores.Count, _tag);
+    }
+
+    private async ValueTask WriteAsync(Batch batch, CancellationToken cancellationToken)
+    {
+        if (!batch.DeadLettersSent)
+        {
+            await _deadLetterProducer.SendAsync(_detector.Options.ResolvedDeadLetterTopic, batch.DeadLetters, cancellationToken);
+            // Sent once per batch: a database retry must not send them again.
+            batch.DeadLettersSent = true;
+        }
+        await _store.WriteAsync(batch.Record, cancellationToken);
+    }
+
+    /// <summary>After a batch's commit: metrics, lag, advisory Kafka commit; the batch is emptied for reuse.</summary>
+    private void Committed(IConsumer<Ignore, byte[]> consumer, Batch batch)
+    {
+        var committedAt = DateTime.UtcNow;
+        _metrics.Consumed.Add(batch.Count, _tag);
+        _metrics.Scored.Add(batch.Rows, _tag);
+        _metrics.Flagged.Add(batch.Record.Scores.Count, _tag);
         // Counted on commit like the others, so a batch dropped in a rebalance and read again counts once.
-        foreach (var letter in _deadLetters)
+        foreach (var letter in batch.DeadLetters)
             _metrics.DeadLettered.Add(1, _tag, new KeyValuePair<string, object?>("reason", letter.Reason));
-        _metrics.BatchSize.Record(_count, _tag);
-        for (int i = 0; i < _count; i++)
-            _metrics.EventToRowSeconds.Record((committedAt - _events[i].Time).TotalSeconds, _tag);
-        foreach (var (partition, next) in _nextOffsets)
+        _metrics.BatchSize.Record(batch.Count, _tag);
+        for (int i = 0; i < batch.Count; i++)
+            _metrics.EventToRowSeconds.Record((committedAt - batch.Events[i].Time).TotalSeconds, _tag);
+        foreach (var (partition, next) in batch.NextOffsets)
             _committed[partition] = next;
         UpdateLag(consumer);
-        CommitToKafka(consumer);
-        ClearBatch();
-    }
-
-    private async ValueTask WriteAsync(CancellationToken cancellationToken)
-    {
-        if (!_deadLettersSent)
+        CommitToKafka(consumer, batch);
+        batch.Clear();
+        if (ReferenceEquals(batch, _committing))
         {
-            await _deadLetterProducer.SendAsync(_detector.Options.ResolvedDeadLetterTopic, _deadLetters, cancellationToken);
-            // Sent once per batch: a database retry must not send them again.
-            _deadLettersSent = true;
+            _commit = null;
+            _committing = null;
         }
-        await _store.WriteAsync(_record, cancellationToken);
     }
 
-    /// <summary>Runs the model over the decoded rows and fills the batch's record: anomaly rows, offsets, stats.</summary>
-    private void Build(bool wrapAll)
+    /// <summary>Runs the model over the decoded rows (once) and fills the batch's record: anomaly rows, offsets, stats.</summary>
+    private void Build(Batch batch)
     {
-        bool first = !_built;
+        if (batch.Built)
+            return;
         var clock = Stopwatch.GetTimestamp();
-        if (first && _rows > 0)
-            _scorer.Run(_rows);
-        var scores = _rows > 0 ? _scorer.Scores(_rows) : default;
-        var featureScores = _rows > 0 ? _scorer.FeatureScores(_rows) : default;
-        if (first)
-            _metrics.ScoringSeconds.Record(Stopwatch.GetElapsedTime(clock).TotalSeconds, _tag);
+        if (batch.Rows > 0)
+            batch.Scorer.Run(batch.Rows);
+        var scores = batch.Rows > 0 ? batch.Scorer.Scores(batch.Rows) : default;
+        var featureScores = batch.Rows > 0 ? batch.Scorer.FeatureScores(batch.Rows) : default;
+        _metrics.ScoringSeconds.Record(Stopwatch.GetElapsedTime(clock).TotalSeconds, _tag);
 
-        var now = DateTime.UtcNow;
-        _record.Clear();
-        if (first)
+        var record = batch.Record;
+        record.Clear();
+        _window.Advance(DateTime.UtcNow);
+        for (int r = 0; r < batch.Rows; r++)
+            _window.Add(scores[r]);
+        record.WindowStart = _window.Start;
+        record.WindowSeconds = _window.WindowSeconds;
+        record.EventsScored = batch.Rows;
+        record.EventsDeadLettered = batch.DeadLetters.Count;
+        record.Quantiles = batch.Rows > 0 ? _window.Quantiles() : null;
+        int features = batch.Scorer.Bundle.Schema.Count;
+        for (int i = 0; i < batch.Count; i++)
         {
-            _window.Advance(now);
-            for (int r = 0; r < _rows; r++)
-                _window.Add(scores[r]);
-        }
-        _record.WindowStart = _window.Start;
-        _record.WindowSeconds = _window.WindowSeconds;
-        _record.EventsScored = _rows;
-        _record.EventsDeadLettered = _deadLetters.Count;
-        _record.Quantiles = _rows > 0 ? _window.Quantiles() : null;
-        int features = _scorer.Bundle.Schema.Count;
-        for (int i = 0; i < _count; i++)
-        {
-            ref readonly var pending = ref _events[i];
+            ref readonly var pending = ref batch.Events[i];
             if (pending.Row < 0)
                 continue;
             double score = scores[pending.Row];
             if (!(score > _detector.Threshold))
                 continue;
-            _record.Partitions.Add(pending.Partition);
-            _record.Offsets.Add(pending.Offset);
-            _record.Entities.Add(pending.Entity.GetString(pending.Payload));
-            _record.EventTimes.Add(pending.EventTime?.UtcDateTime);
+            record.Partitions.Add(pending.Partition);
+            record.Offsets.Add(pending.Offset);
+            record.Entities.Add(pending.Entity.GetString(pending.Payload));
+            record.EventTimes.Add(pending.EventTime?.UtcDateTime);
             // The table keeps only finite scores; +inf (possible in float32) is stored as the largest float.
-            _record.Scores.Add(double.IsFinite(score) ? score : float.MaxValue);
-            _record.PValues.Add(_detector.Model.Calibration.PValue(score));
-            _record.Contributions.Add(Contributions(featureScores.Slice(pending.Row * features, features)));
-            _record.Events.Add(EventJson.ForJsonb(pending.Payload, wrapAll));
+            record.Scores.Add(double.IsFinite(score) ? score : float.MaxValue);
+            record.PValues.Add(_detector.Model.Calibration.PValue(score));
+            record.Contributions.Add(Contributions(batch.Scorer, featureScores.Slice(pending.Row * features, features)));
+            record.Events.Add(EventJson.ForJsonb(pending.Payload));
+            batch.FlaggedPayloads.Add(pending.Payload);
         }
-        foreach (var (partition, next) in _nextOffsets)
+        foreach (var (partition, next) in batch.NextOffsets)
         {
-            _record.OffsetPartitions.Add(partition);
-            _record.NextOffsets.Add(next);
+            record.OffsetPartitions.Add(partition);
+            record.NextOffsets.Add(next);
         }
-        _built = true;
+        batch.Built = true;
     }
 
     /// <summary>[{"feature": name, "score": s}, ...], largest first.</summary>
-    private string Contributions(ReadOnlySpan<float> featureScores)
+    private string Contributions(ModelScorer scorer, ReadOnlySpan<float> featureScores)
     {
-        var names = _scorer.Bundle.Schema.Features;
+        var names = scorer.Bundle.Schema.Features;
         for (int j = 0; j < _order.Length; j++)
         {
             _order[j] = j;
@@ -588,7 +643,7 @@ public sealed class DetectorWorker : BackgroundService
         return Encoding.UTF8.GetString(_json.WrittenSpan);
     }
 
-    private void CommitToKafka(IConsumer<Ignore, byte[]> consumer)
+    private void CommitToKafka(IConsumer<Ignore, byte[]> consumer, Batch batch)
     {
         // Advisory only (PostgreSQL has the truth): at most once a second, and failures are harmless.
         if (Stopwatch.GetElapsedTime(_lastKafkaCommit) < KafkaCommitInterval && !_stopping.IsCancellationRequested)
@@ -596,7 +651,7 @@ public sealed class DetectorWorker : BackgroundService
         _lastKafkaCommit = Stopwatch.GetTimestamp();
         try
         {
-            consumer.Commit(_nextOffsets.Select(p => new TopicPartitionOffset(_detector.Options.Topic, p.Key, p.Value)));
+            consumer.Commit(batch.NextOffsets.Select(p => new TopicPartitionOffset(_detector.Options.Topic, p.Key, p.Value)));
         }
         catch (KafkaException e)
         {
@@ -615,16 +670,13 @@ public sealed class DetectorWorker : BackgroundService
         }
     }
 
-    private void ClearBatch()
+    /// <summary>Forgets every event not committed (they are read again from the stored offsets).</summary>
+    private void DropAll()
     {
-        Array.Clear(_events, 0, _count);
-        _count = 0;
-        _rows = 0;
-        _deadLetters.Clear();
-        _nextOffsets.Clear();
-        _record.Clear();
-        _built = false;
-        _deadLettersSent = false;
+        _commit = null;
+        _committing = null;
+        foreach (var batch in _batches)
+            batch.Clear();
     }
 
     /// <summary>Failures worth retrying: the database or Kafka away, timeouts. Not: bad SQL, rejected data.</summary>
@@ -645,5 +697,59 @@ public sealed class DetectorWorker : BackgroundService
         public DateTime Time;
         public EventEntity Entity;
         public DateTimeOffset? EventTime;
+    }
+
+    /// <summary>One micro-batch: decoded rows in its scorer's input buffers, its events, dead letters, next offsets
+    /// and the record it commits. Reused after each commit.</summary>
+    private sealed class Batch : IDisposable
+    {
+        public Batch(Detector detector, int capacity)
+        {
+            Scorer = detector.Model.CreateScorer(capacity);
+            Events = new PendingEvent[capacity];
+            Record = new BatchRecord(detector.Name, detector.Options.Topic)
+            {
+                ModelVersion = detector.Model.Version,
+                Threshold = detector.Threshold,
+            };
+        }
+
+        public ModelScorer Scorer { get; }
+
+        public PendingEvent[] Events { get; }
+
+        public int Capacity => Events.Length;
+
+        public List<DeadLetter> DeadLetters { get; } = [];
+
+        public Dictionary<int, long> NextOffsets { get; } = [];
+
+        public BatchRecord Record { get; }
+
+        /// <summary>Payloads of the flagged rows, in <see cref="BatchRecord.Events"/> order.</summary>
+        public List<byte[]> FlaggedPayloads { get; } = [];
+
+        public int Count { get; set; }
+
+        public int Rows { get; set; }
+
+        public bool Built { get; set; }
+
+        public bool DeadLettersSent { get; set; }
+
+        public void Clear()
+        {
+            Array.Clear(Events, 0, Count);
+            Count = 0;
+            Rows = 0;
+            DeadLetters.Clear();
+            NextOffsets.Clear();
+            FlaggedPayloads.Clear();
+            Record.Clear();
+            Built = false;
+            DeadLettersSent = false;
+        }
+
+        public void Dispose() => Scorer.Dispose();
     }
 }

@@ -28,7 +28,7 @@ public sealed class ServeCrashTests(TestInfrastructure infrastructure, ServeFixt
             var events = await ServeFixture.ProduceAsync(infrastructure, topic, ServeFixture.Events(100_000, seed: 41), cts.Token);
             var configuration = fixture.Configuration(infrastructure, topic, deadLetters, database, $"g-{Guid.NewGuid():N}");
             // Smaller batches: more commits, so the kills land between and inside many of them.
-            configuration["Scoring:BatchSize"] = "512";
+            configuration["Scoring:BatchSize"] = "256";
             // A killed member stays in the group until its session times out; keep that short.
             configuration["Kafka:Properties:session.timeout.ms"] = "6000";
             var configFile = Path.Combine(fixture.Directory, $"crash-{Guid.NewGuid():N}.json");
@@ -45,7 +45,7 @@ public sealed class ServeCrashTests(TestInfrastructure infrastructure, ServeFixt
                     Assert.False(serve.HasExited, "serve exited before committing anything");
                     await Task.Delay(20, cts.Token);
                 }
-                await Task.Delay(random.Next(0, 700), cts.Token);
+                await Task.Delay(random.Next(0, 300), cts.Token);
                 serve.Kill();
                 await serve.WaitForExitAsync(cts.Token);
                 previous = await CommittedAsync(database, cts.Token);
