@@ -208,6 +208,8 @@ public sealed unsafe class GradientCheckTests(ITestOutputHelper output)
         const float beta = 0.7f;
         var (loss, gradient) = VaeFixture.EngineLossAndGradient(net, p, values, mask, rows, eps, beta);
         var pd = p.Select(v => (double)v).ToArray();
+        var (inside, outside) = VaeFixture.NumericLogVarClampUse(net, p, values, mask, rows, eps);
+        Assert.True(inside > 0 && outside > 0, $"the fixture must exercise both sides of the log-variance clamp ({inside} in, {outside} out)");
         double reference = ReferenceVae.Loss(net, pd, values, mask, rows, eps, beta);
         Assert.Equal(reference, loss, 1e-5 * Math.Abs(reference));
 
@@ -346,6 +348,37 @@ internal static unsafe class VaeFixture
             pass.Backward(pp, rows);
             return ((reconstruction + beta * kl) / rows, new Span<float>(pass.Gradient, net.ParameterCount).ToArray());
         }
+    }
+
+    /// <summary>How many numeric raw log-variance outputs fall inside / outside the clamp range for this batch.</summary>
+    public static (int Inside, int Outside) NumericLogVarClampUse(VaeNetwork net, float[] p, float[] values, float[] mask, int rows, float[] eps)
+    {
+        var pass = new VaePass(net, rows, rows);
+        fixed (float* pv = values, pm = mask, pp = p)
+        {
+            pass.LoadRows(pv, pm, 0, rows);
+            pass.EncodeInput(rows);
+            pass.Encode(pp, rows);
+            eps.CopyTo(new Span<float>(pass.Epsilon, rows * net.Latent));
+            pass.SampleLatent(rows);
+            pass.Decode(pp, rows);
+        }
+
+        int inside = 0, outside = 0;
+        int nNum = net.Layout.NumericFeatures.Count;
+        for (int r = 0; r < rows; r++)
+        {
+            for (int i = 0; i < nNum; i++)
+            {
+                float raw = pass.Heads[r * net.Layout.HeadWidth + net.Layout.NumericLogVarOffset + i];
+                if (raw > net.NumericLogVarMin && raw < net.NumericLogVarMax)
+                    inside++;
+                else
+                    outside++;
+            }
+        }
+
+        return (inside, outside);
     }
 
     public static IEnumerable<(string Name, int Offset, int Length)> Tensors(VaeNetwork net)
