@@ -345,8 +345,10 @@ internal static unsafe class VaeFixture
             pass.SampleLatent(rows);
             pass.Decode(pp, rows);
             var (reconstruction, kl) = pass.LossAndGradient(rows, beta, 1f / rows);
-            pass.Backward(pp, rows);
-            return ((reconstruction + beta * kl) / rows, new Span<float>(pass.Gradient, net.ParameterCount).ToArray());
+            var gradient = new float[net.ParameterCount];
+            fixed (float* pg = gradient)
+                pass.Backward(pp, pg, rows);
+            return ((reconstruction + beta * kl) / rows, gradient);
         }
     }
 

@@ -44,8 +44,6 @@ internal sealed unsafe class VaePass
         GradientB = Alloc(DecoderRows * network.MaxWidth);
         FeatureNll = Alloc(DecoderRows * _f);
         Scratch = Alloc(network.GemmScratchLength(DecoderRows));
-        Gradient = Alloc(network.ParameterCount);
-        GradientArray = _keepAlive[^1];
     }
 
     public int EncoderRows { get; }
@@ -88,11 +86,6 @@ internal sealed unsafe class VaePass
 
     /// <summary>GEMM packing scratch.</summary>
     public float* Scratch { get; }
-
-    /// <summary>This pass's parameter gradient (same layout as the parameter vector).</summary>
-    public float* Gradient { get; }
-
-    public float[] GradientArray { get; }
 
     /// <summary>Encoder head output (μ at [r·2Z + k], raw log σ² at [r·2Z + Z + k]).</summary>
     public float* EncoderHead => EncoderOutputs[^1];
@@ -336,22 +329,23 @@ internal sealed unsafe class VaePass
 
     /// <summary>
     /// Backpropagates the head gradient in <see cref="GradientA"/> and the KL gradient in
-    /// <see cref="EncoderHeadGradient"/> through decoder, reparameterization and encoder into <see cref="Gradient"/>.
+    /// <see cref="EncoderHeadGradient"/> through decoder, reparameterization and encoder into <paramref name="gradient"/>
+    /// (laid out like the parameter vector; every entry is overwritten).
     /// </summary>
-    public void Backward(float* parameters, int rows)
+    public void Backward(float* parameters, float* gradient, int rows)
     {
         float* dy = GradientA;
         float* dx = GradientB;
         for (int i = _net.Decoder.Length - 1; i >= 0; i--)
         {
             float* x = i == 0 ? Latent : DecoderOutputs[i - 1];
-            Dense.Backward(_net.Decoder[i], parameters, x, DecoderOutputs[i], dy, dx, rows, Gradient, Scratch);
+            Dense.Backward(_net.Decoder[i], parameters, x, DecoderOutputs[i], dy, dx, rows, gradient, Scratch);
             float* t = dy;
             dy = dx;
             dx = t;
         }
 
-        _net.ClearFixedGradients(new Span<float>(Gradient, _net.ParameterCount));
+        _net.ClearFixedGradients(new Span<float>(gradient, _net.ParameterCount));
 
         // dy now holds dLoss/dz [rows, Z]; z = μ + σ·ε with σ = exp(½·clamp(v)).
         float* head = EncoderHead;
@@ -376,7 +370,7 @@ internal sealed unsafe class VaePass
         for (int i = _net.Encoder.Length - 1; i >= 0; i--)
         {
             float* x = i == 0 ? Input : EncoderOutputs[i - 1];
-            Dense.Backward(_net.Encoder[i], parameters, x, EncoderOutputs[i], dy, i == 0 ? null : dx, rows, Gradient, Scratch);
+            Dense.Backward(_net.Encoder[i], parameters, x, EncoderOutputs[i], dy, i == 0 ? null : dx, rows, gradient, Scratch);
             dy = dx;
             dx = spare;
             spare = dy;

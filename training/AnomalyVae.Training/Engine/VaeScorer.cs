@@ -95,7 +95,7 @@ public sealed unsafe class VaeScorer : IDisposable
                 _rows = rows;
                 try
                 {
-                    _team.Run(_work);
+                    _team.Run(_work, (rows + BlockRows - 1) / BlockRows);
                 }
                 finally
                 {
@@ -105,51 +105,47 @@ public sealed unsafe class VaeScorer : IDisposable
         }
     }
 
-    private void ScorePart(int part)
+    private void ScoreBlock(int block, int worker)
     {
-        var pass = _passes[part];
+        var pass = _passes[worker];
         float* parameters = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_parameters));
         float* noise = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_noise));
         int f = FeatureCount, z = LatentSize, samples = _samples;
         float logSamples = MathF.Log(samples);
-        int blocks = (_rows + BlockRows - 1) / BlockRows;
-        for (int block = part; block < blocks; block += _passes.Length)
+        int first = block * BlockRows;
+        int rows = Math.Min(BlockRows, _rows - first);
+        pass.LoadRows(_values, _mask, first, rows);
+        pass.EncodeInput(rows);
+        pass.Encode(parameters, rows);
+        pass.SampleLatent(rows, noise, samples);
+        pass.Decode(parameters, rows * samples);
+        pass.ComputeFeatureNll(rows, samples);
+
+        for (int r = 0; r < rows; r++)
         {
-            int first = block * BlockRows;
-            int rows = Math.Min(BlockRows, _rows - first);
-            pass.LoadRows(_values, _mask, first, rows);
-            pass.EncodeInput(rows);
-            pass.Encode(parameters, rows);
-            pass.SampleLatent(rows, noise, samples);
-            pass.Decode(parameters, rows * samples);
-            pass.ComputeFeatureNll(rows, samples);
-
-            for (int r = 0; r < rows; r++)
+            float* nll = pass.FeatureNll + r * samples * f;
+            // Total NLL per sample into the row's scratch (GradientA is free while scoring).
+            float* total = pass.GradientA + r * samples;
+            for (int l = 0; l < samples; l++)
             {
-                float* nll = pass.FeatureNll + r * samples * f;
-                // Total NLL per sample into the row's scratch (GradientA is free while scoring).
-                float* total = pass.GradientA + r * samples;
-                for (int l = 0; l < samples; l++)
-                {
-                    float sum = 0f;
-                    for (int j = 0; j < f; j++)
-                        sum += nll[l * f + j];
-                    total[l] = sum;
-                }
+                float sum = 0f;
+                for (int j = 0; j < f; j++)
+                    sum += nll[l * f + j];
+                total[l] = sum;
+            }
 
-                _scores[first + r] = NegativeLogSumExp(total, 1, samples) + logSamples;
-                if (_featureScores != null)
-                {
-                    float* row = _featureScores + (nint)(first + r) * f;
-                    for (int j = 0; j < f; j++)
-                        row[j] = NegativeLogSumExp(nll + j, f, samples) + logSamples;
-                }
+            _scores[first + r] = NegativeLogSumExp(total, 1, samples) + logSamples;
+            if (_featureScores != null)
+            {
+                float* row = _featureScores + (nint)(first + r) * f;
+                for (int j = 0; j < f; j++)
+                    row[j] = NegativeLogSumExp(nll + j, f, samples) + logSamples;
+            }
 
-                if (_latentMean != null)
-                {
-                    for (int k = 0; k < z; k++)
-                        _latentMean[(nint)(first + r) * z + k] = pass.EncoderHead[r * 2 * z + k];
-                }
+            if (_latentMean != null)
+            {
+                for (int k = 0; k < z; k++)
+                    _latentMean[(nint)(first + r) * z + k] = pass.EncoderHead[r * 2 * z + k];
             }
         }
     }
@@ -170,6 +166,6 @@ public sealed unsafe class VaeScorer : IDisposable
 
     private sealed class ScoreWork(VaeScorer scorer) : IPartitionedWork
     {
-        public void Execute(int part) => scorer.ScorePart(part);
+        public void Execute(int part, int worker) => scorer.ScoreBlock(part, worker);
     }
 }
