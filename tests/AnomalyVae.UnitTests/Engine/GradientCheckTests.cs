@@ -149,6 +149,41 @@ public sealed unsafe class GradientCheckTests(ITestOutputHelper output)
     }
 
     [Theory]
+    [InlineData(3)]
+    [InlineData(8)]
+    [InlineData(13)]
+    public void Vectorized_gaussian_row_matches_the_scalar_term(int n)
+    {
+        const float min = -2f, max = 3f, scale = 0.25f;
+        var rng = new DeterministicRandom((ulong)n);
+        float[] x = new float[n], m = new float[n], mean = new float[n], raw = new float[n];
+        for (int i = 0; i < n; i++)
+        {
+            m[i] = i % 4 == 1 ? 0f : 1f;
+            x[i] = m[i] == 0f ? 0f : (float)(2 * rng.NextGaussian());
+            mean[i] = (float)rng.NextGaussian();
+            raw[i] = (float)(6 * rng.NextDouble() - 3.5); // some below min, some above max
+        }
+
+        float[] dMean = new float[n], dRaw = new float[n], nll = new float[n];
+        float total;
+        fixed (float* px = x, pm = m, pmean = mean, praw = raw, pdm = dMean, pdr = dRaw, pn = nll)
+            total = Likelihood.GaussianRow(px, pm, pmean, praw, n, min, max, scale, pdm, pdr, pn);
+
+        double expectedTotal = 0;
+        for (int i = 0; i < n; i++)
+        {
+            float value = Likelihood.Gaussian(x[i], mean[i], raw[i], min, max, out float dm, out float dr);
+            Assert.Equal(m[i] * value, nll[i], 1e-5 * (1 + Math.Abs(value)));
+            Assert.Equal(m[i] * scale * dm, dMean[i], 1e-5 * (1 + Math.Abs(dm)));
+            Assert.Equal(m[i] * scale * dr, dRaw[i], 1e-5 * (1 + Math.Abs(dr)));
+            expectedTotal += m[i] * value;
+        }
+
+        Assert.Equal(expectedTotal, total, 1e-4 * (1 + Math.Abs(expectedTotal)));
+    }
+
+    [Theory]
     [InlineData(0, 1f)]
     [InlineData(3, 0.25f)]
     [InlineData(4, 1f)]

@@ -44,6 +44,9 @@ internal sealed unsafe class VaePass
         GradientB = Alloc(DecoderRows * network.MaxWidth);
         FeatureNll = Alloc(DecoderRows * _f);
         Scratch = Alloc(network.GemmScratchLength(DecoderRows));
+        NumericValues = Alloc(_layout.NumericIndex.Length);
+        NumericMask = Alloc(_layout.NumericIndex.Length);
+        NumericNll = Alloc(_layout.NumericIndex.Length);
     }
 
     public int EncoderRows { get; }
@@ -83,6 +86,13 @@ internal sealed unsafe class VaePass
 
     /// <summary>Per-feature NLL [decoder rows, F] (0 where missing), filled by <see cref="ComputeFeatureNll"/>.</summary>
     public float* FeatureNll { get; }
+
+    /// <summary>One row's numeric values, mask and NLLs gathered into head order (scratch).</summary>
+    private float* NumericValues { get; }
+
+    private float* NumericMask { get; }
+
+    private float* NumericNll { get; }
 
     /// <summary>GEMM packing scratch.</summary>
     public float* Scratch { get; }
@@ -203,6 +213,18 @@ internal sealed unsafe class VaePass
         }
     }
 
+    /// <summary>Gathers one row's numeric values (0 where missing, whatever the cell holds) and mask into head order.</summary>
+    private void GatherNumeric(float* x, float* m)
+    {
+        var numeric = _layout.NumericIndex;
+        for (int i = 0; i < numeric.Length; i++)
+        {
+            float present = m[numeric[i]];
+            NumericMask[i] = present;
+            NumericValues[i] = present == 0f ? 0f : x[numeric[i]];
+        }
+    }
+
     /// <summary>
     /// Per-row −ELBO = Σ_j m_j·NLL_j + β·KL. Writes dLoss/dHeads (times <paramref name="scale"/>) into
     /// <see cref="GradientA"/> and the KL part of dLoss/d[μ | raw log σ²] into <see cref="EncoderHeadGradient"/>.
@@ -225,21 +247,9 @@ internal sealed unsafe class VaePass
             float* dh = GradientA + r * p;
             float* x = Values + r * _f;
             float* m = Mask + r * _f;
-            float rowNll = 0f;
-            for (int i = 0; i < nNum; i++)
-            {
-                int j = numeric[i];
-                if (m[j] == 0f)
-                {
-                    dh[i] = 0f;
-                    dh[nNum + i] = 0f;
-                    continue;
-                }
+            GatherNumeric(x, m);
 
-                rowNll += Likelihood.Gaussian(x[j], h[i], h[nNum + i], min, max, out float dMean, out float dLogVar);
-                dh[i] = dMean * scale;
-                dh[nNum + i] = dLogVar * scale;
-            }
+            float rowNll = Likelihood.GaussianRow(NumericValues, NumericMask, h, h + nNum, nNum, min, max, scale, dh, dh + nNum, null);
 
             for (int i = 0; i < binary.Length; i++)
             {
@@ -304,16 +314,16 @@ internal sealed unsafe class VaePass
         {
             float* x = Values + r * _f;
             float* m = Mask + r * _f;
+            GatherNumeric(x, m);
+
             for (int l = 0; l < samples; l++)
             {
                 int d = r * samples + l;
                 float* h = Heads + d * p;
                 float* nll = FeatureNll + d * _f;
+                Likelihood.GaussianRow(NumericValues, NumericMask, h, h + nNum, nNum, min, max, 0f, null, null, NumericNll);
                 for (int i = 0; i < nNum; i++)
-                {
-                    int j = numeric[i];
-                    nll[j] = m[j] == 0f ? 0f : Likelihood.Gaussian(x[j], h[i], h[nNum + i], min, max, out _, out _);
-                }
+                    nll[numeric[i]] = NumericNll[i];
 
                 foreach (int j in binary)
                     nll[j] = m[j] == 0f ? 0f : Likelihood.Bernoulli(x[j], h[headOffsets[j]], out _);
