@@ -150,6 +150,37 @@ public sealed unsafe class TrainerTests
         Assert.All(result.History, h => Assert.Null(h.ValidationLoss));
     }
 
+    [Theory]
+    [InlineData("categorical and binary only")]
+    [InlineData("one numeric feature")]
+    [InlineData("a feature that is always missing")]
+    public void Unusual_tables_train_and_score(string table)
+    {
+        VaeFeature[] features = table switch
+        {
+            "categorical and binary only" => [VaeFeature.Categorical(5), VaeFeature.Binary(), VaeFeature.Categorical(2)],
+            "one numeric feature" => [VaeFeature.Numeric()],
+            _ => [VaeFeature.Numeric(), VaeFeature.Numeric(), VaeFeature.Binary()],
+        };
+        var layout = new VaeLayout(features);
+        var (values, mask) = VaeFixture.Rows(layout, 200, 3);
+        if (table == "a feature that is always missing")
+        {
+            for (int r = 0; r < 200; r++)
+                mask[r * features.Length + 1] = 0f;
+        }
+
+        var result = VaeTrainer.Train(new VaeDataset(features, values, mask, 200), Small with { Epochs = 3 });
+        var scores = new float[200];
+        var featureScores = new float[200 * features.Length];
+        using var scorer = new VaeScorer(result.Model);
+        scorer.Score(values, mask, scores, featureScores);
+        Assert.All(scores, s => Assert.True(float.IsFinite(s)));
+        Assert.All(featureScores, s => Assert.True(float.IsFinite(s)));
+        if (table == "a feature that is always missing")
+            Assert.All(Enumerable.Range(0, 200), r => Assert.Equal(0f, featureScores[r * features.Length + 1]));
+    }
+
     [Fact]
     public void Defaults_follow_the_documented_rule()
     {
