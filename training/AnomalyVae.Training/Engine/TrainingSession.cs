@@ -22,10 +22,11 @@ internal sealed unsafe class TrainingSession : IDisposable
     private const ulong ValidationNoiseStream = 0x7A11;
 
     /// <summary>
-    /// Chunks per thread: more than one, so that a thread that is preempted or slow to wake delays a step by one
-    /// small chunk rather than by its whole share.
+    /// Chunks per thread. Threads claim chunks, so a worker that is slow to wake leaves its chunk to the others;
+    /// measured on 2 cores, smaller chunks (2 or 4 per thread) were slower on a quiet machine (less GEMM reuse, more
+    /// gradient buffers to sum) and no faster on a loaded one.
     /// </summary>
-    private const int ChunksPerThread = 4;
+    private const int ChunksPerThread = 1;
 
     /// <summary>Floats per Adam slice (a multiple of 8, so every element takes the same SIMD path).</summary>
     private const int UpdateSlice = 8192;
