@@ -15,7 +15,8 @@ namespace AnomalyVae.Training.Engine;
 /// their sum equals the score only when the per-feature likelihoods move together across samples, and in general
 /// differs from it (either way); use them to attribute a score to features, not to recompute it.
 /// Rows are processed in blocks of <see cref="BlockRows"/>, spread over a fixed team of threads; a row's result
-/// does not depend on the block it lands in or on the thread count. Nothing is allocated per call.
+/// does not depend on the block it lands in or on the thread count. Nothing is allocated per call. Calls on one
+/// instance are serialized (it owns one set of workspaces); use one scorer per concurrent caller.
 /// </summary>
 public sealed unsafe class VaeScorer : IDisposable
 {
