@@ -149,6 +149,41 @@ public sealed unsafe class GradientCheckTests(ITestOutputHelper output)
     }
 
     [Theory]
+    [InlineData(3)]
+    [InlineData(8)]
+    [InlineData(13)]
+    public void Vectorized_gaussian_row_matches_the_scalar_term(int n)
+    {
+        const float min = -2f, max = 3f, scale = 0.25f;
+        var rng = new DeterministicRandom((ulong)n);
+        float[] x = new float[n], m = new float[n], mean = new float[n], raw = new float[n];
+        for (int i = 0; i < n; i++)
+        {
+            m[i] = i % 4 == 1 ? 0f : 1f;
+            x[i] = m[i] == 0f ? 0f : (float)(2 * rng.NextGaussian());
+            mean[i] = (float)rng.NextGaussian();
+            raw[i] = (float)(6 * rng.NextDouble() - 3.5); // some below min, some above max
+        }
+
+        float[] dMean = new float[n], dRaw = new float[n], nll = new float[n];
+        float total;
+        fixed (float* px = x, pm = m, pmean = mean, praw = raw, pdm = dMean, pdr = dRaw, pn = nll)
+            total = Likelihood.GaussianRow(px, pm, pmean, praw, n, min, max, scale, pdm, pdr, pn);
+
+        double expectedTotal = 0;
+        for (int i = 0; i < n; i++)
+        {
+            float value = Likelihood.Gaussian(x[i], mean[i], raw[i], min, max, out float dm, out float dr);
+            Assert.Equal(m[i] * value, nll[i], 1e-5 * (1 + Math.Abs(value)));
+            Assert.Equal(m[i] * scale * dm, dMean[i], 1e-5 * (1 + Math.Abs(dm)));
+            Assert.Equal(m[i] * scale * dr, dRaw[i], 1e-5 * (1 + Math.Abs(dr)));
+            expectedTotal += m[i] * value;
+        }
+
+        Assert.Equal(expectedTotal, total, 1e-4 * (1 + Math.Abs(expectedTotal)));
+    }
+
+    [Theory]
     [InlineData(0, 1f)]
     [InlineData(3, 0.25f)]
     [InlineData(4, 1f)]
@@ -208,6 +243,8 @@ public sealed unsafe class GradientCheckTests(ITestOutputHelper output)
         const float beta = 0.7f;
         var (loss, gradient) = VaeFixture.EngineLossAndGradient(net, p, values, mask, rows, eps, beta);
         var pd = p.Select(v => (double)v).ToArray();
+        var (inside, outside) = VaeFixture.NumericLogVarClampUse(net, p, values, mask, rows, eps);
+        Assert.True(inside > 0 && outside > 0, $"the fixture must exercise both sides of the log-variance clamp ({inside} in, {outside} out)");
         double reference = ReferenceVae.Loss(net, pd, values, mask, rows, eps, beta);
         Assert.Equal(reference, loss, 1e-5 * Math.Abs(reference));
 
@@ -343,9 +380,42 @@ internal static unsafe class VaeFixture
             pass.SampleLatent(rows);
             pass.Decode(pp, rows);
             var (reconstruction, kl) = pass.LossAndGradient(rows, beta, 1f / rows);
-            pass.Backward(pp, rows);
-            return ((reconstruction + beta * kl) / rows, new Span<float>(pass.Gradient, net.ParameterCount).ToArray());
+            var gradient = new float[net.ParameterCount];
+            fixed (float* pg = gradient)
+                pass.Backward(pp, pg, rows);
+            return ((reconstruction + beta * kl) / rows, gradient);
         }
+    }
+
+    /// <summary>How many numeric raw log-variance outputs fall inside / outside the clamp range for this batch.</summary>
+    public static (int Inside, int Outside) NumericLogVarClampUse(VaeNetwork net, float[] p, float[] values, float[] mask, int rows, float[] eps)
+    {
+        var pass = new VaePass(net, rows, rows);
+        fixed (float* pv = values, pm = mask, pp = p)
+        {
+            pass.LoadRows(pv, pm, 0, rows);
+            pass.EncodeInput(rows);
+            pass.Encode(pp, rows);
+            eps.CopyTo(new Span<float>(pass.Epsilon, rows * net.Latent));
+            pass.SampleLatent(rows);
+            pass.Decode(pp, rows);
+        }
+
+        int inside = 0, outside = 0;
+        int nNum = net.Layout.NumericFeatures.Count;
+        for (int r = 0; r < rows; r++)
+        {
+            for (int i = 0; i < nNum; i++)
+            {
+                float raw = pass.Heads[r * net.Layout.HeadWidth + net.Layout.NumericLogVarOffset + i];
+                if (raw > net.NumericLogVarMin && raw < net.NumericLogVarMax)
+                    inside++;
+                else
+                    outside++;
+            }
+        }
+
+        return (inside, outside);
     }
 
     public static IEnumerable<(string Name, int Offset, int Length)> Tensors(VaeNetwork net)

@@ -76,14 +76,10 @@ internal static class ActivationMath
                 SlopeBackward(outputs, gradient, alpha);
                 break;
             case Activation.Tanh:
-                // dx = dy·(1 − y²)
-                for (int i = 0; i < gradient.Length; i++)
-                    gradient[i] *= 1f - outputs[i] * outputs[i];
+                TanhBackward(outputs, gradient);
                 break;
             case Activation.Elu:
-                // y ≤ 0 ⇒ dy/dx = alpha·eˣ = y + alpha
-                for (int i = 0; i < gradient.Length; i++)
-                    gradient[i] *= outputs[i] > 0f ? 1f : outputs[i] + alpha;
+                EluBackward(outputs, gradient, alpha);
                 break;
             case Activation.Softplus:
                 // dy/dx = sigmoid(x) = 1 − e^(−y)
@@ -128,6 +124,42 @@ internal static class ActivationMath
 
         for (; i < gradient.Length; i++)
             gradient[i] = outputs[i] > 0f ? gradient[i] : gradient[i] * negativeSlope;
+    }
+
+    /// <summary>dx = dy·(1 − y²).</summary>
+    private static void TanhBackward(ReadOnlySpan<float> outputs, Span<float> gradient)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            for (; i <= gradient.Length - 8; i += 8)
+            {
+                var y = Vector256.Create(outputs.Slice(i, 8));
+                (Vector256.Create(gradient.Slice(i, 8)) * (Vector256<float>.One - y * y)).CopyTo(gradient.Slice(i, 8));
+            }
+        }
+
+        for (; i < gradient.Length; i++)
+            gradient[i] *= 1f - outputs[i] * outputs[i];
+    }
+
+    /// <summary>y ≤ 0 ⇒ dy/dx = alpha·eˣ = y + alpha; otherwise 1.</summary>
+    private static void EluBackward(ReadOnlySpan<float> outputs, Span<float> gradient, float alpha)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var a = Vector256.Create(alpha);
+            for (; i <= gradient.Length - 8; i += 8)
+            {
+                var y = Vector256.Create(outputs.Slice(i, 8));
+                var g = Vector256.Create(gradient.Slice(i, 8));
+                Vector256.ConditionalSelect(Vector256.GreaterThan(y, Vector256<float>.Zero), g, g * (y + a)).CopyTo(gradient.Slice(i, 8));
+            }
+        }
+
+        for (; i < gradient.Length; i++)
+            gradient[i] *= outputs[i] > 0f ? 1f : outputs[i] + alpha;
     }
 
     private static void EluForward(Span<float> values, float alpha)

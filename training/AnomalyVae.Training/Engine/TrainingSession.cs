@@ -5,12 +5,13 @@ using System.Runtime.Intrinsics;
 namespace AnomalyVae.Training.Engine;
 
 /// <summary>
-/// The mutable state of one training run: parameters, Adam moments, one <see cref="VaePass"/> per thread and
-/// the work items the <see cref="WorkerTeam"/> runs. A step is two parallel phases: (1) each thread takes a fixed
-/// contiguous slice of the batch, runs forward and backward and writes its own partial gradient; (2) each thread
-/// takes a fixed slice of the parameter vector, sums the partial gradients in thread order and applies Adam.
-/// The partition depends only on the thread count, so a given (data, seed, threads) always gives the same bits.
-/// Nothing is allocated per step.
+/// The mutable state of one training run: parameters, Adam moments, one <see cref="VaePass"/> per thread, one
+/// gradient buffer per batch chunk, and the work items the <see cref="WorkerTeam"/> runs. A step is two parallel
+/// phases: (1) the batch is cut into a fixed number of contiguous chunks (set by the thread count); any thread
+/// may take a chunk, runs forward and backward on it and writes that chunk's gradient; (2) the parameter vector
+/// is cut into fixed slices; for each slice the chunk gradients are summed in chunk order and Adam is applied.
+/// What is summed, and in which order, depends only on the thread count, never on which thread ran what, so a
+/// given (data, seed, threads) always gives the same bits. Nothing is allocated per step.
 /// </summary>
 internal sealed unsafe class TrainingSession : IDisposable
 {
@@ -20,12 +21,23 @@ internal sealed unsafe class TrainingSession : IDisposable
     private const ulong TrainingNoiseStream = 0x7121;
     private const ulong ValidationNoiseStream = 0x7A11;
 
+    /// <summary>
+    /// Chunks per thread. Threads claim chunks, so a worker that is slow to wake leaves its chunk to the others;
+    /// measured on 2 cores, smaller chunks (2 or 4 per thread) were slower on a quiet machine (less GEMM reuse, more
+    /// gradient buffers to sum) and no faster on a loaded one.
+    /// </summary>
+    private const int ChunksPerThread = 1;
+
+    /// <summary>Floats per Adam slice (a multiple of 8, so every element takes the same SIMD path).</summary>
+    private const int UpdateSlice = 8192;
+
     /// <summary>Initial head weights are scaled down so the decoder starts close to the data's marginals.</summary>
     private const float HeadWeightScale = 0.1f;
 
-    private readonly VaeDataset _data;
     private readonly WorkerTeam _team;
     private readonly VaePass[] _passes;
+    private readonly float[][] _chunkGradientArrays;
+    private readonly float*[] _chunkGradients;
     private readonly float[] _parameters;
     private readonly float[] _firstMoment;
     private readonly float[] _secondMoment;
@@ -38,6 +50,8 @@ internal sealed unsafe class TrainingSession : IDisposable
     private readonly StepWork _stepWork;
     private readonly UpdateWork _updateWork;
     private readonly ValidationWork _validationWork;
+    private readonly int _chunks;
+    private readonly int _chunkRows;
     private readonly ulong _seed;
     private readonly float _learningRate;
     private readonly float _weightDecay;
@@ -52,17 +66,25 @@ internal sealed unsafe class TrainingSession : IDisposable
     public TrainingSession(VaeDataset data, VaeNetwork network, int threads, int maxBatch, ulong seed, float learningRate, float weightDecay,
         ReadOnlySpan<int> trainRows)
     {
-        _data = data;
         Network = network;
         _seed = seed;
         _learningRate = learningRate;
         _weightDecay = weightDecay;
         Threads = threads;
         _team = new WorkerTeam(threads);
-        int rowsPerThread = (maxBatch + threads - 1) / threads;
+        _chunks = threads == 1 ? 1 : Math.Min(threads * ChunksPerThread, Math.Max(1, maxBatch / 8));
+        _chunkRows = (maxBatch + _chunks - 1) / _chunks;
         _passes = new VaePass[threads];
         for (int t = 0; t < threads; t++)
-            _passes[t] = new VaePass(network, rowsPerThread, rowsPerThread);
+            _passes[t] = new VaePass(network, _chunkRows, _chunkRows);
+        _chunkGradientArrays = new float[_chunks][];
+        _chunkGradients = new float*[_chunks];
+        for (int c = 0; c < _chunks; c++)
+        {
+            _chunkGradientArrays[c] = GC.AllocateArray<float>(network.ParameterCount + 8, pinned: true);
+            _chunkGradients[c] = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_chunkGradientArrays[c]));
+        }
+
         _parameters = GC.AllocateArray<float>(network.ParameterCount, pinned: true);
         _firstMoment = GC.AllocateArray<float>(network.ParameterCount, pinned: true);
         _secondMoment = GC.AllocateArray<float>(network.ParameterCount, pinned: true);
@@ -72,8 +94,10 @@ internal sealed unsafe class TrainingSession : IDisposable
         _maskHandle = GCHandle.Alloc(data.Mask, GCHandleType.Pinned);
         _values = (float*)_valuesHandle.AddrOfPinnedObject();
         _mask = (float*)_maskHandle.AddrOfPinnedObject();
-        _reconstruction = new double[threads];
-        _kl = new double[threads];
+        // One slot per chunk (steps) or per validation block (evaluation), whichever is more.
+        int slots = Math.Max(_chunks, (data.Rows + _chunkRows - 1) / _chunkRows);
+        _reconstruction = new double[slots];
+        _kl = new double[slots];
         _stepWork = new StepWork(this);
         _updateWork = new UpdateWork(this);
         _validationWork = new ValidationWork(this);
@@ -102,11 +126,11 @@ internal sealed unsafe class TrainingSession : IDisposable
         _batchRows = rows;
         _beta = beta;
         _step++;
-        _team.Run(_stepWork);
-        _team.Run(_updateWork);
+        _team.Run(_stepWork, _chunks);
+        _team.Run(_updateWork, (Network.ParameterCount + UpdateSlice - 1) / UpdateSlice);
         double total = 0;
-        for (int t = 0; t < Threads; t++)
-            total += _reconstruction[t] + beta * _kl[t];
+        for (int c = 0; c < _chunks; c++)
+            total += _reconstruction[c] + beta * _kl[c];
         return total;
     }
 
@@ -117,10 +141,11 @@ internal sealed unsafe class TrainingSession : IDisposable
         _batchStart = 0;
         _batchRows = index.Length;
         _beta = beta;
-        _team.Run(_validationWork);
+        int blocks = (index.Length + _chunkRows - 1) / _chunkRows;
+        _team.Run(_validationWork, blocks);
         double total = 0;
-        for (int t = 0; t < Threads; t++)
-            total += _reconstruction[t] + beta * _kl[t];
+        for (int b = 0; b < blocks; b++)
+            total += _reconstruction[b] + beta * _kl[b];
         return total;
     }
 
@@ -131,10 +156,10 @@ internal sealed unsafe class TrainingSession : IDisposable
         return (start, end - start);
     }
 
-    private void RunStepPart(int part)
+    private void RunStepPart(int chunk, int worker)
     {
-        var pass = _passes[part];
-        var (offset, rows) = Slice(_batchRows, part, Threads);
+        var pass = _passes[worker];
+        var (offset, rows) = Slice(_batchRows, chunk, _chunks);
         var index = new ReadOnlySpan<int>(_batchIndex, _batchStart + offset, rows);
         pass.LoadRows(_values, _mask, index);
         pass.EncodeInput(rows);
@@ -150,49 +175,38 @@ internal sealed unsafe class TrainingSession : IDisposable
         pass.SampleLatent(rows);
         pass.Decode(ParameterPointer, rows);
         var (reconstruction, kl) = pass.LossAndGradient(rows, _beta, 1f / _batchRows);
-        pass.Backward(ParameterPointer, rows);
-        _reconstruction[part] = reconstruction;
-        _kl[part] = kl;
+        pass.Backward(ParameterPointer, _chunkGradients[chunk], rows);
+        _reconstruction[chunk] = reconstruction;
+        _kl[chunk] = kl;
     }
 
-    private void RunValidationPart(int part)
+    private void RunValidationPart(int block, int worker)
     {
-        var pass = _passes[part];
-        var (offset, count) = Slice(_batchRows, part, Threads);
+        var pass = _passes[worker];
+        int first = block * _chunkRows;
+        int rows = Math.Min(_chunkRows, _batchRows - first);
         int z = Network.Latent;
-        double reconstruction = 0, kl = 0;
-        for (int done = 0; done < count; done += pass.EncoderRows)
+        var index = new ReadOnlySpan<int>(_batchIndex, first, rows);
+        pass.LoadRows(_values, _mask, index);
+        pass.EncodeInput(rows);
+        pass.Encode(ParameterPointer, rows);
+        for (int r = 0; r < rows; r++)
         {
-            int rows = Math.Min(pass.EncoderRows, count - done);
-            var index = new ReadOnlySpan<int>(_batchIndex, offset + done, rows);
-            pass.LoadRows(_values, _mask, index);
-            pass.EncodeInput(rows);
-            pass.Encode(ParameterPointer, rows);
-            for (int r = 0; r < rows; r++)
-            {
-                var rng = new DeterministicRandom(_seed ^ ValidationNoiseStream, (ulong)index[r]);
-                rng.FillGaussian(new Span<float>(pass.Epsilon + r * z, z));
-            }
-
-            pass.SampleLatent(rows);
-            pass.Decode(ParameterPointer, rows);
-            var (rec, k) = pass.LossAndGradient(rows, _beta, 0f);
-            reconstruction += rec;
-            kl += k;
+            var rng = new DeterministicRandom(_seed ^ ValidationNoiseStream, (ulong)index[r]);
+            rng.FillGaussian(new Span<float>(pass.Epsilon + r * z, z));
         }
 
-        _reconstruction[part] = reconstruction;
-        _kl[part] = kl;
+        pass.SampleLatent(rows);
+        pass.Decode(ParameterPointer, rows);
+        var (reconstruction, kl) = pass.LossAndGradient(rows, _beta, 0f);
+        _reconstruction[block] = reconstruction;
+        _kl[block] = kl;
     }
 
-    private void RunUpdatePart(int part)
+    private void RunUpdatePart(int part, int worker)
     {
-        int n = Network.ParameterCount;
-        // Slices aligned to 8 floats so every element takes the same (vector or scalar) path for a given n.
-        int start = part == 0 ? 0 : (int)((long)n * part / Threads) & ~7;
-        int end = part == Threads - 1 ? n : (int)((long)n * (part + 1) / Threads) & ~7;
-        if (end <= start)
-            return;
+        int start = part * UpdateSlice;
+        int end = Math.Min(Network.ParameterCount, start + UpdateSlice);
 
         float* p = ParameterPointer + start;
         float* m = (float*)Unsafe.AsPointer(ref _firstMoment[start]);
@@ -204,7 +218,7 @@ internal sealed unsafe class TrainingSession : IDisposable
         float lr = _learningRate;
         float decay = 1f - _learningRate * _weightDecay;
 
-        var passes = _passes;
+        var gradients = _chunkGradients;
         int i = 0;
         if (Vector256.IsHardwareAccelerated)
         {
@@ -219,9 +233,9 @@ internal sealed unsafe class TrainingSession : IDisposable
             var vdecay = Vector256.Create(decay);
             for (; i <= count - 8; i += 8)
             {
-                var g = Vector256.Load(passes[0].Gradient + start + i);
-                for (int k = 1; k < passes.Length; k++)
-                    g += Vector256.Load(passes[k].Gradient + start + i);
+                var g = Vector256.Load(gradients[0] + start + i);
+                for (int k = 1; k < gradients.Length; k++)
+                    g += Vector256.Load(gradients[k] + start + i);
                 var mi = b1 * Vector256.Load(m + i) + ob1 * g;
                 var vi = b2 * Vector256.Load(v + i) + ob2 * (g * g);
                 Vector256.Store(mi, m + i);
@@ -233,9 +247,9 @@ internal sealed unsafe class TrainingSession : IDisposable
 
         for (; i < count; i++)
         {
-            float g = passes[0].Gradient[start + i];
-            for (int k = 1; k < passes.Length; k++)
-                g += passes[k].Gradient[start + i];
+            float g = gradients[0][start + i];
+            for (int k = 1; k < gradients.Length; k++)
+                g += gradients[k][start + i];
             float mi = Beta1 * m[i] + (1f - Beta1) * g;
             float vi = Beta2 * v[i] + (1f - Beta2) * (g * g);
             m[i] = mi;
@@ -256,16 +270,16 @@ internal sealed unsafe class TrainingSession : IDisposable
 
     private sealed class StepWork(TrainingSession session) : IPartitionedWork
     {
-        public void Execute(int part) => session.RunStepPart(part);
+        public void Execute(int part, int worker) => session.RunStepPart(part, worker);
     }
 
     private sealed class UpdateWork(TrainingSession session) : IPartitionedWork
     {
-        public void Execute(int part) => session.RunUpdatePart(part);
+        public void Execute(int part, int worker) => session.RunUpdatePart(part, worker);
     }
 
     private sealed class ValidationWork(TrainingSession session) : IPartitionedWork
     {
-        public void Execute(int part) => session.RunValidationPart(part);
+        public void Execute(int part, int worker) => session.RunValidationPart(part, worker);
     }
 }

@@ -1,3 +1,5 @@
+using AnomalyVae.Features;
+
 namespace AnomalyVae.Training.Engine;
 
 /// <summary>One dense layer's place in the flat parameter vector.</summary>
@@ -165,7 +167,7 @@ internal sealed class VaeNetwork
             var feature = layout.FeatureArray[j];
             int o = layout.HeadOffsetArray[j];
             double count = 0, sum = 0, sumSquares = 0;
-            double[]? categories = feature.Kind == Features.FeatureKind.Categorical ? new double[feature.Categories] : null;
+            double[]? categories = feature.Kind == FeatureKind.Categorical ? new double[feature.Categories] : null;
             foreach (int r in rows)
             {
                 if (mask[(long)r * f + j] == 0f)
@@ -185,7 +187,7 @@ internal sealed class VaeNetwork
 
             switch (feature.Kind)
             {
-                case Features.FeatureKind.Numeric:
+                case FeatureKind.Numeric:
                     double mean = count > 0 ? sum / count : 0;
                     double variance = count > 1 ? Math.Max(sumSquares / count - mean * mean, 0) : 1;
                     bias[o] = (float)mean;
@@ -193,7 +195,7 @@ internal sealed class VaeNetwork
                     float margin = Math.Min(1f, (NumericLogVarMax - NumericLogVarMin) / 4);
                     bias[layout.NumericLogVarOffset + o] = (float)Math.Clamp(Math.Log(variance + 1e-6), NumericLogVarMin + margin, NumericLogVarMax - margin);
                     break;
-                case Features.FeatureKind.Binary:
+                case FeatureKind.Binary:
                     double p = (sum + 0.5) / (count + 1);
                     bias[o] = (float)Math.Log(p / (1 - p));
                     break;

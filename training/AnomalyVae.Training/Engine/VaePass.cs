@@ -44,8 +44,9 @@ internal sealed unsafe class VaePass
         GradientB = Alloc(DecoderRows * network.MaxWidth);
         FeatureNll = Alloc(DecoderRows * _f);
         Scratch = Alloc(network.GemmScratchLength(DecoderRows));
-        Gradient = Alloc(network.ParameterCount);
-        GradientArray = _keepAlive[^1];
+        NumericValues = Alloc(_layout.NumericIndex.Length);
+        NumericMask = Alloc(_layout.NumericIndex.Length);
+        NumericNll = Alloc(_layout.NumericIndex.Length);
     }
 
     public int EncoderRows { get; }
@@ -86,13 +87,15 @@ internal sealed unsafe class VaePass
     /// <summary>Per-feature NLL [decoder rows, F] (0 where missing), filled by <see cref="ComputeFeatureNll"/>.</summary>
     public float* FeatureNll { get; }
 
+    /// <summary>One row's numeric values, mask and NLLs gathered into head order (scratch).</summary>
+    private float* NumericValues { get; }
+
+    private float* NumericMask { get; }
+
+    private float* NumericNll { get; }
+
     /// <summary>GEMM packing scratch.</summary>
     public float* Scratch { get; }
-
-    /// <summary>This pass's parameter gradient (same layout as the parameter vector).</summary>
-    public float* Gradient { get; }
-
-    public float[] GradientArray { get; }
 
     /// <summary>Encoder head output (μ at [r·2Z + k], raw log σ² at [r·2Z + Z + k]).</summary>
     public float* EncoderHead => EncoderOutputs[^1];
@@ -210,6 +213,18 @@ internal sealed unsafe class VaePass
         }
     }
 
+    /// <summary>Gathers one row's numeric values (0 where missing, whatever the cell holds) and mask into head order.</summary>
+    private void GatherNumeric(float* x, float* m)
+    {
+        var numeric = _layout.NumericIndex;
+        for (int i = 0; i < numeric.Length; i++)
+        {
+            float present = m[numeric[i]];
+            NumericMask[i] = present;
+            NumericValues[i] = present == 0f ? 0f : x[numeric[i]];
+        }
+    }
+
     /// <summary>
     /// Per-row −ELBO = Σ_j m_j·NLL_j + β·KL. Writes dLoss/dHeads (times <paramref name="scale"/>) into
     /// <see cref="GradientA"/> and the KL part of dLoss/d[μ | raw log σ²] into <see cref="EncoderHeadGradient"/>.
@@ -232,21 +247,9 @@ internal sealed unsafe class VaePass
             float* dh = GradientA + r * p;
             float* x = Values + r * _f;
             float* m = Mask + r * _f;
-            float rowNll = 0f;
-            for (int i = 0; i < nNum; i++)
-            {
-                int j = numeric[i];
-                if (m[j] == 0f)
-                {
-                    dh[i] = 0f;
-                    dh[nNum + i] = 0f;
-                    continue;
-                }
+            GatherNumeric(x, m);
 
-                rowNll += Likelihood.Gaussian(x[j], h[i], h[nNum + i], min, max, out float dMean, out float dLogVar);
-                dh[i] = dMean * scale;
-                dh[nNum + i] = dLogVar * scale;
-            }
+            float rowNll = Likelihood.GaussianRow(NumericValues, NumericMask, h, h + nNum, nNum, min, max, scale, dh, dh + nNum, null);
 
             for (int i = 0; i < binary.Length; i++)
             {
@@ -311,16 +314,16 @@ internal sealed unsafe class VaePass
         {
             float* x = Values + r * _f;
             float* m = Mask + r * _f;
+            GatherNumeric(x, m);
+
             for (int l = 0; l < samples; l++)
             {
                 int d = r * samples + l;
                 float* h = Heads + d * p;
                 float* nll = FeatureNll + d * _f;
+                Likelihood.GaussianRow(NumericValues, NumericMask, h, h + nNum, nNum, min, max, 0f, null, null, NumericNll);
                 for (int i = 0; i < nNum; i++)
-                {
-                    int j = numeric[i];
-                    nll[j] = m[j] == 0f ? 0f : Likelihood.Gaussian(x[j], h[i], h[nNum + i], min, max, out _, out _);
-                }
+                    nll[numeric[i]] = NumericNll[i];
 
                 foreach (int j in binary)
                     nll[j] = m[j] == 0f ? 0f : Likelihood.Bernoulli(x[j], h[headOffsets[j]], out _);
@@ -336,22 +339,23 @@ internal sealed unsafe class VaePass
 
     /// <summary>
     /// Backpropagates the head gradient in <see cref="GradientA"/> and the KL gradient in
-    /// <see cref="EncoderHeadGradient"/> through decoder, reparameterization and encoder into <see cref="Gradient"/>.
+    /// <see cref="EncoderHeadGradient"/> through decoder, reparameterization and encoder into <paramref name="gradient"/>
+    /// (laid out like the parameter vector; every entry is overwritten).
     /// </summary>
-    public void Backward(float* parameters, int rows)
+    public void Backward(float* parameters, float* gradient, int rows)
     {
         float* dy = GradientA;
         float* dx = GradientB;
         for (int i = _net.Decoder.Length - 1; i >= 0; i--)
         {
             float* x = i == 0 ? Latent : DecoderOutputs[i - 1];
-            Dense.Backward(_net.Decoder[i], parameters, x, DecoderOutputs[i], dy, dx, rows, Gradient, Scratch);
+            Dense.Backward(_net.Decoder[i], parameters, x, DecoderOutputs[i], dy, dx, rows, gradient, Scratch);
             float* t = dy;
             dy = dx;
             dx = t;
         }
 
-        _net.ClearFixedGradients(new Span<float>(Gradient, _net.ParameterCount));
+        _net.ClearFixedGradients(new Span<float>(gradient, _net.ParameterCount));
 
         // dy now holds dLoss/dz [rows, Z]; z = μ + σ·ε with σ = exp(½·clamp(v)).
         float* head = EncoderHead;
@@ -376,7 +380,7 @@ internal sealed unsafe class VaePass
         for (int i = _net.Encoder.Length - 1; i >= 0; i--)
         {
             float* x = i == 0 ? Input : EncoderOutputs[i - 1];
-            Dense.Backward(_net.Encoder[i], parameters, x, EncoderOutputs[i], dy, i == 0 ? null : dx, rows, Gradient, Scratch);
+            Dense.Backward(_net.Encoder[i], parameters, x, EncoderOutputs[i], dy, i == 0 ? null : dx, rows, gradient, Scratch);
             dy = dx;
             dx = spare;
             spare = dy;

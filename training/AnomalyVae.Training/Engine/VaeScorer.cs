@@ -15,7 +15,8 @@ namespace AnomalyVae.Training.Engine;
 /// their sum equals the score only when the per-feature likelihoods move together across samples, and in general
 /// differs from it (either way); use them to attribute a score to features, not to recompute it.
 /// Rows are processed in blocks of <see cref="BlockRows"/>, spread over a fixed team of threads; a row's result
-/// does not depend on the block it lands in or on the thread count. Nothing is allocated per call.
+/// does not depend on the block it lands in or on the thread count. Nothing is allocated per call. Calls on one
+/// instance are serialized (it owns one set of workspaces); use one scorer per concurrent caller.
 /// </summary>
 public sealed unsafe class VaeScorer : IDisposable
 {
@@ -95,7 +96,7 @@ public sealed unsafe class VaeScorer : IDisposable
                 _rows = rows;
                 try
                 {
-                    _team.Run(_work);
+                    _team.Run(_work, (rows + BlockRows - 1) / BlockRows);
                 }
                 finally
                 {
@@ -105,51 +106,47 @@ public sealed unsafe class VaeScorer : IDisposable
         }
     }
 
-    private void ScorePart(int part)
+    private void ScoreBlock(int block, int worker)
     {
-        var pass = _passes[part];
+        var pass = _passes[worker];
         float* parameters = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_parameters));
         float* noise = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_noise));
         int f = FeatureCount, z = LatentSize, samples = _samples;
         float logSamples = MathF.Log(samples);
-        int blocks = (_rows + BlockRows - 1) / BlockRows;
-        for (int block = part; block < blocks; block += _passes.Length)
+        int first = block * BlockRows;
+        int rows = Math.Min(BlockRows, _rows - first);
+        pass.LoadRows(_values, _mask, first, rows);
+        pass.EncodeInput(rows);
+        pass.Encode(parameters, rows);
+        pass.SampleLatent(rows, noise, samples);
+        pass.Decode(parameters, rows * samples);
+        pass.ComputeFeatureNll(rows, samples);
+
+        for (int r = 0; r < rows; r++)
         {
-            int first = block * BlockRows;
-            int rows = Math.Min(BlockRows, _rows - first);
-            pass.LoadRows(_values, _mask, first, rows);
-            pass.EncodeInput(rows);
-            pass.Encode(parameters, rows);
-            pass.SampleLatent(rows, noise, samples);
-            pass.Decode(parameters, rows * samples);
-            pass.ComputeFeatureNll(rows, samples);
-
-            for (int r = 0; r < rows; r++)
+            float* nll = pass.FeatureNll + r * samples * f;
+            // Total NLL per sample into the row's scratch (GradientA is free while scoring).
+            float* total = pass.GradientA + r * samples;
+            for (int l = 0; l < samples; l++)
             {
-                float* nll = pass.FeatureNll + r * samples * f;
-                // Total NLL per sample into the row's scratch (GradientA is free while scoring).
-                float* total = pass.GradientA + r * samples;
-                for (int l = 0; l < samples; l++)
-                {
-                    float sum = 0f;
-                    for (int j = 0; j < f; j++)
-                        sum += nll[l * f + j];
-                    total[l] = sum;
-                }
+                float sum = 0f;
+                for (int j = 0; j < f; j++)
+                    sum += nll[l * f + j];
+                total[l] = sum;
+            }
 
-                _scores[first + r] = NegativeLogSumExp(total, 1, samples) + logSamples;
-                if (_featureScores != null)
-                {
-                    float* row = _featureScores + (nint)(first + r) * f;
-                    for (int j = 0; j < f; j++)
-                        row[j] = NegativeLogSumExp(nll + j, f, samples) + logSamples;
-                }
+            _scores[first + r] = NegativeLogSumExp(total, 1, samples) + logSamples;
+            if (_featureScores != null)
+            {
+                float* row = _featureScores + (nint)(first + r) * f;
+                for (int j = 0; j < f; j++)
+                    row[j] = NegativeLogSumExp(nll + j, f, samples) + logSamples;
+            }
 
-                if (_latentMean != null)
-                {
-                    for (int k = 0; k < z; k++)
-                        _latentMean[(nint)(first + r) * z + k] = pass.EncoderHead[r * 2 * z + k];
-                }
+            if (_latentMean != null)
+            {
+                for (int k = 0; k < z; k++)
+                    _latentMean[(nint)(first + r) * z + k] = pass.EncoderHead[r * 2 * z + k];
             }
         }
     }
@@ -170,6 +167,6 @@ public sealed unsafe class VaeScorer : IDisposable
 
     private sealed class ScoreWork(VaeScorer scorer) : IPartitionedWork
     {
-        public void Execute(int part) => scorer.ScorePart(part);
+        public void Execute(int part, int worker) => scorer.ScoreBlock(part, worker);
     }
 }

@@ -18,14 +18,16 @@ public enum NumericVariance
 /// Training settings. Null members are derived from the data by <see cref="Resolve"/>; the rule is chosen to work
 /// untuned on tables with a few to a few hundred features and thousands to millions of rows:
 /// <list type="bullet">
-/// <item>Hidden (encoder widths; the decoder mirrors them): D = encoder input width (values + mask);
-/// h1 = clamp(2·D, 32, 512), h2 = clamp(h1 / 2, 16, 256), both rounded up to a multiple of 8.</item>
+/// <item>Hidden (encoder widths; the decoder mirrors them): one layer of clamp(2·D, 32, 512) units rounded up to a
+/// multiple of 8, D = encoder input width (values + mask). One tanh layer matched or beat two on every data set we
+/// measured; deeper nets reconstruct out-of-range rows better, which is the wrong thing for anomaly detection.</item>
 /// <item>Latent: clamp(⌈F / 3⌉, 2, 32) for F features.</item>
 /// <item>BatchSize: 256, or for small tables the power of two nearest n/32 (at least 32), n = training rows.</item>
 /// <item>Epochs: enough for about 20,000 optimizer steps, clamped to [3, 300]: many epochs on small tables,
 /// few on millions of rows (early stopping usually ends sooner).</item>
 /// <item>Patience: clamp(Epochs / 10, 5, 20). KlWarmupEpochs: min(10, Epochs / 10).</item>
-/// <item>Threads: Environment.ProcessorCount, at most 8.</item>
+/// <item>Threads: one per 128 rows of a batch (at least 1), at most Environment.ProcessorCount and 8: smaller
+/// slices cost more in hand-offs than they gain.</item>
 /// </list>
 /// </summary>
 public sealed record VaeTrainingOptions
@@ -106,7 +108,7 @@ public sealed record VaeTrainingOptions
             Epochs = epochs,
             Patience = Patience ?? Math.Clamp(epochs / 10, 5, 20),
             KlWarmupEpochs = KlWarmupEpochs ?? Math.Min(10, epochs / 10),
-            Threads = Threads ?? Math.Clamp(Environment.ProcessorCount, 1, 8),
+            Threads = Threads ?? Math.Clamp(Math.Min(Environment.ProcessorCount, batch / 128), 1, 8),
         };
         resolved.Check();
         return resolved;
@@ -116,12 +118,7 @@ public sealed record VaeTrainingOptions
     public int ValidationRows(int rows) =>
         ValidationFraction <= 0 || rows < 2 ? 0 : Math.Clamp((int)Math.Round(rows * ValidationFraction), 1, rows - 1);
 
-    private static int[] DefaultHidden(int inputWidth)
-    {
-        int h1 = RoundUp8(Math.Clamp(2 * inputWidth, 32, 512));
-        int h2 = RoundUp8(Math.Clamp(h1 / 2, 16, 256));
-        return [h1, h2];
-    }
+    private static int[] DefaultHidden(int inputWidth) => [RoundUp8(Math.Clamp(2 * inputWidth, 32, 512))];
 
     private static int DefaultBatch(int trainRows)
     {

@@ -2,28 +2,36 @@ using System.Runtime.ExceptionServices;
 
 namespace AnomalyVae.Training.Engine;
 
-/// <summary>One unit of work split into a fixed number of parts; part i always runs the same slice.</summary>
+/// <summary>Work split into numbered parts; a part may run on any thread of the team.</summary>
 internal interface IPartitionedWork
 {
-    void Execute(int part);
+    /// <param name="part">Which part (0 .. parts−1): decides what is computed and where its result goes.</param>
+    /// <param name="worker">Which thread (0 .. Count−1) runs it: selects that thread's scratch space.</param>
+    void Execute(int part, int worker);
 }
 
 /// <summary>
-/// A fixed team of threads that runs <see cref="IPartitionedWork"/> parts 0..Count-1 in parallel, part 0 on the
-/// caller. Unlike Parallel.For it allocates nothing per call and its partition never changes, which the engine
-/// needs for zero-allocation steps and bit-identical results. Workers spin briefly between calls (training
-/// issues two calls per mini-batch) and then sleep, so an idle team costs no CPU.
+/// A fixed team of threads that runs the parts of an <see cref="IPartitionedWork"/>; the caller is worker 0 and
+/// takes parts too. Threads claim parts one at a time, so when a worker is slow to wake or is preempted (a busy
+/// machine) the others simply take more parts instead of waiting for it. What each part computes and where it writes
+/// never depends on which thread ran it, so results stay bit-identical. Unlike Parallel.For nothing is allocated
+/// per call. Idle workers spin briefly (training calls come microseconds apart), yielding, then sleep.
 /// </summary>
 internal sealed class WorkerTeam : IDisposable
 {
-    private const int SpinIterations = 20_000;
+    private const int SpinIterations = 200;
 
     private readonly Thread[] _threads;
     private readonly object _gate = new();
     private IPartitionedWork? _work;
-    private long _generation;
-    private int _pending;
-    private bool _disposed;
+    private int _parts;
+
+    // High 32 bits: generation (one per Run); low 32 bits: next unclaimed part. Claiming is a CAS on both, so a
+    // thread still finishing one call can never claim a part of the next with the previous call's work item.
+    private long _state;
+    private int _done;
+    private int _sleeping;
+    private volatile bool _disposed;
     private Exception? _failure;
 
     public WorkerTeam(int count)
@@ -33,79 +41,71 @@ internal sealed class WorkerTeam : IDisposable
         _threads = new Thread[count - 1];
         for (int i = 0; i < _threads.Length; i++)
         {
-            int part = i + 1;
-            _threads[i] = new Thread(() => WorkerLoop(part))
+            int worker = i + 1;
+            _threads[i] = new Thread(() => WorkerLoop(worker))
             {
                 IsBackground = true,
-                Name = $"AnomalyVae engine worker {part}",
+                Name = $"AnomalyVae engine worker {worker}",
             };
             _threads[i].Start();
         }
     }
 
-    /// <summary>Number of parts (threads, including the caller).</summary>
+    /// <summary>Number of threads, including the caller.</summary>
     public int Count { get; }
 
-    /// <summary>Runs every part of <paramref name="work"/> and returns when all are done; rethrows the first failure.</summary>
-    public void Run(IPartitionedWork work)
+    /// <summary>Runs parts 0..<paramref name="parts"/>−1 and returns when all are done; rethrows the first failure.</summary>
+    public void Run(IPartitionedWork work, int parts)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        if (parts <= 0)
+            return;
         if (Count == 1)
         {
-            work.Execute(0);
+            for (int p = 0; p < parts; p++)
+                work.Execute(p, 0);
             return;
         }
 
         _work = work;
+        _parts = parts;
         _failure = null;
-        Volatile.Write(ref _pending, Count - 1);
-        lock (_gate)
+        Volatile.Write(ref _done, 0);
+        long generation = (Volatile.Read(ref _state) >> 32) + 1;
+        Interlocked.Exchange(ref _state, generation << 32); // full fence before reading _sleeping
+        if (Volatile.Read(ref _sleeping) > 0)
         {
-            _generation++;
-            Monitor.PulseAll(_gate);
+            lock (_gate)
+                Monitor.PulseAll(_gate);
         }
 
-        try
-        {
-            work.Execute(0);
-        }
-        finally
-        {
-            var spinner = default(SpinWait);
-            while (Volatile.Read(ref _pending) != 0)
-                spinner.SpinOnce(sleep1Threshold: -1);
-            _work = null;
-        }
-
+        RunParts(generation, 0);
+        var spinner = default(SpinWait);
+        while (Volatile.Read(ref _done) < parts)
+            spinner.SpinOnce(sleep1Threshold: -1);
+        _work = null;
         if (_failure is { } failure)
             ExceptionDispatchInfo.Capture(failure).Throw();
     }
 
-    private void WorkerLoop(int part)
+    /// <summary>Claims and runs parts of <paramref name="generation"/> until none are left.</summary>
+    private void RunParts(long generation, int worker)
     {
-        long seen = 0;
         while (true)
         {
-            // Spin first: the next call usually comes within microseconds during training.
-            int spins = 0;
-            while (Volatile.Read(ref _generation) == seen && !Volatile.Read(ref _disposed) && spins < SpinIterations)
-            {
-                Thread.SpinWait(8);
-                spins++;
-            }
-
-            lock (_gate)
-            {
-                while (_generation == seen && !_disposed)
-                    Monitor.Wait(_gate);
-                if (_disposed)
-                    return;
-                seen = _generation;
-            }
-
+            long state = Volatile.Read(ref _state);
+            if (state >> 32 != generation)
+                return;
+            int part = (int)state;
+            var work = _work;
+            int parts = _parts;
+            if (part >= parts || work is null)
+                return;
+            if (Interlocked.CompareExchange(ref _state, state + 1, state) != state)
+                continue;
             try
             {
-                _work!.Execute(part);
+                work.Execute(part, worker);
             }
             catch (Exception ex)
             {
@@ -113,8 +113,35 @@ internal sealed class WorkerTeam : IDisposable
             }
             finally
             {
-                Interlocked.Decrement(ref _pending);
+                Interlocked.Increment(ref _done);
             }
+        }
+    }
+
+    private void WorkerLoop(int worker)
+    {
+        long seen = 0;
+        while (true)
+        {
+            var spinner = default(SpinWait);
+            for (int i = 0; i < SpinIterations && Volatile.Read(ref _state) >> 32 == seen && !_disposed; i++)
+                spinner.SpinOnce(sleep1Threshold: -1);
+
+            if (Volatile.Read(ref _state) >> 32 == seen && !_disposed)
+            {
+                lock (_gate)
+                {
+                    Interlocked.Increment(ref _sleeping); // full fence before re-reading _state
+                    while (Volatile.Read(ref _state) >> 32 == seen && !_disposed)
+                        Monitor.Wait(_gate);
+                    Interlocked.Decrement(ref _sleeping);
+                }
+            }
+
+            if (_disposed)
+                return;
+            seen = Volatile.Read(ref _state) >> 32;
+            RunParts(seen, worker);
         }
     }
 

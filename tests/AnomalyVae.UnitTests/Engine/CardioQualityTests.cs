@@ -1,0 +1,139 @@
+using System.Globalization;
+using AnomalyVae.Training.Engine;
+using Xunit.Abstractions;
+
+namespace AnomalyVae.UnitTests.Engine;
+
+/// <summary>
+/// Detection quality with default settings on ODDS cardio (21 numeric features, 1,831 rows, 176 anomalies), in the
+/// semi-supervised protocol: train on a random half of the normal rows, test on the other half plus all anomalies.
+/// </summary>
+public sealed class CardioQualityTests(ITestOutputHelper output)
+{
+    private const string DatasetPath = "/work/shared/datasets/cardio.csv";
+
+    /// <summary>
+    /// Defaults score a mean of 0.939 on these five splits (0.945 ± 0.002 over 20 other splits), a little under
+    /// IsolationForest's ≈ 0.949; the bound leaves room for float differences between machines (SIMD width changes
+    /// rounding, and so training trajectories). Earlier defaults (LeakyRelu, per-row variance) scored 0.86 here.
+    /// </summary>
+    private const double MinimumMeanAuroc = 0.925;
+
+    [Fact]
+    public void Default_settings_separate_cardio_anomalies()
+    {
+        var (rows, labels) = ReadCardio();
+        int f = rows[0].Length;
+        var aurocs = new List<double>();
+        for (int seed = 0; seed < 5; seed++)
+        {
+            var rng = new DeterministicRandom((ulong)seed, 0xCA4D);
+            int[] normals = [.. Enumerable.Range(0, rows.Length).Where(i => labels[i] == 0)];
+            rng.Shuffle(normals);
+            int[] train = normals[..(normals.Length / 2)];
+            int[] test = [.. normals[(normals.Length / 2)..], .. Enumerable.Range(0, rows.Length).Where(i => labels[i] == 1)];
+
+            var (center, scale) = RobustScale(rows, train, f);
+            float[] Standardize(int[] index)
+            {
+                var v = new float[index.Length * f];
+                for (int r = 0; r < index.Length; r++)
+                {
+                    for (int j = 0; j < f; j++)
+                        v[r * f + j] = (float)Math.Clamp((rows[index[r]][j] - center[j]) / scale[j], -1e4, 1e4);
+                }
+
+                return v;
+            }
+
+            var trainValues = Standardize(train);
+            var data = new VaeDataset(Enumerable.Repeat(VaeFeature.Numeric(), f).ToArray(), trainValues, Ones(trainValues.Length), train.Length);
+            var result = VaeTrainer.Train(data, new VaeTrainingOptions { Seed = seed });
+
+            var testValues = Standardize(test);
+            var scores = new float[test.Length];
+            using (var scorer = new VaeScorer(result.Model, threads: 2))
+                scorer.Score(testValues, Ones(testValues.Length), scores);
+            double auroc = MannWhitneyAuroc(scores, [.. test.Select(i => labels[i])]);
+            aurocs.Add(auroc);
+            output.WriteLine($"seed {seed}: AUROC {auroc:F4} (best epoch {result.BestEpoch} of {result.History.Count}, " +
+                $"hidden {string.Join("-", result.Options.Hidden!)}, latent {result.Options.Latent}, batch {result.Options.BatchSize})");
+        }
+
+        output.WriteLine($"mean AUROC {aurocs.Average():F4}");
+        Assert.True(aurocs.Average() >= MinimumMeanAuroc, $"mean AUROC {aurocs.Average():F4} < {MinimumMeanAuroc}");
+    }
+
+    private static float[] Ones(int n)
+    {
+        var a = new float[n];
+        Array.Fill(a, 1f);
+        return a;
+    }
+
+    private static (double[][] Rows, int[] Labels) ReadCardio()
+    {
+        var lines = File.ReadAllLines(DatasetPath);
+        int f = lines[0].Split(',').Length - 1;
+        var rows = new double[lines.Length - 1][];
+        var labels = new int[lines.Length - 1];
+        for (int i = 1; i < lines.Length; i++)
+        {
+            var cells = lines[i].Split(',');
+            rows[i - 1] = [.. cells.Take(f).Select(c => double.Parse(c, CultureInfo.InvariantCulture))];
+            labels[i - 1] = (int)double.Parse(cells[f], CultureInfo.InvariantCulture);
+        }
+
+        return (rows, labels);
+    }
+
+    /// <summary>Median and IQR/1.349 per column (std, then 1, when that is 0), as the feature schema does.</summary>
+    private static (double[] Center, double[] Scale) RobustScale(double[][] rows, int[] index, int f)
+    {
+        var center = new double[f];
+        var scale = new double[f];
+        for (int j = 0; j < f; j++)
+        {
+            var column = index.Select(i => rows[i][j]).Order().ToArray();
+            double Quantile(double q)
+            {
+                double pos = q * (column.Length - 1);
+                int lo = (int)Math.Floor(pos);
+                int hi = Math.Min(lo + 1, column.Length - 1);
+                return column[lo] + (column[hi] - column[lo]) * (pos - lo);
+            }
+
+            center[j] = Quantile(0.5);
+            double s = (Quantile(0.75) - Quantile(0.25)) / 1.349;
+            if (s <= 0)
+            {
+                double mean = column.Average();
+                s = Math.Sqrt(column.Select(x => (x - mean) * (x - mean)).Average());
+            }
+
+            scale[j] = s > 0 ? s : 1;
+        }
+
+        return (center, scale);
+    }
+
+    /// <summary>AUROC as the Mann–Whitney U statistic with mid-ranks for ties.</summary>
+    internal static double MannWhitneyAuroc(float[] scores, int[] labels)
+    {
+        var order = Enumerable.Range(0, scores.Length).OrderBy(i => scores[i]).ToArray();
+        var ranks = new double[scores.Length];
+        for (int i = 0; i < order.Length;)
+        {
+            int k = i;
+            while (k + 1 < order.Length && scores[order[k + 1]] == scores[order[i]])
+                k++;
+            for (int t = i; t <= k; t++)
+                ranks[order[t]] = (i + k) / 2.0 + 1;
+            i = k + 1;
+        }
+
+        double positives = labels.Count(l => l == 1), negatives = labels.Length - positives;
+        double rankSum = Enumerable.Range(0, labels.Length).Where(i => labels[i] == 1).Sum(i => ranks[i]);
+        return (rankSum - positives * (positives + 1) / 2) / (positives * negatives);
+    }
+}
