@@ -6,7 +6,10 @@ features (+32 mask inputs), encoder 64-128-64-16, decoder 8-64-128-64 (Gaussian 
 feature), tanh hidden units, KL to N(0, I), Adam (lr 1e-3), batch 256, 2 threads. Prints training rows/s over a few
 epochs after one warm-up epoch.
 
-Run with Debian's PyTorch: apt-get install -y python3-torch; /usr/bin/python3 training/bench/torch_train_bench.py
+Run with Debian's PyTorch: apt-get install -y python3-torch; /usr/bin/python3 training/bench/torch_train_bench.py [epochs] [threads]
+Debian's torch uses the system BLAS; with the default reference BLAS it is several times slower, so install
+libopenblas0-pthread first for a fair comparison. Run on a quiet machine: OpenMP threads degrade badly when another
+process holds a core.
 """
 import math
 import sys
@@ -32,7 +35,8 @@ def synthetic(rows, features, seed):
 
 def main():
     epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    torch.set_num_threads(THREADS)
+    threads = int(sys.argv[2]) if len(sys.argv) > 2 else THREADS
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     x_all = synthetic(ROWS, FEATURES, 1)
     mask_all = torch.ones_like(x_all)
@@ -80,7 +84,7 @@ def main():
     elapsed = time.perf_counter() - start
     rows_per_second = epochs * batches * BATCH / elapsed
     print(f"PyTorch {torch.__version__} training benchmark: {ROWS:,} rows x {FEATURES} numeric, hidden 128-64, latent 8, "
-          f"batch {BATCH}, {THREADS} threads, tanh")
+          f"batch {BATCH}, {threads} threads, tanh")
     print(f"  loss after warm-up epoch {warm:.3f}, after {epochs} timed epochs {loss:.3f}")
     print(f"  {rows_per_second:,.0f} rows/s ({elapsed * 1000 / (epochs * batches):.3f} ms per step)")
 
