@@ -15,9 +15,10 @@ internal static class BenchCommands
         var data = new Option<string>("--data") { Description = "Labelled CSV file.", Required = true };
         var label = new Option<string>("--label-column") { Description = "Label column (1 = anomaly).", DefaultValueFactory = _ => "label" };
         var seeds = new Option<int>("--seeds") { Description = "Repetitions with different splits and seeds.", DefaultValueFactory = _ => 5 };
-        var protocol = new Command("protocol", "Semi-supervised quality check: train on half the normal rows, test on the rest plus all anomalies.") { data, label, seeds };
+        var samples = new Option<int>("--samples") { Description = "Latent samples L.", DefaultValueFactory = _ => new Training.Engine.VaeTrainingOptions().ScoringSamples };
+        var protocol = new Command("protocol", "Semi-supervised quality check: train on half the normal rows, test on the rest plus all anomalies.") { data, label, seeds, samples };
         protocol.SetAction(parse => ProtocolBenchmark.Run(CliRun.ExistingFile(parse.GetValue(data)!, "data file"), parse.GetValue(label)!,
-            Math.Clamp(parse.GetValue(seeds), 1, 100), new Training.Engine.VaeTrainingOptions(), Console.Out));
+            Math.Clamp(parse.GetValue(seeds), 1, 100), new Training.Engine.VaeTrainingOptions { ScoringSamples = parse.GetValue(samples) }, Console.Out));
         return new Command("bench", "Benchmarks; each prints its numbers.") { train, score, protocol };
     }
 }
