@@ -67,8 +67,13 @@ public sealed record VaeTrainingOptions
     /// <summary>Epochs over which β ramps linearly up to <see cref="Beta"/> (0 = no warm-up).</summary>
     public int? KlWarmupEpochs { get; init; }
 
-    /// <summary>L, latent samples per row when scoring (stored in the model as fixed noise).</summary>
-    public int ScoringSamples { get; init; } = 16;
+    /// <summary>
+    /// L, latent samples per row when scoring (stored in the model as fixed noise). Scoring cost is linear in L (the
+    /// decoder runs once per sample). 4 by default: measured as good as 16 on cardio (mean AUROC 0.948 vs 0.946),
+    /// the synthetic sensor fleet (0.966 vs 0.965) and card payments (0.910 vs 0.901), at a quarter of the cost
+    /// (≈2 µs/row instead of 6 for the benchmark model); L = 1 was slightly worse.
+    /// </summary>
+    public int ScoringSamples { get; init; } = 4;
 
     /// <summary>
     /// Hidden-layer activation. Tanh by default: bounded units keep the decoder from extrapolating linearly, so
