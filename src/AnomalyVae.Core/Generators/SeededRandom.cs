@@ -1,94 +1,33 @@
 namespace AnomalyVae.Generators;
 
 /// <summary>
-/// xoshiro256** seeded through SplitMix64: a small, fast generator whose output for a given seed is fixed by
-/// this code alone (System.Random's algorithm is an implementation detail that may change between runtimes,
-/// which would silently change every generated data set).
+/// The generators' random source: <see cref="DeterministicRandom"/> (the project's one seeded generator, fixed by
+/// our code rather than by System.Random's runtime-dependent algorithm) plus the distributions the generators draw.
 /// </summary>
 internal sealed class SeededRandom
 {
-    private const double UnitScale = 1.0 / (1UL << 53);
+    private DeterministicRandom _core;
 
-    private ulong _s0, _s1, _s2, _s3;
-    private double _spareGaussian;
-    private bool _hasSpare;
+    public SeededRandom(long seed) => _core = new DeterministicRandom(unchecked((ulong)seed));
 
-    public SeededRandom(long seed)
-    {
-        var x = unchecked((ulong)seed);
-        _s0 = SplitMix64(ref x);
-        _s1 = SplitMix64(ref x);
-        _s2 = SplitMix64(ref x);
-        _s3 = SplitMix64(ref x);
-    }
-
-    public ulong NextUInt64()
-    {
-        var result = RotateLeft(_s1 * 5, 7) * 9;
-        var t = _s1 << 17;
-        _s2 ^= _s0;
-        _s3 ^= _s1;
-        _s1 ^= _s2;
-        _s0 ^= _s3;
-        _s2 ^= t;
-        _s3 = RotateLeft(_s3, 45);
-        return result;
-    }
+    public ulong NextUInt64() => _core.NextUInt64();
 
     /// <summary>Uniform in [0, 1) with 53 random bits.</summary>
-    public double NextDouble() => (NextUInt64() >> 11) * UnitScale;
+    public double NextDouble() => _core.NextDouble();
 
     /// <summary>Uniform in [min, max).</summary>
     public double Uniform(double min, double max) => min + ((max - min) * NextDouble());
 
-    /// <summary>Uniform integer in [0, n) without modulo bias (Lemire's multiply-shift with rejection).</summary>
-    public int NextInt(int n)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(n);
-        var bound = (ulong)n;
-        var product = (UInt128)NextUInt64() * bound;
-        var low = (ulong)product;
-        if (low < bound)
-        {
-            var threshold = (0UL - bound) % bound;
-            while (low < threshold)
-            {
-                product = (UInt128)NextUInt64() * bound;
-                low = (ulong)product;
-            }
-        }
-
-        return (int)(product >> 64);
-    }
+    /// <summary>Uniform integer in [0, n), unbiased.</summary>
+    public int NextInt(int n) => _core.NextInt(n);
 
     /// <summary>Uniform integer in [min, max].</summary>
     public int NextInt(int min, int max) => min + NextInt(max - min + 1);
 
     public bool Chance(double probability) => NextDouble() < probability;
 
-    /// <summary>Standard normal by Marsaglia's polar method (log and sqrt only; every second call is free).</summary>
-    public double Gaussian()
-    {
-        if (_hasSpare)
-        {
-            _hasSpare = false;
-            return _spareGaussian;
-        }
-
-        double u, v, s;
-        do
-        {
-            u = (2 * NextDouble()) - 1;
-            v = (2 * NextDouble()) - 1;
-            s = (u * u) + (v * v);
-        }
-        while (s >= 1 || s == 0);
-
-        var factor = Math.Sqrt(-2 * Math.Log(s) / s);
-        _spareGaussian = v * factor;
-        _hasSpare = true;
-        return u * factor;
-    }
+    /// <summary>Standard normal.</summary>
+    public double Gaussian() => _core.NextGaussian();
 
     /// <summary>Exponential with the given mean.</summary>
     public double Exponential(double mean) => -mean * Math.Log(1 - NextDouble());
@@ -120,14 +59,4 @@ internal sealed class SeededRandom
 
         return sums;
     }
-
-    private static ulong SplitMix64(ref ulong x)
-    {
-        var z = x += 0x9E3779B97F4A7C15UL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
-    }
-
-    private static ulong RotateLeft(ulong x, int k) => (x << k) | (x >> (64 - k));
 }

@@ -1,7 +1,7 @@
-namespace AnomalyVae.Training.Engine;
+namespace AnomalyVae;
 
 /// <summary>
-/// xoshiro256** seeded through SplitMix64: our own generator, so shuffles, initial weights and noise depend
+/// xoshiro256** seeded through SplitMix64: our own generator, so shuffles, initial weights, noise and generated events depend
 /// only on the seed and never on the System.Random algorithm of a given .NET version. A struct: creating a
 /// stream per (seed, step, row) costs four multiplies and no allocation.
 /// </summary>
