@@ -6,19 +6,11 @@ namespace AnomalyVae.UnitTests.Onnx;
 
 public sealed class OnnxSessionTests(ITestOutputHelper output)
 {
-    private const int In = 4;
-    private const int Out = 3;
-
-    private static readonly float[] W =
-    [
-        0.5f, -1f, 0.25f, 2f,
-        -0.3f, 0.8f, 1.5f, -0.7f,
-        1f, 1f, -1f, 0.1f,
-    ];
-
-    private static readonly float[] B = [0.1f, -0.2f, 0.3f];
-
-    private static readonly OnnxSessionOptions SingleThread = new() { IntraOpThreads = 1 };
+    private const int In = TestModels.DenseInputs;
+    private const int Out = TestModels.DenseOutputs;
+    private static readonly float[] W = TestModels.DenseWeights;
+    private static readonly float[] B = TestModels.DenseBias;
+    private static readonly OnnxSessionOptions SingleThread = TestModels.SingleThread;
 
     [Fact]
     public void Dense_relu_model_matches_a_plain_loop()

@@ -1,3 +1,4 @@
+using AnomalyVae.Onnx;
 using AnomalyVae.Training.Export;
 
 namespace AnomalyVae.UnitTests.Onnx;
@@ -5,6 +6,22 @@ namespace AnomalyVae.UnitTests.Onnx;
 /// <summary>Small models built with <see cref="OnnxGraph"/>, plus plain-loop references for their outputs.</summary>
 internal static class TestModels
 {
+    /// <summary>The small dense model most binding tests share: y = relu(x·Wᵀ + b), 4 inputs, 3 outputs.</summary>
+    internal const int DenseInputs = 4;
+
+    internal const int DenseOutputs = 3;
+
+    internal static readonly float[] DenseWeights =
+    [
+        0.5f, -1f, 0.25f, 2f,
+        -0.3f, 0.8f, 1.5f, -0.7f,
+        1f, 1f, -1f, 0.1f,
+    ];
+
+    internal static readonly float[] DenseBias = [0.1f, -0.2f, 0.3f];
+
+    internal static readonly OnnxSessionOptions SingleThread = new() { IntraOpThreads = 1 };
+
     /// <summary>y = relu(x·Wᵀ + b) with x [N, in], W [out, in], b [out].</summary>
     internal static byte[] Dense(float[] w, float[] b, int inputs, int outputs, Action<OnnxGraph>? configure = null)
     {
