@@ -66,30 +66,11 @@ internal static class ScoringBenchmark
         return best;
     }
 
-    /// <summary>Correlated Gaussian numerics (a few latent factors plus noise), fitted like real data.</summary>
-    public static FeatureTable SyntheticTable(int rows, int seed)
+    /// <summary>The training benchmark's synthetic numerics as a table in raw units (center 0, scale 1).</summary>
+    private static FeatureTable SyntheticTable(int rows, int seed)
     {
-        var rng = new DeterministicRandom((ulong)seed, 0xBE7C);
-        var loadings = new double[Features * 4];
-        for (int i = 0; i < loadings.Length; i++)
-            loadings[i] = rng.NextGaussian();
-        var x = new float[rows * Features];
-        var mask = new float[rows * Features];
-        Span<double> factors = stackalloc double[4];
-        for (int r = 0; r < rows; r++)
-        {
-            for (int k = 0; k < 4; k++)
-                factors[k] = rng.NextGaussian();
-            for (int j = 0; j < Features; j++)
-            {
-                double v = 0.3 * rng.NextGaussian();
-                for (int k = 0; k < 4; k++)
-                    v += loadings[j * 4 + k] * factors[k];
-                x[r * Features + j] = (float)v;
-                mask[r * Features + j] = 1f;
-            }
-        }
+        var data = TrainingBenchmark.SyntheticData(rows, Features, (ulong)seed);
         var schema = new FeatureSchema(Enumerable.Range(0, Features).Select(j => FittedFeature.Numeric($"f{j}", 0, 1)));
-        return new FeatureTable(schema, x, mask);
+        return new FeatureTable(schema, data.Values, data.Mask);
     }
 }

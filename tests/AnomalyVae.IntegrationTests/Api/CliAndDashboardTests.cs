@@ -188,15 +188,7 @@ public sealed class CliAndDashboardTests(CliAndDashboardTests.SeededDatabase dat
         return result;
     }
 
-    private static string RepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "AnomalyVae.sln")))
-                return dir.FullName;
-        }
-        throw new InvalidOperationException("AnomalyVae.sln not found above the test binaries.");
-    }
+    private static string RepoRoot() => TestInfrastructure.FindRepoRoot();
 
     private sealed record CliRunResult(int ExitCode, string Stdout, string Stderr)
     {

@@ -229,7 +229,8 @@ public sealed class TestInfrastructure : IAsyncLifetime
         return (process.ExitCode, output.ToString());
     }
 
-    private static string FindRepoRoot()
+    /// <summary>The repository the tests run from (the directory holding AnomalyVae.sln).</summary>
+    internal static string FindRepoRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {

@@ -16,18 +16,8 @@ public sealed class CardioQualityTests(ITestOutputHelper output)
     /// </summary>
     private static string DatasetPath => Environment.GetEnvironmentVariable("ANOMALYVAE_CARDIO") is { Length: > 0 } path
         ? path
-        : Path.Combine(RepositoryRoot(), "..", "shared", "datasets", "cardio.csv");
+        : RepositoryFiles.Path("..", "shared", "datasets", "cardio.csv");
 
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "AnomalyVae.sln")))
-                return dir.FullName;
-        }
-
-        throw new InvalidOperationException($"AnomalyVae.sln not found above {AppContext.BaseDirectory}.");
-    }
 
     /// <summary>
     /// Defaults score a mean of 0.939 on these five splits (0.945 ± 0.002 over 20 other splits), a little under

@@ -193,18 +193,5 @@ public class FeatureSpecTests
         Assert.Empty(new SchemaSubsetValidator(LoadSchema()).Validate(document.RootElement));
     }
 
-    internal static JsonElement LoadSchema()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var path = Path.Combine(dir.FullName, "schemas", "feature-spec.schema.json");
-            if (File.Exists(path))
-            {
-                using var document = JsonDocument.Parse(File.ReadAllText(path));
-                return document.RootElement.Clone();
-            }
-        }
-
-        throw new FileNotFoundException("schemas/feature-spec.schema.json not found above " + AppContext.BaseDirectory);
-    }
+    internal static JsonElement LoadSchema() => SchemaSubsetValidator.LoadSchemaFile("feature-spec.schema.json");
 }

@@ -27,20 +27,11 @@ internal sealed class SchemaSubsetValidator
         CheckKeywords(root, "#");
     }
 
-    /// <summary>Reads schemas/<paramref name="fileName"/>, found by walking up from the test binaries.</summary>
+    /// <summary>Reads schemas/<paramref name="fileName"/> of the repository.</summary>
     public static JsonElement LoadSchemaFile(string fileName)
     {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var path = Path.Combine(dir.FullName, "schemas", fileName);
-            if (File.Exists(path))
-            {
-                using var document = JsonDocument.Parse(File.ReadAllText(path));
-                return document.RootElement.Clone();
-            }
-        }
-
-        throw new FileNotFoundException($"schemas/{fileName} not found above {AppContext.BaseDirectory}");
+        using var document = JsonDocument.Parse(File.ReadAllText(RepositoryFiles.Path("schemas", fileName)));
+        return document.RootElement.Clone();
     }
 
     /// <summary>Error messages (with instance paths); empty when the instance is valid.</summary>

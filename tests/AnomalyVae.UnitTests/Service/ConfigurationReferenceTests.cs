@@ -18,7 +18,7 @@ public sealed class ConfigurationReferenceTests
         Collect("Api", typeof(ApiOptions), keys);
         Assert.True(keys.Count > 25, $"only {keys.Count} keys found: the reflection walk is broken");
 
-        string readme = File.ReadAllText(Path.Combine(RepositoryRoot(), "README.md"));
+        string readme = File.ReadAllText(RepositoryFiles.Path("README.md"));
         var missing = keys.Where(k => !readme.Contains($"`{k}", StringComparison.Ordinal) && !readme.Contains($" {k}`", StringComparison.Ordinal)).ToList();
         Assert.True(missing.Count == 0, "README.md's configuration reference lacks: " + string.Join(", ", missing));
     }
@@ -52,16 +52,5 @@ public sealed class ConfigurationReferenceTests
                 Collect(key, t, keys);
             }
         }
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "AnomalyVae.sln")))
-                return dir.FullName;
-        }
-
-        throw new InvalidOperationException($"AnomalyVae.sln not found above {AppContext.BaseDirectory}.");
     }
 }

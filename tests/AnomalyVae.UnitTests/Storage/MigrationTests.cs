@@ -5,17 +5,7 @@ namespace AnomalyVae.UnitTests.Storage;
 
 public class MigrationTests
 {
-    private static string MigrationsDirectory()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var path = Path.Combine(dir.FullName, "schemas", "migrations");
-            if (Directory.Exists(path))
-                return path;
-        }
-
-        throw new DirectoryNotFoundException("schemas/migrations not found above " + AppContext.BaseDirectory);
-    }
+    private static string MigrationsDirectory() => RepositoryFiles.Path("schemas", "migrations");
 
     [Fact]
     public void TheAssemblyCarriesEveryMigrationFileUnchanged()
