@@ -41,20 +41,24 @@ public sealed class ServeEndToEndTests(TestInfrastructure infrastructure, ServeF
                 Assert.Equal("ok\n", await http.GetStringAsync("/healthz", cts.Token));
                 var ready = await http.GetAsync("/readyz", cts.Token);
                 Assert.True(ready.StatusCode == HttpStatusCode.OK, await ready.Content.ReadAsStringAsync(cts.Token));
-                // The lag gauge follows the commit that the offsets show; give it a moment.
+                // Counters and the lag gauge are updated just after the commit that the offsets show; give them a moment.
                 const string NoLag = "anomalyvae_consumer_lag{detector=\"sensors\",partition=\"0\"} 0\n";
+                string allConsumed = $"anomalyvae_events_consumed_total{{detector=\"sensors\"}} {first.Count}\n";
+                int malformed = first.Count(e => e.Payload is null || e.Payload.AsSpan().StartsWith("not json"u8));
+                string malformedLine = $"anomalyvae_events_dead_lettered_total{{detector=\"sensors\",reason=\"malformed_json\"}} {malformed}\n";
+                bool Settled(string m) => m.Contains(NoLag, StringComparison.Ordinal) && m.Contains(allConsumed, StringComparison.Ordinal)
+                    && m.Contains(malformedLine, StringComparison.Ordinal);
                 var metrics = await http.GetStringAsync("/metrics", cts.Token);
-                for (var by = DateTime.UtcNow.AddSeconds(10); !metrics.Contains(NoLag, StringComparison.Ordinal) && DateTime.UtcNow < by;)
+                for (var by = DateTime.UtcNow.AddSeconds(10);
+                     !Settled(metrics) && DateTime.UtcNow < by;)
                 {
                     await Task.Delay(100, cts.Token);
                     metrics = await http.GetStringAsync("/metrics", cts.Token);
                 }
                 Assert.Contains("# TYPE anomalyvae_events_consumed_total counter", metrics, StringComparison.Ordinal);
-                Assert.Contains($"anomalyvae_events_consumed_total{{detector=\"sensors\"}} {first.Count}", metrics, StringComparison.Ordinal);
+                Assert.Contains(allConsumed, metrics, StringComparison.Ordinal);
                 Assert.Contains("# TYPE anomalyvae_commit_seconds histogram", metrics, StringComparison.Ordinal);
-                int malformed = first.Count(e => e.Payload is null || e.Payload.AsSpan().StartsWith("not json"u8));
-                Assert.Contains($"anomalyvae_events_dead_lettered_total{{detector=\"sensors\",reason=\"malformed_json\"}} {malformed}\n", metrics,
-                    StringComparison.Ordinal);
+                Assert.Contains(malformedLine, metrics, StringComparison.Ordinal);
                 Assert.True(metrics.Contains(NoLag, StringComparison.Ordinal), string.Join("\n", metrics.Split('\n').Where(l => l.Contains("lag", StringComparison.Ordinal) || l.Contains("consumed", StringComparison.Ordinal))));
                 await app.StopAsync(cts.Token);
             }
