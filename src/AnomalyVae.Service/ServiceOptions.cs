@@ -85,6 +85,42 @@ public sealed class HttpOptions
     public int Port { get; set; } = 8080;
 }
 
+/// <summary>
+/// Section <c>Retraining</c>: what <c>serve</c> samples for retraining, how it watches for drift, and when it
+/// retrains in-process. Sampling is part of every batch's transaction, so a replayed batch rewrites the same slots.
+/// </summary>
+public sealed class RetrainingOptions
+{
+    /// <summary>Slots of the training-sample reservoir (events scored as normal); 0 turns sampling off.</summary>
+    public int SampleSize { get; set; } = 20_000;
+
+    /// <summary>Probability that an event scored as normal is admitted to the reservoir. An entry survives about
+    /// SampleSize admissions, so the sample covers roughly the last SampleSize / SampleRate normal events.</summary>
+    public double SampleRate { get; set; } = 0.05;
+
+    /// <summary>Slots of the recent-events ring (every scored event, held out from training); 0 turns it off.</summary>
+    public int RecentSize { get; set; } = 5_000;
+
+    /// <summary>Probability that a scored event is admitted to the recent-events ring.</summary>
+    public double RecentRate { get; set; } = 0.01;
+
+    /// <summary>Population stability index of the recent score distribution against the calibration bins above
+    /// which a detector is reported as drifting (0.1: small shift; 0.25: large).</summary>
+    public double DriftThreshold { get; set; } = 0.2;
+
+    /// <summary>How far back drift looks (scoring_stats windows of the active model that started within it).</summary>
+    public TimeSpan DriftWindow { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>Fewest events in the drift window for a verdict; below it the status is "unknown".</summary>
+    public int DriftMinEvents { get; set; } = 500;
+
+    /// <summary>Retrain in-process on this interval (e.g. "1.00:00:00"); unset = never (use a scheduler).</summary>
+    public TimeSpan? Interval { get; set; }
+
+    /// <summary>Retrain in-process when a detector is reported as drifting.</summary>
+    public bool OnDrift { get; set; }
+}
+
 /// <summary>The whole service configuration, bound and validated once at start-up.</summary>
 public sealed partial class ServiceOptions
 {
@@ -96,6 +132,8 @@ public sealed partial class ServiceOptions
 
     public HttpOptions Http { get; } = new();
 
+    public RetrainingOptions Retraining { get; } = new();
+
     /// <summary>Binds the sections and checks them; every problem is listed in one exception.</summary>
     public static ServiceOptions Bind(IConfiguration configuration)
     {
@@ -106,6 +144,7 @@ public sealed partial class ServiceOptions
             configuration.GetSection("Scoring").Bind(options.Scoring);
             configuration.GetSection("Postgres").Bind(options.Postgres);
             configuration.GetSection("Http").Bind(options.Http);
+            configuration.GetSection("Retraining").Bind(options.Retraining);
         }
         catch (InvalidOperationException e)
         {
@@ -151,6 +190,19 @@ public sealed partial class ServiceOptions
         Check(problems, Scoring.StatsWindowSeconds, 1, 86_400, "Scoring:StatsWindowSeconds");
         Check(problems, Scoring.ShutdownTimeoutSeconds, 1, 3600, "Scoring:ShutdownTimeoutSeconds");
         Check(problems, Http.Port, 0, 65_535, "Http:Port");
+        Check(problems, Retraining.SampleSize, 0, 10_000_000, "Retraining:SampleSize");
+        Check(problems, Retraining.RecentSize, 0, 10_000_000, "Retraining:RecentSize");
+        Check(problems, Retraining.DriftMinEvents, 1, int.MaxValue, "Retraining:DriftMinEvents");
+        CheckRate(problems, Retraining.SampleRate, "Retraining:SampleRate");
+        CheckRate(problems, Retraining.RecentRate, "Retraining:RecentRate");
+        if (Retraining.SampleRate + Retraining.RecentRate > 1)
+            problems.Add("Retraining:SampleRate + Retraining:RecentRate must not exceed 1 (an event goes to at most one sample).");
+        if (!(Retraining.DriftThreshold > 0) || !double.IsFinite(Retraining.DriftThreshold))
+            problems.Add("Retraining:DriftThreshold must be a positive number.");
+        if (Retraining.DriftWindow <= TimeSpan.Zero)
+            problems.Add("Retraining:DriftWindow must be positive (e.g. 01:00:00).");
+        if (Retraining.Interval is { } interval && interval < TimeSpan.FromMinutes(1))
+            problems.Add("Retraining:Interval must be at least 00:01:00 when set.");
         if (string.IsNullOrWhiteSpace(Postgres.ConnectionString))
             problems.Add("Postgres:ConnectionString is empty.");
         if (problems.Count > 0)
@@ -161,6 +213,12 @@ public sealed partial class ServiceOptions
     {
         if (value < min || value > max)
             problems.Add(string.Create(CultureInfo.InvariantCulture, $"{key} is {value}; it must be between {min} and {max}."));
+    }
+
+    private static void CheckRate(List<string> problems, double value, string key)
+    {
+        if (!(value >= 0 && value <= 1))
+            problems.Add(string.Create(CultureInfo.InvariantCulture, $"{key} is {value}; it must be between 0 and 1."));
     }
 
     [GeneratedRegex("^[A-Za-z0-9._-]{1,100}$")]

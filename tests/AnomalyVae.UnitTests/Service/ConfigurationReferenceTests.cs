@@ -30,7 +30,7 @@ public sealed class ConfigurationReferenceTests
         {
             var t = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
             string key = prefix.Length == 0 ? property.Name : $"{prefix}:{property.Name}";
-            if (t == typeof(string) || t.IsPrimitive || t.IsEnum || t == typeof(decimal))
+            if (t == typeof(string) || t.IsPrimitive || t.IsEnum || t == typeof(decimal) || t == typeof(TimeSpan))
             {
                 if (property.CanWrite)
                     keys.Add(key);
