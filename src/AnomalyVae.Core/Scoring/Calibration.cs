@@ -164,6 +164,22 @@ public sealed class Calibration
         return Math.Log(1 - (Cdf(score) * n / (n + 1)));
     }
 
+    /// <summary>The calibration score at quantile <paramref name="level"/> in [0, 1], interpolated linearly between
+    /// the stored knots (the inverse of the piecewise-linear CDF they define).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The level is NaN or outside [0, 1].</exception>
+    public double QuantileAt(double level)
+    {
+        if (!(level >= 0 && level <= 1))
+            throw new ArgumentOutOfRangeException(nameof(level), level, "a quantile level must be in [0, 1]");
+        var j = Array.BinarySearch(_levels, level);
+        if (j >= 0)
+            return _scores[j];
+        j = ~j;
+        var (p0, p1) = (_levels[j - 1], _levels[j]);
+        var (q0, q1) = (_scores[j - 1], _scores[j]);
+        return q0 + ((q1 - q0) * (level - p0) / (p1 - p0));
+    }
+
     /// <summary>
     /// Fraction of the stored distribution strictly below <paramref name="score"/> (left-continuous, so a score
     /// equal to a tied block of calibration scores counts none of them: P(S ≥ s) includes the ties).
