@@ -21,7 +21,8 @@ namespace AnomalyVae.Service;
 /// One detector's stream: consume a micro-batch (up to Scoring:BatchSize events or Scoring:BatchTimeoutMs after
 /// its first event) → decode each event straight into the scorer's input rows (bad ones become dead letters) →
 /// one ONNX Runtime run → flag scores above the threshold → send the dead letters and wait for their acks →
-/// commit anomaly rows, next offsets and statistics in one PostgreSQL transaction → advisory Kafka commit.
+/// commit anomaly rows, retraining samples, next offsets and statistics in one PostgreSQL transaction → advisory
+/// Kafka commit.
 /// Two batches alternate: while one commits, the next is consumed and scored; commits stay strictly in order
 /// (batch n+1 starts committing only after batch n has), so offsets only ever move forward.
 /// Where a partition resumes is read from PostgreSQL on assignment, so Kafka's own offsets never matter.
@@ -37,6 +38,7 @@ public sealed class DetectorWorker : BackgroundService
     private readonly Detector _detector;
     private readonly KafkaOptions _kafka;
     private readonly ScoringOptions _scoring;
+    private readonly RetrainingOptions _retraining;
     private readonly AnomalyStore _store;
     private readonly OffsetStore _offsets;
     private readonly DeadLetterProducer _deadLetterProducer;
@@ -60,6 +62,12 @@ public sealed class DetectorWorker : BackgroundService
     private readonly int[] _order;
     private readonly float[] _keys;
     private readonly ArrayBufferWriter<byte> _json = new(4096);
+    // Retraining-sample admissions and reservoir draws; drawn when a batch is built, so a retried commit writes
+    // the same rows. Seeded from the detector's name: reproducible, and independent of the scores.
+    private readonly Random _sampling;
+    // Score-bin edges of the calibration they were computed from (recomputed only when the model changes).
+    private double[] _binEdges = [];
+    private Calibration? _binEdgesOf;
     private CancellationToken _stopping;
     // Cancels database and dead-letter writes: only Scoring:ShutdownTimeoutSeconds after stopping began, so a
     // commit under way when SIGTERM arrives finishes instead of being cut (and re-applied) half-way.
@@ -67,12 +75,14 @@ public sealed class DetectorWorker : BackgroundService
     private long _lastKafkaCommit;
     private long _lastLagUpdate;
 
-    public DetectorWorker(Detector detector, KafkaOptions kafka, ScoringOptions scoring, AnomalyStore store, OffsetStore offsets,
-        DeadLetterProducer deadLetterProducer, ServiceMetrics metrics, ServiceHealth health, ILogger<DetectorWorker> logger)
+    public DetectorWorker(Detector detector, KafkaOptions kafka, ScoringOptions scoring, RetrainingOptions retraining, AnomalyStore store,
+        OffsetStore offsets, DeadLetterProducer deadLetterProducer, ServiceMetrics metrics, ServiceHealth health, ILogger<DetectorWorker> logger)
     {
         _detector = detector;
         _kafka = kafka;
         _scoring = scoring;
+        _retraining = retraining;
+        _sampling = new Random(StableSeed(detector.Name));
         _store = store;
         _offsets = offsets;
         _deadLetterProducer = deadLetterProducer;
@@ -520,6 +530,11 @@ public sealed class DetectorWorker : BackgroundService
             _logger.LogWarning("Detector {Detector}: PostgreSQL rejected an event ({Error}); storing the batch's events as base64", Name, e.MessageText);
             for (int i = 0; i < batch.Record.Events.Count; i++)
                 batch.Record.Events[i] = EventJson.ForJsonb(batch.FlaggedPayloads[i], wrap: true);
+            foreach (var sample in (ReadOnlySpan<SampleRows>)[batch.Record.Training, batch.Record.Recent])
+            {
+                for (int i = 0; i < sample.Count; i++)
+                    sample.Events[i] = EventJson.ForJsonb(sample.Payloads[i], wrap: true);
+            }
             await _pipeline.ExecuteAsync(static (state, ct) => state.Worker.WriteAsync(state.Batch, ct), (Worker: this, Batch: batch),
                 _writeDeadline.Token);
         }
@@ -584,6 +599,12 @@ public sealed class DetectorWorker : BackgroundService
         record.EventsScored = batch.Rows;
         record.EventsDeadLettered = batch.DeadLetters.Count;
         record.Quantiles = batch.Rows > 0 ? _window.Quantiles() : null;
+        record.TrainingSampleSize = _retraining.SampleSize;
+        record.RecentSize = _retraining.RecentSize;
+        var edges = BinEdges(batch.Scorer.Bundle.Calibration);
+        // Size 0 turns a sample off: its rate then admits nothing.
+        double recentRate = _retraining.RecentSize > 0 ? _retraining.RecentRate : 0;
+        double sampleRate = _retraining.SampleSize > 0 ? _retraining.SampleRate : 0;
         int features = batch.Scorer.Bundle.Schema.Count;
         for (int i = 0; i < batch.Count; i++)
         {
@@ -591,7 +612,20 @@ public sealed class DetectorWorker : BackgroundService
             if (pending.Row < 0)
                 continue;
             double score = scores[pending.Row];
-            if (!(score > _detector.Threshold))
+            if (double.IsNaN(score))
+                continue;
+            record.ScoreBins[ScoreDrift.BinOf(edges, score)]++;
+            bool flagged = score > _detector.Threshold;
+            // One draw per scored event decides both samples (no allocation unless admitted): [0, recentRate) →
+            // recent events; [recentRate, recentRate + sampleRate) and scored as normal → training sample.
+            double u = _sampling.NextDouble();
+            if (u < recentRate)
+                record.Recent.Add(pending.Partition, pending.Offset, pending.EventTime?.UtcDateTime,
+                    double.IsFinite(score) ? score : float.MaxValue, flagged, pending.Payload, 0);
+            else if (!flagged && double.IsFinite(score) && u < recentRate + sampleRate)
+                record.Training.Add(pending.Partition, pending.Offset, pending.EventTime?.UtcDateTime, score, false, pending.Payload,
+                    _sampling.NextDouble());
+            if (!flagged)
                 continue;
             record.Partitions.Add(pending.Partition);
             record.Offsets.Add(pending.Offset);
@@ -610,6 +644,25 @@ public sealed class DetectorWorker : BackgroundService
             record.NextOffsets.Add(next);
         }
         batch.Built = true;
+    }
+
+    private double[] BinEdges(Calibration calibration)
+    {
+        if (!ReferenceEquals(calibration, _binEdgesOf))
+        {
+            _binEdges = ScoreDrift.Edges(calibration);
+            _binEdgesOf = calibration;
+        }
+        return _binEdges;
+    }
+
+    /// <summary>FNV-1a of the detector's name: a seed that is the same in every process (string hashes are not).</summary>
+    private static int StableSeed(string name)
+    {
+        uint hash = 2166136261;
+        foreach (char c in name)
+            hash = (hash ^ c) * 16777619;
+        return (int)hash;
     }
 
     /// <summary>[{"feature": name, "score": s}, ...], largest first.</summary>

@@ -90,7 +90,7 @@ public static class ServeHost
         {
             int index = i;
             builder.Services.AddSingleton<IHostedService>(sp => new DetectorWorker(
-                sp.GetRequiredService<DetectorSet>().Detectors[index], kafka, options.Scoring,
+                sp.GetRequiredService<DetectorSet>().Detectors[index], kafka, options.Scoring, options.Retraining,
                 sp.GetRequiredService<AnomalyStore>(), sp.GetRequiredService<OffsetStore>(), sp.GetRequiredService<DeadLetterProducer>(),
                 sp.GetRequiredService<ServiceMetrics>(), sp.GetRequiredService<ServiceHealth>(), sp.GetRequiredService<ILogger<DetectorWorker>>()));
         }

@@ -1,6 +1,60 @@
+using AnomalyVae.Scoring;
 using Npgsql;
 
 namespace AnomalyVae.Service.Storage;
+
+/// <summary>
+/// The events of one batch admitted to a retraining sample (<c>training_sample</c> or <c>recent_events</c>), as
+/// column lists reused between batches. Which events are admitted, and the random draw that picks a reservoir slot
+/// once it is full, are decided when the batch is built, so a retried commit writes the same rows.
+/// </summary>
+public sealed class SampleRows
+{
+    public List<int> Partitions { get; } = [];
+
+    public List<long> Offsets { get; } = [];
+
+    public List<DateTime?> EventTimes { get; } = [];
+
+    public List<double> Scores { get; } = [];
+
+    public List<bool> Flagged { get; } = [];
+
+    /// <summary>jsonb text of the event (see <see cref="EventJson"/>).</summary>
+    public List<string> Events { get; } = [];
+
+    /// <summary>Uniform draws in [0, 1): the reservoir slot of an admission once the reservoir is full.</summary>
+    public List<double> Draws { get; } = [];
+
+    /// <summary>The raw payloads behind <see cref="Events"/> (for the base64 fallback; not written).</summary>
+    public List<byte[]> Payloads { get; } = [];
+
+    public int Count => Partitions.Count;
+
+    public void Add(int partition, long offset, DateTime? eventTime, double score, bool flagged, byte[] payload, double draw)
+    {
+        Partitions.Add(partition);
+        Offsets.Add(offset);
+        EventTimes.Add(eventTime);
+        Scores.Add(score);
+        Flagged.Add(flagged);
+        Events.Add(EventJson.ForJsonb(payload));
+        Payloads.Add(payload);
+        Draws.Add(draw);
+    }
+
+    public void Clear()
+    {
+        Partitions.Clear();
+        Offsets.Clear();
+        EventTimes.Clear();
+        Scores.Clear();
+        Flagged.Clear();
+        Events.Clear();
+        Draws.Clear();
+        Payloads.Clear();
+    }
+}
 
 /// <summary>
 /// What one batch writes: its anomaly rows (column lists, reused between batches), the next offset of each
@@ -57,6 +111,21 @@ public sealed class BatchRecord
     /// <summary>Window quantiles as this process has seen them; null when it scored nothing in the window.</summary>
     public (double P50, double P90, double P99, double Max)? Quantiles { get; set; }
 
+    /// <summary>This batch's scored events per calibration score bin (<see cref="ScoreDrift"/>); added to the window's.</summary>
+    public long[] ScoreBins { get; } = new long[ScoreDrift.BinCount];
+
+    /// <summary>Slots of the training-sample reservoir (Retraining:SampleSize); 0 = not sampled.</summary>
+    public int TrainingSampleSize { get; set; }
+
+    /// <summary>Slots of the recent-events ring (Retraining:RecentSize); 0 = not sampled.</summary>
+    public int RecentSize { get; set; }
+
+    /// <summary>Events scored as normal admitted to <c>training_sample</c>.</summary>
+    public SampleRows Training { get; } = new();
+
+    /// <summary>Scored events admitted to <c>recent_events</c>.</summary>
+    public SampleRows Recent { get; } = new();
+
     public void Clear()
     {
         Partitions.Clear();
@@ -72,12 +141,15 @@ public sealed class BatchRecord
         EventsScored = 0;
         EventsDeadLettered = 0;
         Quantiles = null;
+        Array.Clear(ScoreBins);
+        Training.Clear();
+        Recent.Clear();
     }
 }
 
 /// <summary>
 /// Writes a batch to PostgreSQL in one transaction: the anomaly rows (idempotent on the event's Kafka
-/// coordinates), the partitions' next offsets, the window statistics. Either all of it is visible or none,
+/// coordinates), the events admitted to the retraining samples, the partitions' next offsets, the window statistics. Either all of it is visible or none,
 /// which is what makes a crash at any instant lose and duplicate nothing.
 /// </summary>
 public sealed class AnomalyStore(NpgsqlDataSource dataSource)
@@ -102,8 +174,8 @@ public sealed class AnomalyStore(NpgsqlDataSource dataSource)
           WHERE c.next_offset < excluded.next_offset
           RETURNING 1)
         INSERT INTO scoring_stats AS s (detector, window_start, window_seconds, model_version, events_scored, events_flagged,
-                                        events_dead_lettered, score_p50, score_p90, score_p99, score_max, updated_at)
-        SELECT $1, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now() WHERE EXISTS (SELECT 1 FROM moved)
+                                        events_dead_lettered, score_p50, score_p90, score_p99, score_max, score_bins, updated_at)
+        SELECT $1, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, now() WHERE EXISTS (SELECT 1 FROM moved)
         ON CONFLICT (detector, window_start, model_version) DO UPDATE SET
           events_scored = s.events_scored + excluded.events_scored,
           events_flagged = s.events_flagged + excluded.events_flagged,
@@ -114,7 +186,61 @@ public sealed class AnomalyStore(NpgsqlDataSource dataSource)
           score_p90 = COALESCE(excluded.score_p90, s.score_p90),
           score_p99 = COALESCE(excluded.score_p99, s.score_p99),
           score_max = CASE WHEN excluded.score_p50 IS NULL THEN s.score_max ELSE GREATEST(s.score_max, excluded.score_max) END,
+          -- Bin counts add up element-wise (a row from before migration 0006 has none: it starts from this batch's).
+          score_bins = CASE WHEN s.score_bins IS NULL THEN excluded.score_bins ELSE
+            ARRAY(SELECT a + b FROM unnest(s.score_bins, excluded.score_bins) WITH ORDINALITY AS x(a, b, k) ORDER BY k) END,
           updated_at = excluded.updated_at
+        """;
+
+    // The sample statements run before the offsets statement and write only when the batch moves an offset (the
+    // same condition under which its statistics count), so a batch applied twice admits its events once. The
+    // counter row is taken with INSERT .. ON CONFLICT DO UPDATE .. RETURNING: it locks the row, so consumer-group
+    // members sharing a detector take admissions one after the other and never hand out a slot twice. Within one
+    // batch two admissions can land on the same slot; the later one wins, as it would one batch later.
+    // Parameters: $1 detector, $2 topic, $3/$4 the batch's partitions and next offsets, $5 admissions, $6 slots,
+    // $7 model version, then the rows.
+    private const string Moves = """
+        WITH moves AS (
+          SELECT 1 FROM unnest($3::integer[], $4::bigint[]) AS u(p, o)
+          LEFT JOIN consumer_offsets c ON c.detector = $1 AND c.topic = $2 AND c."partition" = u.p
+          WHERE c.next_offset IS NULL OR c.next_offset < u.o
+          LIMIT 1),
+        """;
+
+    // Reservoir: the i-th admission (0-based, over all time) takes slot i while the reservoir fills, afterwards the
+    // slot its draw picks uniformly: an entry survives about SampleSize later admissions, so the sample covers
+    // roughly the last SampleSize / SampleRate normal events, leaning towards recent ones.
+    private const string InsertTraining = Moves + """
+        counter AS (
+          INSERT INTO sample_counters AS c (detector, training_admitted) SELECT $1, $5 FROM moves
+          ON CONFLICT (detector) DO UPDATE SET training_admitted = c.training_admitted + $5
+          RETURNING c.training_admitted - $5 AS first)
+        INSERT INTO training_sample AS t (detector, slot, topic, "partition", "offset", event_time, sampled_at, model_version, score, event)
+        SELECT DISTINCT ON (x.slot) $1, x.slot, $2, x.p, x.o, x.et, now(), $7, x.s, x.ev::jsonb
+        FROM (SELECT (CASE WHEN c.first + u.i - 1 < $6 THEN c.first + u.i - 1 ELSE floor(u.r * $6) END)::integer AS slot, u.*
+              FROM counter c, unnest($8::integer[], $9::bigint[], $10::timestamptz[], $11::float8[], $12::text[], $13::float8[])
+                   WITH ORDINALITY AS u(p, o, et, s, ev, r, i)) x
+        ORDER BY x.slot, x.i DESC
+        ON CONFLICT (detector, slot) DO UPDATE SET topic = excluded.topic, "partition" = excluded."partition", "offset" = excluded."offset",
+          event_time = excluded.event_time, sampled_at = excluded.sampled_at, model_version = excluded.model_version,
+          score = excluded.score, event = excluded.event
+        """;
+
+    // Ring: admission i takes slot i mod RecentSize, so it holds the latest RecentSize admissions.
+    private const string InsertRecent = Moves + """
+        counter AS (
+          INSERT INTO sample_counters AS c (detector, recent_admitted) SELECT $1, $5 FROM moves
+          ON CONFLICT (detector) DO UPDATE SET recent_admitted = c.recent_admitted + $5
+          RETURNING c.recent_admitted - $5 AS first)
+        INSERT INTO recent_events AS t (detector, slot, topic, "partition", "offset", event_time, sampled_at, model_version, score, flagged, event)
+        SELECT DISTINCT ON (x.slot) $1, x.slot, $2, x.p, x.o, x.et, now(), $7, x.s, x.f, x.ev::jsonb
+        FROM (SELECT ((c.first + u.i - 1) % $6)::integer AS slot, u.*
+              FROM counter c, unnest($8::integer[], $9::bigint[], $10::timestamptz[], $11::float8[], $12::boolean[], $13::text[])
+                   WITH ORDINALITY AS u(p, o, et, s, f, ev, i)) x
+        ORDER BY x.slot, x.i DESC
+        ON CONFLICT (detector, slot) DO UPDATE SET topic = excluded.topic, "partition" = excluded."partition", "offset" = excluded."offset",
+          event_time = excluded.event_time, sampled_at = excluded.sampled_at, model_version = excluded.model_version,
+          score = excluded.score, flagged = excluded.flagged, event = excluded.event
         """;
 
     /// <summary>Commits <paramref name="record"/> in one transaction (one round trip for the statements).</summary>
@@ -130,12 +256,28 @@ public sealed class AnomalyStore(NpgsqlDataSource dataSource)
                 record.Entities, record.EventTimes, record.Scores, record.PValues, record.Contributions, record.Events);
             batch.BatchCommands.Add(insert);
         }
+        if (record.OffsetPartitions.Count > 0 && record.Training.Count > 0 && record.TrainingSampleSize > 0)
+        {
+            var t = record.Training;
+            var insert = new NpgsqlBatchCommand(InsertTraining);
+            Add(insert, record.Detector, record.Topic, record.OffsetPartitions, record.NextOffsets, (long)t.Count, (long)record.TrainingSampleSize,
+                record.ModelVersion, t.Partitions, t.Offsets, t.EventTimes, t.Scores, t.Events, t.Draws);
+            batch.BatchCommands.Add(insert);
+        }
+        if (record.OffsetPartitions.Count > 0 && record.Recent.Count > 0 && record.RecentSize > 0)
+        {
+            var r = record.Recent;
+            var insert = new NpgsqlBatchCommand(InsertRecent);
+            Add(insert, record.Detector, record.Topic, record.OffsetPartitions, record.NextOffsets, (long)r.Count, (long)record.RecentSize,
+                record.ModelVersion, r.Partitions, r.Offsets, r.EventTimes, r.Scores, r.Flagged, r.Events);
+            batch.BatchCommands.Add(insert);
+        }
         if (record.OffsetPartitions.Count > 0)
         {
             var offsets = new NpgsqlBatchCommand(UpsertOffsetsAndStats);
             var q = record.Quantiles;
             Add(offsets, record.Detector, record.Topic, record.OffsetPartitions, record.NextOffsets, record.WindowStart, record.WindowSeconds,
-                record.ModelVersion, record.EventsScored, record.EventsFlagged, record.EventsDeadLettered, q?.P50, q?.P90, q?.P99, q?.Max);
+                record.ModelVersion, record.EventsScored, record.EventsFlagged, record.EventsDeadLettered, q?.P50, q?.P90, q?.P99, q?.Max, record.ScoreBins);
             batch.BatchCommands.Add(offsets);
         }
         if (batch.BatchCommands.Count > 0)
