@@ -2,6 +2,7 @@ using System.Text.Json;
 using AnomalyVae.Onnx;
 using AnomalyVae.Service.Kafka;
 using AnomalyVae.Service.Metrics;
+using AnomalyVae.Service.Query;
 using AnomalyVae.Service.Storage;
 using Confluent.Kafka;
 using Microsoft.AspNetCore.Builder;
@@ -94,6 +95,10 @@ public static class ServeHost
                 sp.GetRequiredService<AnomalyStore>(), sp.GetRequiredService<OffsetStore>(), sp.GetRequiredService<DeadLetterProducer>(),
                 sp.GetRequiredService<ServiceMetrics>(), sp.GetRequiredService<ServiceHealth>(), sp.GetRequiredService<ILogger<DetectorWorker>>()));
         }
+
+        builder.Services.AddSingleton(sp => new AnomalyQueries(sp.GetRequiredService<NpgsqlDataSource>(), options.Retraining));
+        builder.Services.AddSingleton<DriftMonitor>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<DriftMonitor>());
 
         var app = builder.Build();
         try

@@ -51,13 +51,34 @@ public static class AnomalyApi
                 throw new InvalidOperationException($"{ConnectionStringKey} is not configured (appsettings.json, environment Postgres__ConnectionString, or --connection).");
             return NpgsqlDataSource.Create(connectionString);
         });
-        services.TryAddSingleton(sp => new AnomalyQueries(sp.GetRequiredService<NpgsqlDataSource>()));
+        // Checked now: a bad drift key stops start-up instead of the first GET /api/detectors.
+        var drift = DriftSettings(configuration);
+        services.TryAddSingleton(sp => new AnomalyQueries(sp.GetRequiredService<NpgsqlDataSource>(), drift));
         services.TryAddSingleton(sp => new FeedbackStore(sp.GetRequiredService<NpgsqlDataSource>()));
         services.TryAddSingleton(sp => new ModelRegistry(sp.GetRequiredService<NpgsqlDataSource>()));
         services.TryAddSingleton(sp => new ApiKeys(sp.GetRequiredService<IOptions<ApiOptions>>().Value.Keys));
         services.TryAddSingleton(_ => DashboardFiles.FromOutputDirectory());
         services.AddProblemDetails();
         return services;
+    }
+
+    /// <summary>
+    /// The drift settings GET /api/detectors judges by: section "Retraining" (DriftThreshold, DriftWindow,
+    /// DriftMinEvents), the same keys <c>serve</c> reads, so one configuration file serves both processes.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A drift key is malformed or out of range.</exception>
+    public static RetrainingOptions DriftSettings(IConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        var options = new RetrainingOptions();
+        configuration.GetSection("Retraining").Bind(options);
+        if (!(options.DriftThreshold > 0) || !double.IsFinite(options.DriftThreshold))
+            throw new InvalidOperationException("Retraining:DriftThreshold must be a positive number.");
+        if (options.DriftWindow <= TimeSpan.Zero)
+            throw new InvalidOperationException("Retraining:DriftWindow must be positive (e.g. 01:00:00).");
+        if (options.DriftMinEvents < 1)
+            throw new InvalidOperationException("Retraining:DriftMinEvents must be at least 1.");
+        return options;
     }
 
     /// <summary>Maps the /api endpoints and the dashboard.</summary>

@@ -16,6 +16,7 @@ public sealed class ServiceMetrics : IDisposable
 
     private readonly Meter _meter;
     private readonly ConcurrentDictionary<(string Detector, int Partition), long> _lag = new();
+    private readonly ConcurrentDictionary<string, double> _driftPsi = new();
 
     public ServiceMetrics()
     {
@@ -35,6 +36,8 @@ public sealed class ServiceMetrics : IDisposable
             "From the event's Kafka timestamp (or its receipt, when the broker has none) to the commit of its batch.", null,
             new InstrumentAdvice<double> { HistogramBucketBoundaries = LatencyBuckets });
         _meter.CreateObservableGauge("anomalyvae_consumer_lag", ObserveLag, null, "High watermark minus the consumer position, per partition.");
+        _meter.CreateObservableGauge("anomalyvae_drift_psi", ObserveDrift, null,
+            "Population stability index of the detector's recent score bins against its calibration (drift above Retraining:DriftThreshold).");
     }
 
     public Counter<long> Consumed { get; }
@@ -61,7 +64,19 @@ public sealed class ServiceMetrics : IDisposable
     /// <summary>Forgets the lag of a partition this process no longer owns.</summary>
     public void ClearLag(string detector, int partition) => _lag.TryRemove((detector, partition), out _);
 
+    /// <summary>Records a detector's drift index (read at scrape time).</summary>
+    public void SetDriftPsi(string detector, double psi) => _driftPsi[detector] = psi;
+
+    /// <summary>Forgets a detector's drift index (no scored event in its drift window).</summary>
+    public void ClearDriftPsi(string detector) => _driftPsi.TryRemove(detector, out _);
+
     public void Dispose() => _meter.Dispose();
+
+    private IEnumerable<Measurement<double>> ObserveDrift()
+    {
+        foreach (var (detector, psi) in _driftPsi)
+            yield return new Measurement<double>(psi, new KeyValuePair<string, object?>("detector", detector));
+    }
 
     private IEnumerable<Measurement<long>> ObserveLag()
     {

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using AnomalyVae.Scoring;
 using Npgsql;
 using NpgsqlTypes;
 
@@ -61,7 +62,18 @@ public sealed record AnomalyDetail(
 /// <summary>One page of anomalies, newest first, and the cursor of the next page (null on the last).</summary>
 public sealed record AnomalyPage(IReadOnlyList<AnomalySummary> Items, AnomalyCursor? Next);
 
-/// <summary>A detector's state: active model, threshold, recent flag rate, drift.</summary>
+/// <summary>
+/// A detector's score drift: the population stability index of its recent score bins (the scoring_stats windows of
+/// its most recent model version that started within Retraining:DriftWindow) against the calibration shares.
+/// </summary>
+/// <param name="Status">"ok", "drift" (PSI above Retraining:DriftThreshold) or "unknown" (fewer than
+/// Retraining:DriftMinEvents events in the window); these strings are a contract (retraining triggers on "drift").</param>
+/// <param name="Psi">The index; null when the window has no scored event.</param>
+/// <param name="Events">Scored events in the window.</param>
+/// <param name="ModelVersion">The model version whose windows were read; null when there are none.</param>
+public sealed record DetectorDrift(string Status, double? Psi, long Events, string? ModelVersion);
+
+/// <summary>A detector's state: active model, threshold, recent flag rate, drift (see <see cref="DetectorDrift"/>).</summary>
 public sealed record DetectorStatus(
     string Detector,
     string? ActiveModelVersion,
@@ -72,19 +84,36 @@ public sealed record DetectorStatus(
     double? FlagRateLastHour,
     long AnomaliesLastHour,
     DateTimeOffset? LastDetectedAt,
-    string DriftStatus);
+    string DriftStatus,
+    double? DriftPsi,
+    long DriftEvents);
 
 /// <summary>
 /// The read side of the anomaly store, shared by the HTTP API and the CLI (one implementation, no HTTP in between).
 /// Every value from a caller travels as a query parameter; the SQL text is assembled only from constant fragments.
 /// </summary>
-public sealed class AnomalyQueries(NpgsqlDataSource dataSource)
+/// <param name="dataSource">The database.</param>
+/// <param name="drift">Retraining:DriftThreshold, :DriftWindow and :DriftMinEvents (defaults when null).</param>
+public sealed class AnomalyQueries(NpgsqlDataSource dataSource, RetrainingOptions? drift = null)
 {
+    private readonly RetrainingOptions _drift = drift ?? new RetrainingOptions();
+
     /// <summary>Number of contributions listed per anomaly in a page (the detail has all of them).</summary>
     public const int TopFeatureCount = 3;
 
-    /// <summary>Drift status reported until drift detection exists.</summary>
-    public const string DriftUnknown = "unknown";
+    // A detector's score bins summed per bin over the windows of its most recent model version that started within
+    // the drift window ($1, an interval); "d" is the detector's row. Reads scoring_stats by its primary key prefix.
+    private const string DriftBins = """
+        LEFT JOIN LATERAL (
+          SELECT v.model_version,
+                 ARRAY(SELECT sum(x.b)::bigint
+                       FROM scoring_stats s, unnest(s.score_bins) WITH ORDINALITY AS x(b, k)
+                       WHERE s.detector = d.detector AND s.model_version = v.model_version AND s.window_start >= now() - $1::interval
+                       GROUP BY x.k ORDER BY x.k) AS bins
+          FROM (SELECT s.model_version FROM scoring_stats s WHERE s.detector = d.detector AND s.score_bins IS NOT NULL
+                ORDER BY s.window_start DESC, s.updated_at DESC LIMIT 1) v
+        ) drift ON true
+        """;
 
     private const string SummaryColumns =
         "id, detector, entity, event_time, detected_at, score, p_value, threshold, model_version, contributions::text";
@@ -181,7 +210,7 @@ public sealed class AnomalyQueries(NpgsqlDataSource dataSource)
     /// <summary>
     /// Every detector known from the registry, the anomalies or the scoring statistics, with its active model,
     /// threshold (the active model's calibration, else the one in force at its latest anomaly), flag rate over the
-    /// last hour (scoring_stats windows that started within the hour) and drift status.
+    /// last hour (scoring_stats windows that started within the hour) and drift (as <see cref="DriftAsync"/>).
     /// </summary>
     public async Task<IReadOnlyList<DetectorStatus>> DetectorsAsync(CancellationToken cancellationToken = default)
     {
@@ -206,7 +235,8 @@ public sealed class AnomalyQueries(NpgsqlDataSource dataSource)
                    latest.threshold,
                    COALESCE(stats.scored, 0), COALESCE(stats.flagged, 0),
                    (SELECT count(*) FROM anomalies a WHERE a.detector = d.detector AND a.detected_at >= now() - interval '1 hour'),
-                   latest.detected_at
+                   latest.detected_at,
+                   drift.model_version, drift.bins
             FROM detectors d
             LEFT JOIN models m ON m.detector = d.detector AND m.status = 'active'
             LEFT JOIN LATERAL (
@@ -217,8 +247,10 @@ public sealed class AnomalyQueries(NpgsqlDataSource dataSource)
               SELECT sum(s.events_scored)::bigint AS scored, sum(s.events_flagged)::bigint AS flagged
               FROM scoring_stats s WHERE s.detector = d.detector AND s.window_start >= now() - interval '1 hour'
             ) stats ON true
+            """ + DriftBins + """
             ORDER BY d.detector
             """);
+        command.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = _drift.DriftWindow, NpgsqlDbType = NpgsqlDbType.Interval });
         var detectors = new List<DetectorStatus>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
@@ -226,6 +258,7 @@ public sealed class AnomalyQueries(NpgsqlDataSource dataSource)
             double? modelThreshold = reader.IsDBNull(2) ? null : reader.GetDouble(2);
             double? rowThreshold = reader.IsDBNull(3) ? null : reader.GetDouble(3);
             long scored = reader.GetInt64(4), flagged = reader.GetInt64(5);
+            var drift = Drift(reader, 8);
             detectors.Add(new DetectorStatus(
                 reader.GetString(0),
                 NullableString(reader, 1),
@@ -236,9 +269,38 @@ public sealed class AnomalyQueries(NpgsqlDataSource dataSource)
                 scored > 0 ? (double)flagged / scored : null,
                 reader.GetInt64(6),
                 NullableTime(reader, 7),
-                DriftUnknown));
+                drift.Status,
+                drift.Psi,
+                drift.Events));
         }
         return detectors;
+    }
+
+    /// <summary>
+    /// The score drift of <paramref name="detector"/>: its scoring_stats windows of its most recent model version that
+    /// started within Retraining:DriftWindow, bins summed, compared with the calibration shares (<see cref="ScoreDrift"/>).
+    /// An unknown detector is "unknown" with no events.
+    /// </summary>
+    public async Task<DetectorDrift> DriftAsync(string detector, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(detector);
+        await using var command = dataSource.CreateCommand("SELECT drift.model_version, drift.bins FROM (SELECT $2::text AS detector) d " + DriftBins);
+        command.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = _drift.DriftWindow, NpgsqlDbType = NpgsqlDbType.Interval });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = detector, NpgsqlDbType = NpgsqlDbType.Text });
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        return await reader.ReadAsync(cancellationToken) ? Drift(reader, 0) : new DetectorDrift(ScoreDrift.Unknown, null, 0, null);
+    }
+
+    /// <summary>Reads (model_version, bins) at <paramref name="column"/> and judges them.</summary>
+    private DetectorDrift Drift(NpgsqlDataReader reader, int column)
+    {
+        string? version = NullableString(reader, column);
+        var bins = reader.IsDBNull(column + 1) ? [] : reader.GetFieldValue<long[]>(column + 1);
+        long events = bins.Sum();
+        if (events == 0 || bins.Length != ScoreDrift.BinCount)
+            return new DetectorDrift(ScoreDrift.Unknown, null, events, version);
+        double psi = ScoreDrift.PopulationStabilityIndex(bins);
+        return new DetectorDrift(ScoreDrift.Status(psi, events, _drift.DriftThreshold, _drift.DriftMinEvents), psi, events, version);
     }
 
     private static string Add<T>(NpgsqlCommand command, T value, NpgsqlDbType type)
