@@ -1,12 +1,12 @@
 // End-to-end check of the dashboard in headless Chromium (Debian's, driven by playwright-core; no browser download).
-//   node tests/dashboard/dashboard.spec.mjs BASE_URL SCREENSHOT.png DETECTOR
-// Loads the page, filters by DETECTOR, opens the first anomaly, waits until its contributions chart is drawn, and
+//   node tests/dashboard/dashboard.spec.mjs BASE_URL SCREENSHOT.png DETECTOR [DRIFT_STATUS]
+// Loads the page, checks DETECTOR's drift badge (when DRIFT_STATUS is given), filters by DETECTOR, opens the first anomaly, waits until its contributions chart is drawn, and
 // saves a full-page screenshot. Exit code 0 only when every step worked; the reason otherwise on stderr.
 import { chromium } from 'playwright-core';
 
-const [baseUrl, screenshot, detector] = process.argv.slice(2);
+const [baseUrl, screenshot, detector, driftStatus] = process.argv.slice(2);
 if (!baseUrl || !screenshot || !detector) {
-  console.error('usage: node dashboard.spec.mjs BASE_URL SCREENSHOT.png DETECTOR');
+  console.error('usage: node dashboard.spec.mjs BASE_URL SCREENSHOT.png DETECTOR [DRIFT_STATUS]');
   process.exit(2);
 }
 const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
@@ -23,6 +23,13 @@ try {
   await page.goto(baseUrl + '/', { waitUntil: 'load' });
   await page.waitForSelector('body[data-ready="true"]', { timeout: 15000 });
   if (!(await page.evaluate(() => typeof window.Chart === 'function'))) fail('Chart.js was not loaded from /dashboard/vendor');
+
+  if (driftStatus) {
+    const badge = await page.$eval(`#detectors .detector[data-detector="${detector}"] [data-drift]`,
+      (b) => ({ status: b.dataset.drift, text: b.textContent }));
+    if (badge.status !== driftStatus || !badge.text.includes('PSI')) fail(`drift badge of ${detector}: ${JSON.stringify(badge)}, expected ${driftStatus} with PSI`);
+    console.log(`drift badge: ${badge.text}`);
+  }
 
   // Filter by detector: every row shown must then belong to it.
   await page.selectOption('#detector-filter', detector);

@@ -247,7 +247,7 @@ public sealed class AnomalyQueries(NpgsqlDataSource dataSource, RetrainingOption
               SELECT sum(s.events_scored)::bigint AS scored, sum(s.events_flagged)::bigint AS flagged
               FROM scoring_stats s WHERE s.detector = d.detector AND s.window_start >= now() - interval '1 hour'
             ) stats ON true
-            """ + DriftBins + """
+            """ + "\n" + DriftBins + "\n" + """
             ORDER BY d.detector
             """);
         command.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = _drift.DriftWindow, NpgsqlDbType = NpgsqlDbType.Interval });

@@ -127,6 +127,15 @@ public sealed class CliAndDashboardTests(CliAndDashboardTests.SeededDatabase dat
             await registry.RegisterFileAsync("sensors", TinyModels.Second, activate: true);
         }
 
+        // A recent scoring window of "payments" whose scores all fall in the top calibration bin: drift.
+        await using (var stats = database.DataSource.CreateCommand(
+            """
+            INSERT INTO scoring_stats (detector, window_start, window_seconds, model_version, events_scored, events_flagged, score_bins)
+            VALUES ('payments', date_trunc('minute', now()), 60, 'v-seed', 1000, 1000, '{0,0,0,0,0,0,0,0,0,0,1000}')
+            ON CONFLICT DO NOTHING
+            """))
+            await stats.ExecuteNonQueryAsync();
+
         await using var server = await ApiServer.StartAsync(database.ConnectionString, ["k"]);
         var artifacts = Path.Combine(root, "artifacts");
         Directory.CreateDirectory(artifacts);
@@ -134,7 +143,7 @@ public sealed class CliAndDashboardTests(CliAndDashboardTests.SeededDatabase dat
         File.Delete(screenshot);
 
         var start = new ProcessStartInfo("node") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var argument in new[] { script, server.BaseAddress, screenshot, "payments" })
+        foreach (var argument in new[] { script, server.BaseAddress, screenshot, "payments", "drift" })
             start.ArgumentList.Add(argument);
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
@@ -152,6 +161,7 @@ public sealed class CliAndDashboardTests(CliAndDashboardTests.SeededDatabase dat
         var output = $"stdout:\n{await stdout}\nstderr:\n{await stderr}";
         Assert.True(process.ExitCode == 0, output);
         Assert.Contains("filtered to", output);
+        Assert.Contains("drift badge: drift · PSI", output);
         Assert.Contains("contributions temperature, vibration, pressure, rpm", output);
         var png = new FileInfo(screenshot);
         Assert.True(png.Exists, output);

@@ -53,15 +53,25 @@
     for (const d of items) {
       const card = document.createElement('div');
       card.className = 'detector';
+      card.dataset.detector = d.detector;
       card.append(text('b', d.detector));
+      // Drift: PSI of the recent score bins against the calibration ("unknown" until enough events were scored).
+      const drift = text('span', d.drift_status + (d.drift_psi === null ? '' : ` · PSI ${d.drift_psi.toFixed(3)}`), `badge drift-${d.drift_status}`);
+      drift.dataset.drift = d.drift_status;
+      drift.title = `${d.drift_events} events scored in the drift window`;
       const rows = [
         ['model', d.active_model_version || '–'],
         ['threshold', fmt(d.threshold)],
         ['flag rate (1 h)', d.flag_rate_last_hour === null ? '–' : (100 * d.flag_rate_last_hour).toFixed(2) + ' %'],
         ['anomalies (1 h)', String(d.anomalies_last_hour)],
-        ['drift', d.drift_status],
+        ['drift', drift],
       ];
-      for (const [k, v] of rows) { const row = document.createElement('div'); row.className = 'row'; row.append(text('span', k), text('span', v)); card.append(row); }
+      for (const [k, v] of rows) {
+        const row = document.createElement('div');
+        row.className = 'row';
+        row.append(text('span', k), typeof v === 'string' ? text('span', v) : v);
+        card.append(row);
+      }
       box.append(card);
     }
   }
