@@ -35,25 +35,31 @@ public sealed class DriftMonitor(AnomalyQueries queries, DetectorSet detectors, 
         using var timer = new PeriodicTimer(Interval);
         do
         {
-            foreach (var detector in detectors.Detectors)
-            {
-                try
-                {
-                    var drift = await queries.DriftAsync(detector.Name, stoppingToken);
-                    lock (_latest)
-                        _latest[detector.Name] = drift;
-                    if (drift.Psi is { } psi)
-                        metrics.SetDriftPsi(detector.Name, psi);
-                    else
-                        metrics.ClearDriftPsi(detector.Name);
-                }
-                catch (Exception e) when (e is NpgsqlException or TimeoutException)
-                {
-                    // The workers report database trouble (readiness); here it only delays the gauge.
-                    logger.LogDebug("Detector {Detector}: cannot read drift: {Error}", detector.Name, e.Message);
-                }
-            }
+            await RefreshAsync(stoppingToken);
         }
         while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    /// <summary>Reads every detector's drift now and updates the gauge and <see cref="Latest"/>.</summary>
+    public async Task RefreshAsync(CancellationToken cancellationToken)
+    {
+        foreach (var detector in detectors.Detectors)
+        {
+            try
+            {
+                var drift = await queries.DriftAsync(detector.Name, cancellationToken);
+                lock (_latest)
+                    _latest[detector.Name] = drift;
+                if (drift.Psi is { } psi)
+                    metrics.SetDriftPsi(detector.Name, psi);
+                else
+                    metrics.ClearDriftPsi(detector.Name);
+            }
+            catch (Exception e) when (e is NpgsqlException or TimeoutException)
+            {
+                // The workers report database trouble (readiness); here it only delays the gauge.
+                logger.LogDebug("Detector {Detector}: cannot read drift: {Error}", detector.Name, e.Message);
+            }
+        }
     }
 }

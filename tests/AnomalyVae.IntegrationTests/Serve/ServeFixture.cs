@@ -53,8 +53,10 @@ public sealed class ServeFixture : IDisposable
 
     public void Dispose() => System.IO.Directory.Delete(Directory, recursive: true);
 
-    /// <summary>Events: mostly normal, every 50th anomalous (correlations broken, c × 1000), every 40th bad.</summary>
-    internal static List<byte[]?> Events(int count, int seed)
+    /// <summary>Events: mostly normal, every 50th anomalous (correlations broken, c × 1000), every 40th bad.
+    /// <paramref name="shift"/> moves the latent "a" (and with it b, c and color) by that many standard deviations:
+    /// still consistent events, from a population the model was not trained on.</summary>
+    internal static List<byte[]?> Events(int count, int seed, double shift = 0)
     {
         var random = new Random(seed);
         var events = new List<byte[]?>(count);
@@ -66,7 +68,7 @@ public sealed class ServeFixture : IDisposable
                 events.Add(Bad(i / 40));
                 continue;
             }
-            var (a, b, c, color, flag) = Normal(random);
+            var (a, b, c, color, flag) = Normal(random, shift);
             bool anomaly = i % 50 == 7;
             if (anomaly)
             {
@@ -95,9 +97,9 @@ public sealed class ServeFixture : IDisposable
         _ => Encoding.UTF8.GetBytes("{\"a\": 1, \"ts\": \"yesterday\"}"),
     };
 
-    private static (double A, double B, double C, int Color, bool Flag) Normal(Random random)
+    private static (double A, double B, double C, int Color, bool Flag) Normal(Random random, double shift = 0)
     {
-        double a = Gaussian(random);
+        double a = Gaussian(random) + shift;
         double b = 2 * a + 0.3 * Gaussian(random);
         double c = Math.Exp(1 + 0.5 * a + 0.2 * Gaussian(random));
         int color = a < -0.7 ? 0 : a < 0 ? 1 : a < 0.7 ? 2 : 3;
