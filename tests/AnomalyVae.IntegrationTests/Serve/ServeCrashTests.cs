@@ -79,6 +79,33 @@ public sealed class ServeCrashTests(TestInfrastructure infrastructure, ServeFixt
                 Assert.True(await reader.ReadAsync(cts.Token));
                 Assert.Equal((expected.Count, flagged.Count, undecodable.Count), (reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2)));
             }
+
+            // The retraining samples commit with the offsets too: a replayed batch admits its events again only if
+            // its first attempt did not commit, so with the default sizes (not yet full) every admission is one row,
+            // each event at most once, never in both samples, and the reservoir holds only normal events.
+            await using (var command = new NpgsqlCommand(
+                """
+                SELECT c.training_admitted, c.recent_admitted,
+                       (SELECT count(*) FROM training_sample), (SELECT count(DISTINCT ("partition", "offset")) FROM training_sample),
+                       (SELECT count(*) FROM recent_events), (SELECT count(DISTINCT ("partition", "offset")) FROM recent_events),
+                       (SELECT count(*) FROM training_sample t JOIN recent_events r USING ("partition", "offset")),
+                       (SELECT coalesce(max(score), 0) FROM training_sample),
+                       (SELECT sum(b)::bigint FROM scoring_stats, unnest(score_bins) AS b)
+                FROM sample_counters c
+                """, connection))
+            await using (var reader = await command.ExecuteReaderAsync(cts.Token))
+            {
+                Assert.True(await reader.ReadAsync(cts.Token));
+                long training = reader.GetInt64(0), recent = reader.GetInt64(1);
+                Console.WriteLine($"samples after the kills: {training} admitted to the reservoir, {recent} to the ring");
+                Assert.InRange(training, 1, 20_000 - 1);
+                Assert.InRange(recent, 1, 5_000 - 1);
+                Assert.Equal((training, training), (reader.GetInt64(2), reader.GetInt64(3)));
+                Assert.Equal((recent, recent), (reader.GetInt64(4), reader.GetInt64(5)));
+                Assert.Equal(0, reader.GetInt64(6));
+                Assert.True(reader.GetDouble(7) <= threshold);
+                Assert.Equal(expected.Count, reader.GetInt64(8));
+            }
         }
         finally
         {
