@@ -9,7 +9,7 @@ namespace AnomalyVae.Scoring;
 /// <remarks>
 /// PSI = Σₖ (oₖ − eₖ)·ln(oₖ / eₖ) with oₖ the observed and eₖ the expected share of bin k. It is 0 for identical
 /// shares and grows with any shift; common readings are &lt; 0.1 stable, 0.1–0.25 a moderate shift, &gt; 0.25 a large
-/// one. With n events, pure sampling noise gives about (bins − 1)/(2n) (≈ 0.01 at n = 500). An empty observed bin
+/// one. With n events, pure sampling noise gives about (bins − 1)/n (≈ 0.02 at n = 500). An empty observed bin
 /// counts as the share <see cref="EmptyBinShare"/> instead of 0, which keeps the index finite (an empty bin
 /// expected at 0.1 then adds about 0.69).
 /// </remarks>

@@ -164,15 +164,49 @@ public sealed class AnomalyStore(NpgsqlDataSource dataSource)
         ON CONFLICT ON CONSTRAINT anomalies_event_key DO NOTHING
         """;
 
-    // Offsets only move forward, and the batch's statistics count only when its offsets moved: a batch applied
-    // twice (its COMMIT acknowledgement lost and retried, or a stale owner after a rebalance) counts once.
-    private const string UpsertOffsetsAndStats = """
+    // Offsets only move forward, and the batch's statistics and sample admissions count only when its offsets moved:
+    // a batch applied twice (its COMMIT acknowledgement lost and retried, or a stale owner after a rebalance) counts
+    // and admits once. One statement, so the condition is the offset upsert itself (under its row locks).
+    // Samples: the counter row is taken with INSERT .. ON CONFLICT DO UPDATE .. RETURNING, which locks it, so
+    // consumer-group members sharing a detector take admissions one after the other and never hand out a slot
+    // twice. Reservoir: the i-th admission (0-based, over all time) takes slot i while it fills, afterwards the slot
+    // its draw picks uniformly, so an entry survives about SampleSize later admissions. Ring: slot i mod RecentSize.
+    // Two admissions of one batch can land on the same slot; the later one wins, as it would one batch later.
+    // Parameters: $1 detector, $2 topic, $3/$4 partitions and next offsets, $5..$15 window statistics,
+    // $16 reservoir slots, $17 its admissions, $18..$23 their rows, $24 ring slots, $25 its admissions, $26..$31 rows.
+    private const string UpsertOffsetsSamplesAndStats = """
         WITH moved AS (
           INSERT INTO consumer_offsets AS c (detector, topic, "partition", next_offset, updated_at)
           SELECT $1, $2, u.p, u.o, now() FROM unnest($3::integer[], $4::bigint[]) AS u(p, o)
           ON CONFLICT (detector, topic, "partition") DO UPDATE SET next_offset = excluded.next_offset, updated_at = excluded.updated_at
           WHERE c.next_offset < excluded.next_offset
-          RETURNING 1)
+          RETURNING 1),
+        counter AS (
+          INSERT INTO sample_counters AS c (detector, training_admitted, recent_admitted)
+          SELECT $1, $17, $25 WHERE $17 + $25 > 0 AND EXISTS (SELECT 1 FROM moved)
+          ON CONFLICT (detector) DO UPDATE SET training_admitted = c.training_admitted + excluded.training_admitted,
+                                               recent_admitted = c.recent_admitted + excluded.recent_admitted
+          RETURNING c.training_admitted - $17 AS training_first, c.recent_admitted - $25 AS recent_first),
+        training AS (
+          INSERT INTO training_sample AS t (detector, slot, topic, "partition", "offset", event_time, sampled_at, model_version, score, event)
+          SELECT DISTINCT ON (x.slot) $1, x.slot, $2, x.p, x.o, x.et, now(), $7, x.s, x.ev::jsonb
+          FROM (SELECT (CASE WHEN c.training_first + u.i - 1 < $16 THEN c.training_first + u.i - 1 ELSE floor(u.r * $16) END)::integer AS slot, u.*
+                FROM counter c, unnest($18::integer[], $19::bigint[], $20::timestamptz[], $21::float8[], $22::text[], $23::float8[])
+                     WITH ORDINALITY AS u(p, o, et, s, ev, r, i)) x
+          ORDER BY x.slot, x.i DESC
+          ON CONFLICT (detector, slot) DO UPDATE SET topic = excluded.topic, "partition" = excluded."partition", "offset" = excluded."offset",
+            event_time = excluded.event_time, sampled_at = excluded.sampled_at, model_version = excluded.model_version,
+            score = excluded.score, event = excluded.event),
+        recent AS (
+          INSERT INTO recent_events AS t (detector, slot, topic, "partition", "offset", event_time, sampled_at, model_version, score, flagged, event)
+          SELECT DISTINCT ON (x.slot) $1, x.slot, $2, x.p, x.o, x.et, now(), $7, x.s, x.f, x.ev::jsonb
+          FROM (SELECT ((c.recent_first + u.i - 1) % $24)::integer AS slot, u.*
+                FROM counter c, unnest($26::integer[], $27::bigint[], $28::timestamptz[], $29::float8[], $30::boolean[], $31::text[])
+                     WITH ORDINALITY AS u(p, o, et, s, f, ev, i)) x
+          ORDER BY x.slot, x.i DESC
+          ON CONFLICT (detector, slot) DO UPDATE SET topic = excluded.topic, "partition" = excluded."partition", "offset" = excluded."offset",
+            event_time = excluded.event_time, sampled_at = excluded.sampled_at, model_version = excluded.model_version,
+            score = excluded.score, flagged = excluded.flagged, event = excluded.event)
         INSERT INTO scoring_stats AS s (detector, window_start, window_seconds, model_version, events_scored, events_flagged,
                                         events_dead_lettered, score_p50, score_p90, score_p99, score_max, score_bins, updated_at)
         SELECT $1, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, now() WHERE EXISTS (SELECT 1 FROM moved)
@@ -192,56 +226,7 @@ public sealed class AnomalyStore(NpgsqlDataSource dataSource)
           updated_at = excluded.updated_at
         """;
 
-    // The sample statements run before the offsets statement and write only when the batch moves an offset (the
-    // same condition under which its statistics count), so a batch applied twice admits its events once. The
-    // counter row is taken with INSERT .. ON CONFLICT DO UPDATE .. RETURNING: it locks the row, so consumer-group
-    // members sharing a detector take admissions one after the other and never hand out a slot twice. Within one
-    // batch two admissions can land on the same slot; the later one wins, as it would one batch later.
-    // Parameters: $1 detector, $2 topic, $3/$4 the batch's partitions and next offsets, $5 admissions, $6 slots,
-    // $7 model version, then the rows.
-    private const string Moves = """
-        WITH moves AS (
-          SELECT 1 FROM unnest($3::integer[], $4::bigint[]) AS u(p, o)
-          LEFT JOIN consumer_offsets c ON c.detector = $1 AND c.topic = $2 AND c."partition" = u.p
-          WHERE c.next_offset IS NULL OR c.next_offset < u.o
-          LIMIT 1),
-        """;
-
-    // Reservoir: the i-th admission (0-based, over all time) takes slot i while the reservoir fills, afterwards the
-    // slot its draw picks uniformly: an entry survives about SampleSize later admissions, so the sample covers
-    // roughly the last SampleSize / SampleRate normal events, leaning towards recent ones.
-    private const string InsertTraining = Moves + """
-        counter AS (
-          INSERT INTO sample_counters AS c (detector, training_admitted) SELECT $1, $5 FROM moves
-          ON CONFLICT (detector) DO UPDATE SET training_admitted = c.training_admitted + $5
-          RETURNING c.training_admitted - $5 AS first)
-        INSERT INTO training_sample AS t (detector, slot, topic, "partition", "offset", event_time, sampled_at, model_version, score, event)
-        SELECT DISTINCT ON (x.slot) $1, x.slot, $2, x.p, x.o, x.et, now(), $7, x.s, x.ev::jsonb
-        FROM (SELECT (CASE WHEN c.first + u.i - 1 < $6 THEN c.first + u.i - 1 ELSE floor(u.r * $6) END)::integer AS slot, u.*
-              FROM counter c, unnest($8::integer[], $9::bigint[], $10::timestamptz[], $11::float8[], $12::text[], $13::float8[])
-                   WITH ORDINALITY AS u(p, o, et, s, ev, r, i)) x
-        ORDER BY x.slot, x.i DESC
-        ON CONFLICT (detector, slot) DO UPDATE SET topic = excluded.topic, "partition" = excluded."partition", "offset" = excluded."offset",
-          event_time = excluded.event_time, sampled_at = excluded.sampled_at, model_version = excluded.model_version,
-          score = excluded.score, event = excluded.event
-        """;
-
-    // Ring: admission i takes slot i mod RecentSize, so it holds the latest RecentSize admissions.
-    private const string InsertRecent = Moves + """
-        counter AS (
-          INSERT INTO sample_counters AS c (detector, recent_admitted) SELECT $1, $5 FROM moves
-          ON CONFLICT (detector) DO UPDATE SET recent_admitted = c.recent_admitted + $5
-          RETURNING c.recent_admitted - $5 AS first)
-        INSERT INTO recent_events AS t (detector, slot, topic, "partition", "offset", event_time, sampled_at, model_version, score, flagged, event)
-        SELECT DISTINCT ON (x.slot) $1, x.slot, $2, x.p, x.o, x.et, now(), $7, x.s, x.f, x.ev::jsonb
-        FROM (SELECT ((c.first + u.i - 1) % $6)::integer AS slot, u.*
-              FROM counter c, unnest($8::integer[], $9::bigint[], $10::timestamptz[], $11::float8[], $12::boolean[], $13::text[])
-                   WITH ORDINALITY AS u(p, o, et, s, f, ev, i)) x
-        ORDER BY x.slot, x.i DESC
-        ON CONFLICT (detector, slot) DO UPDATE SET topic = excluded.topic, "partition" = excluded."partition", "offset" = excluded."offset",
-          event_time = excluded.event_time, sampled_at = excluded.sampled_at, model_version = excluded.model_version,
-          score = excluded.score, flagged = excluded.flagged, event = excluded.event
-        """;
+    private static readonly SampleRows NoRows = new();
 
     /// <summary>Commits <paramref name="record"/> in one transaction (one round trip for the statements).</summary>
     public async Task WriteAsync(BatchRecord record, CancellationToken cancellationToken)
@@ -256,28 +241,18 @@ public sealed class AnomalyStore(NpgsqlDataSource dataSource)
                 record.Entities, record.EventTimes, record.Scores, record.PValues, record.Contributions, record.Events);
             batch.BatchCommands.Add(insert);
         }
-        if (record.OffsetPartitions.Count > 0 && record.Training.Count > 0 && record.TrainingSampleSize > 0)
-        {
-            var t = record.Training;
-            var insert = new NpgsqlBatchCommand(InsertTraining);
-            Add(insert, record.Detector, record.Topic, record.OffsetPartitions, record.NextOffsets, (long)t.Count, (long)record.TrainingSampleSize,
-                record.ModelVersion, t.Partitions, t.Offsets, t.EventTimes, t.Scores, t.Events, t.Draws);
-            batch.BatchCommands.Add(insert);
-        }
-        if (record.OffsetPartitions.Count > 0 && record.Recent.Count > 0 && record.RecentSize > 0)
-        {
-            var r = record.Recent;
-            var insert = new NpgsqlBatchCommand(InsertRecent);
-            Add(insert, record.Detector, record.Topic, record.OffsetPartitions, record.NextOffsets, (long)r.Count, (long)record.RecentSize,
-                record.ModelVersion, r.Partitions, r.Offsets, r.EventTimes, r.Scores, r.Flagged, r.Events);
-            batch.BatchCommands.Add(insert);
-        }
         if (record.OffsetPartitions.Count > 0)
         {
-            var offsets = new NpgsqlBatchCommand(UpsertOffsetsAndStats);
+            var offsets = new NpgsqlBatchCommand(UpsertOffsetsSamplesAndStats);
             var q = record.Quantiles;
+            // A sample of size 0 is off: none of its rows are written (and slot arithmetic never divides by 0).
+            var t = record.TrainingSampleSize > 0 ? record.Training : NoRows;
+            var r = record.RecentSize > 0 ? record.Recent : NoRows;
             Add(offsets, record.Detector, record.Topic, record.OffsetPartitions, record.NextOffsets, record.WindowStart, record.WindowSeconds,
-                record.ModelVersion, record.EventsScored, record.EventsFlagged, record.EventsDeadLettered, q?.P50, q?.P90, q?.P99, q?.Max, record.ScoreBins);
+                record.ModelVersion, record.EventsScored, record.EventsFlagged, record.EventsDeadLettered, q?.P50, q?.P90, q?.P99, q?.Max,
+                record.ScoreBins,
+                (long)record.TrainingSampleSize, (long)t.Count, t.Partitions, t.Offsets, t.EventTimes, t.Scores, t.Events, t.Draws,
+                (long)record.RecentSize, (long)r.Count, r.Partitions, r.Offsets, r.EventTimes, r.Scores, r.Flagged, r.Events);
             batch.BatchCommands.Add(offsets);
         }
         if (batch.BatchCommands.Count > 0)

@@ -78,8 +78,17 @@ public sealed class AnomalyStoreTests(TestInfrastructure infrastructure)
             Assert.Equal(
                 "0:14,1:15,2:11,3:12,4:13",
                 await TextAsync(dataSource, "SELECT string_agg(slot || ':' || \"offset\", ',' ORDER BY slot) FROM recent_events", cts.Token));
-            // Score bins add up element-wise over the window's batches (the replay counted once).
-            Assert.Equal("{2,0,0,0,0,0,0,0,0,0,10}", await TextAsync(dataSource, "SELECT score_bins::text FROM scoring_stats", cts.Token));
+            // A stale batch (its offsets behind the stored ones) admits nothing; a sample of size 0 writes nothing.
+            await store.WriteAsync(SampleRecord(window, next: 15, firstOffset: 100), cts.Token);
+            var off = SampleRecord(window, next: 30, firstOffset: 20);
+            off.TrainingSampleSize = 0;
+            off.RecentSize = 0;
+            await store.WriteAsync(off, cts.Token);
+            Assert.Equal("12/12", await TextAsync(dataSource, "SELECT training_admitted || '/' || recent_admitted FROM sample_counters", cts.Token));
+            Assert.Equal(0L, await ScalarAsync(dataSource, "SELECT count(*) FROM training_sample WHERE \"offset\" >= 20", cts.Token));
+            Assert.Equal(0L, await ScalarAsync(dataSource, "SELECT count(*) FROM recent_events WHERE \"offset\" >= 20", cts.Token));
+            // Score bins add up element-wise over the window's batches (the replay and the stale batch counted once).
+            Assert.Equal("{3,0,0,0,0,0,0,0,0,0,15}", await TextAsync(dataSource, "SELECT score_bins::text FROM scoring_stats", cts.Token));
         }
         finally
         {
