@@ -276,10 +276,11 @@ public sealed class AnomalyApiTests(AnomalyApiTests.SeededApi api) : IClassFixtu
             await connection.OpenAsync();
             await using var command = new NpgsqlCommand(
                 """
-                INSERT INTO scoring_stats (detector, window_start, window_seconds, model_version, events_scored, events_flagged)
-                VALUES ('sensors', date_trunc('minute', now()) - interval '10 minutes', 60, 'v-seed', 1000, 12),
-                       ('sensors', date_trunc('minute', now()) - interval '5 minutes', 60, 'v-seed', 3000, 8),
-                       ('sensors', now() - interval '3 hours', 60, 'v-seed', 5000, 4000)
+                INSERT INTO scoring_stats (detector, window_start, window_seconds, model_version, events_scored, events_flagged, score_bins)
+                VALUES ('sensors', date_trunc('minute', now()) - interval '20 minutes', 60, 'v-old', 1000, 0, '{0,0,0,0,0,0,0,0,0,0,1000}'),
+                       ('sensors', date_trunc('minute', now()) - interval '10 minutes', 60, 'v-seed', 1000, 12, NULL),
+                       ('sensors', date_trunc('minute', now()) - interval '5 minutes', 60, 'v-seed', 3000, 8, '{30,30,30,30,30,30,30,30,30,27,3}'),
+                       ('sensors', now() - interval '3 hours', 60, 'v-seed', 5000, 4000, '{0,0,0,0,0,0,0,0,0,0,5000}')
                 """, connection);
             await command.ExecuteNonQueryAsync();
         }
@@ -287,12 +288,18 @@ public sealed class AnomalyApiTests(AnomalyApiTests.SeededApi api) : IClassFixtu
         var sensors = body.GetProperty("items").EnumerateArray().Single(d => d.GetProperty("detector").GetString() == "sensors");
         Assert.Equal(18.5, sensors.GetProperty("threshold").GetDouble());
         Assert.Equal("latest_anomaly", sensors.GetProperty("threshold_source").GetString());
-        Assert.Equal(4000, sensors.GetProperty("events_scored_last_hour").GetInt64());
-        Assert.Equal(20.0 / 4000, sensors.GetProperty("flag_rate_last_hour").GetDouble(), 12);
+        Assert.Equal(5000, sensors.GetProperty("events_scored_last_hour").GetInt64());
+        Assert.Equal(20.0 / 5000, sensors.GetProperty("flag_rate_last_hour").GetDouble(), 12);
+        // Drift reads only the most recent model version's windows within the hour: 300 events in exactly the
+        // calibration shares (PSI 0), too few (< 500) for a verdict.
         Assert.Equal("unknown", sensors.GetProperty("drift_status").GetString());
+        Assert.Equal(300, sensors.GetProperty("drift_events").GetInt64());
+        Assert.Equal(0, sensors.GetProperty("drift_psi").GetDouble(), 12);
         Assert.Equal(JsonValueKind.Null, sensors.GetProperty("active_model_version").ValueKind);
         var payments = body.GetProperty("items").EnumerateArray().Single(d => d.GetProperty("detector").GetString() == "payments");
         Assert.Equal(JsonValueKind.Null, payments.GetProperty("flag_rate_last_hour").ValueKind);
+        Assert.Equal(("unknown", JsonValueKind.Null, 0L), (payments.GetProperty("drift_status").GetString(),
+            payments.GetProperty("drift_psi").ValueKind, payments.GetProperty("drift_events").GetInt64()));
     }
 
     [Fact]

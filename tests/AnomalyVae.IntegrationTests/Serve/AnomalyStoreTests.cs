@@ -101,7 +101,12 @@ public sealed class AnomalyStoreTests(TestInfrastructure infrastructure)
     {
         var record = new BatchRecord("d", "t")
         {
-            ModelVersion = "v1", Threshold = 5, WindowStart = window, WindowSeconds = 60, TrainingSampleSize = 8, RecentSize = 5,
+            ModelVersion = "v1",
+            Threshold = 5,
+            WindowStart = window,
+            WindowSeconds = 60,
+            TrainingSampleSize = 8,
+            RecentSize = 5,
         };
         for (int i = 0; i < 6; i++)
         {
