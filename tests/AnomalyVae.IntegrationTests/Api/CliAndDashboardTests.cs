@@ -131,7 +131,7 @@ public sealed class CliAndDashboardTests(CliAndDashboardTests.SeededDatabase dat
         await using (var stats = database.DataSource.CreateCommand(
             """
             INSERT INTO scoring_stats (detector, window_start, window_seconds, model_version, events_scored, events_flagged, score_bins)
-            VALUES ('payments', date_trunc('minute', now()), 60, 'v-seed', 1000, 1000, '{0,0,0,0,0,0,0,0,0,0,1000}')
+            VALUES ('payments', date_trunc('minute', now()), 60, 'v-seed', 1000, 10, '{0,0,0,0,0,0,0,0,0,0,1000}')
             ON CONFLICT DO NOTHING
             """))
             await stats.ExecuteNonQueryAsync();
