@@ -94,6 +94,8 @@ public static class ServeHost
                 sp.GetRequiredService<AnomalyStore>(), sp.GetRequiredService<OffsetStore>(), sp.GetRequiredService<DeadLetterProducer>(),
                 sp.GetRequiredService<ServiceMetrics>(), sp.GetRequiredService<ServiceHealth>(), sp.GetRequiredService<ILogger<DetectorWorker>>()));
         }
+        if (Retraining.RetrainingSchedule.IsEnabled(options.Retraining))
+            builder.Services.AddHostedService<Retraining.RetrainingSchedule>();
 
         var app = builder.Build();
         try

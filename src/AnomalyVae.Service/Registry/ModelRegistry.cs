@@ -160,6 +160,18 @@ public sealed partial class ModelRegistry(NpgsqlDataSource dataSource)
         return new ModelActivation(model, previous?.Version);
     }
 
+    /// <summary>Stores <paramref name="metricsJson"/> (a JSON object) as the evaluation metrics of a registered version.</summary>
+    /// <exception cref="ModelNotFoundException">No such version for the detector.</exception>
+    public async Task SetEvaluationMetricsAsync(string detector, string version, string metricsJson, CancellationToken cancellationToken = default)
+    {
+        await using var command = dataSource.CreateCommand("UPDATE models SET evaluation_metrics = $3::jsonb WHERE detector = $1 AND version = $2");
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = detector });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = version });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = metricsJson });
+        if (await command.ExecuteNonQueryAsync(cancellationToken) == 0)
+            throw new ModelNotFoundException(detector, version);
+    }
+
     /// <summary>Registered models, newest registration first; of one detector when <paramref name="detector"/> is given.</summary>
     public async Task<IReadOnlyList<RegisteredModel>> ListAsync(string? detector = null, CancellationToken cancellationToken = default)
     {
