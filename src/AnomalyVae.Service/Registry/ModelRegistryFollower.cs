@@ -104,9 +104,14 @@ public sealed class ModelRegistryFollower(
             {
                 return;
             }
-            catch (Exception e) when (e is NpgsqlException or IOException or TimeoutException)
+            catch (Exception e)
             {
-                logger.LogWarning("Model registry: cannot follow activations ({Error}); reconnecting in {Delay}", e.Message, ReconnectDelay);
+                // Whatever went wrong, following must not stop the host (a BackgroundService that throws does): the
+                // detectors keep scoring with the versions they have, and the next connection catches up.
+                if (e is NpgsqlException or IOException or TimeoutException)
+                    logger.LogWarning("Model registry: cannot follow activations ({Error}); reconnecting in {Delay}", e.Message, ReconnectDelay);
+                else
+                    logger.LogError(e, "Model registry: following activations failed; retrying in {Delay}", ReconnectDelay);
                 try
                 {
                     await Task.Delay(ReconnectDelay, stoppingToken);

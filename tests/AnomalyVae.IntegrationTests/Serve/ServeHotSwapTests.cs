@@ -16,8 +16,8 @@ namespace AnomalyVae.IntegrationTests.Serve;
 /// <summary>
 /// A detector configured by registry name follows the registry's active version while events stream: activation and
 /// rollback swap versions between batches, every event is scored exactly once and labelled with the version that
-/// scored it; a version that does not load leaves the stream on the old one; a name without an active model stops
-/// start-up.
+/// scored it; activations without a notification still take effect; a version that does not load leaves the stream
+/// on the old one; a name without an active model stops start-up.
 /// </summary>
 [Collection(InfrastructureCollection.Name)]
 public sealed class ServeHotSwapTests(TestInfrastructure infrastructure, ServeFixture fixture) : IClassFixture<ServeFixture>
@@ -35,8 +35,7 @@ public sealed class ServeHotSwapTests(TestInfrastructure infrastructure, ServeFi
         try
         {
             // Two versions of one model: same data and features, different seeds.
-            var v2Path = Path.Combine(fixture.Directory, "sensors-seed8.onnx");
-            TrainSecond(v2Path);
+            var v2Path = SecondModel();
             await using var dataSource = NpgsqlDataSource.Create(database);
             await new SchemaMigrator(dataSource).MigrateAsync(cts.Token);
             var registry = new ModelRegistry(dataSource);
@@ -86,6 +85,62 @@ public sealed class ServeHotSwapTests(TestInfrastructure infrastructure, ServeFi
             Assert.Equal(rows.GroupBy(r => r.Version).ToDictionary(g => g.Key, g => (long)g.Count()), stats);
             Console.WriteLine($"hot swap: {events.Count} events, v2 active in /readyz {swap.TotalMilliseconds:F0} ms after activation, "
                 + $"rollback {rollback.TotalMilliseconds:F0} ms; test {clock.Elapsed.TotalSeconds:F1} s");
+        }
+        finally
+        {
+            await infrastructure.DropDatabaseAsync(database, CancellationToken.None);
+        }
+    }
+
+    [Fact]
+    public async Task Activations_without_a_notification_or_while_the_listening_connection_is_down_still_take_effect()
+    {
+        using var cts = new CancellationTokenSource(Patience);
+        var topic = await infrastructure.CreateTopicAsync("hotswap-poll", partitions: 2, cts.Token);
+        var deadLetters = await infrastructure.CreateTopicAsync("hotswap-poll-dlq", partitions: 1, cts.Token);
+        var database = await infrastructure.CreateDatabaseAsync("hotswap_poll", cts.Token);
+        try
+        {
+            await using var dataSource = NpgsqlDataSource.Create(database);
+            await new SchemaMigrator(dataSource).MigrateAsync(cts.Token);
+            var registry = new ModelRegistry(dataSource);
+            var v1 = (await registry.RegisterFileAsync("polled", fixture.ModelPath, activate: true, cts.Token)).Version;
+            var v2 = (await registry.RegisterFileAsync("polled", SecondModel(), activate: false, cts.Token)).Version;
+            int port = ServeFixture.FreePort();
+            await using var app = ServeFixture.Host(Configuration(topic, deadLetters, database, port, "polled"));
+            await app.StartAsync(cts.Token);
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+            Assert.Equal(v1, (await ReadyAsync(http, cts.Token)).Version);
+
+            // An activation written without pg_notify: only the periodic poll can find it.
+            await using (var silent = dataSource.CreateCommand(
+                "UPDATE models SET status = CASE WHEN version = $1 THEN 'active' ELSE 'retired' END, activated_at = now() WHERE detector = 'polled'"))
+            {
+                silent.Parameters.AddWithValue(v2);
+                await silent.ExecuteNonQueryAsync(cts.Token);
+            }
+            var polled = await WaitForVersionAsync(http, v2, cts.Token);
+            var events = await ServeFixture.ProduceAsync(infrastructure, topic, Decodable(1_000, seed: 61), cts.Token);
+            await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
+            int firstPhase = events.Count;
+
+            // The listening connection dies, and the rollback's notification goes out while nobody listens: the
+            // reconnect's catch-up (or the poll) finds it.
+            await using (var kill = dataSource.CreateCommand(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'"))
+                Assert.Equal(1L, await kill.ExecuteScalarAsync(cts.Token));
+            await registry.ActivateAsync("polled", v1, cts.Token);
+            var reconnected = await WaitForVersionAsync(http, v1, cts.Token);
+            events.AddRange(await ServeFixture.ProduceAsync(infrastructure, topic, Decodable(1_000, seed: 62), cts.Token));
+            await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
+            await app.StopAsync(cts.Token);
+            Console.WriteLine($"silent activation taken after {polled.TotalSeconds:F1} s (poll every {ModelRegistryFollower.PollInterval.TotalSeconds} s), "
+                + $"activation while disconnected after {reconnected.TotalSeconds:F1} s");
+
+            var rows = (await ReadRowsAsync(database, topic, cts.Token)).ToDictionary(r => (r.Partition, r.Offset), r => r.Version);
+            Assert.Equal(events.Count, rows.Count);
+            Assert.All(events.Take(firstPhase), e => Assert.Equal(v2, rows[(e.Partition, e.Offset)]));
+            Assert.All(events.Skip(firstPhase), e => Assert.Equal(v1, rows[(e.Partition, e.Offset)]));
         }
         finally
         {
@@ -193,18 +248,29 @@ public sealed class ServeHotSwapTests(TestInfrastructure infrastructure, ServeFi
     private static List<byte[]?> Decodable(int count, int seed) =>
         [.. ServeFixture.Events(count + count / 39 + 1, seed).Where((_, i) => i % 40 != 39).Take(count)];
 
-    private void TrainSecond(string path)
+    /// <summary>The fixture's model trained with another seed (once per test class): a second version.</summary>
+    private string SecondModel()
     {
+        var path = Path.Combine(fixture.Directory, "sensors-seed8.onnx");
+        if (File.Exists(path))
+            return path;
         var spec = FeatureSpec.Parse(
             """{"features":[{"name":"a","kind":"numeric"},{"name":"b","kind":"numeric"},{"name":"c","kind":"numeric","log":true},{"name":"color","kind":"categorical"},{"name":"flag","kind":"binary"}],"ignore":["id"]}""");
         var options = new VaeTrainingOptions { Hidden = [16, 8], Latent = 3, Epochs = 5, Threads = 1, Seed = 8, ValidationFraction = 0.25 };
         Trainer.Train(Path.Combine(fixture.Directory, "train.csv"), spec, options).Save(path);
+        return path;
     }
 
     /// <summary>Activates <paramref name="version"/> and returns how long until /readyz shows it as the detector's model.</summary>
     private static async Task<TimeSpan> ActivateAndWaitAsync(ModelRegistry registry, HttpClient http, string name, string version, CancellationToken cancellationToken)
     {
         await registry.ActivateAsync(name, version, cancellationToken);
+        return await WaitForVersionAsync(http, version, cancellationToken);
+    }
+
+    /// <summary>How long until /readyz shows <paramref name="version"/> as the detector's model.</summary>
+    private static async Task<TimeSpan> WaitForVersionAsync(HttpClient http, string version, CancellationToken cancellationToken)
+    {
         var clock = Stopwatch.StartNew();
         while ((await ReadyAsync(http, cancellationToken)).Version != version)
             await Task.Delay(10, cancellationToken);
