@@ -60,23 +60,23 @@ public sealed class Detector : IDisposable
 {
     private DetectorModel? _current;
 
-    private Detector(DetectorOptions options) => Options = options;
+    private Detector(DetectorOptions options)
+    {
+        Options = options;
+        // Decided once: a file of that name appearing later must not turn a registry-backed detector into a file one.
+        RegistryName = options.RegistryName;
+    }
 
     public DetectorOptions Options { get; }
 
     public string Name => Options.Name;
 
     /// <summary>The registry name this detector follows; null when its model is a file.</summary>
-    public string? RegistryName => Options.RegistryName;
+    public string? RegistryName { get; }
 
-    /// <summary>The model version batches start with from now on; null until a registry-backed detector is loaded.</summary>
+    /// <summary>The model version batches start with from now on; null until a registry-backed detector is loaded. A batch
+    /// scores with the version it was bound to (the worker's), which may still be the previous one.</summary>
     public DetectorModel? Current => Volatile.Read(ref _current);
-
-    /// <summary>The current model's bundle (throws before the detector is loaded).</summary>
-    public ModelBundle Model => (Current ?? throw new InvalidOperationException($"Detector '{Name}' has no model loaded yet.")).Bundle;
-
-    /// <summary>The current model's threshold (throws before the detector is loaded).</summary>
-    public double Threshold => (Current ?? throw new InvalidOperationException($"Detector '{Name}' has no model loaded yet.")).Threshold;
 
     /// <summary>Why the registry's active version is not the one scoring (it did not load); null when it is.</summary>
     public string? ModelProblem { get; internal set; }
@@ -116,7 +116,7 @@ public sealed class Detector : IDisposable
             {
                 var detector = new Detector(d);
                 loaded.Add(detector);
-                if (d.RegistryName is null)
+                if (detector.RegistryName is null)
                     LoadFile(detector, options.Scoring, session, logger);
             }
         }

@@ -63,7 +63,7 @@ public sealed class DetectorWorker : BackgroundService
     private readonly HashSet<int> _assigned = [];
     // Next offset committed per owned partition, for the lag gauge.
     private readonly Dictionary<int, long> _committed = [];
-    // Contribution ordering scratch, sized to the bound model's feature count (resized only when a swap changes it).
+    // Contribution ordering scratch, sized to the model's feature count (resized only when a swap changes it).
     private int[] _order = [];
     private float[] _keys = [];
     private readonly ArrayBufferWriter<byte> _json = new(4096);
@@ -422,12 +422,6 @@ public sealed class DetectorWorker : BackgroundService
                     Name, _scoringVersion, model.Version, model.Threshold);
             _scoringVersion = model.Version;
         }
-        int features = model.Bundle.Schema.Count;
-        if (_order.Length != features)
-        {
-            _order = new int[features];
-            _keys = new float[features];
-        }
     }
 
     /// <summary>Decodes one event into the batch's next input row, or turns it into a dead letter.</summary>
@@ -654,6 +648,12 @@ public sealed class DetectorWorker : BackgroundService
     private string Contributions(ModelScorer scorer, ReadOnlySpan<float> featureScores)
     {
         var names = scorer.Bundle.Schema.Features;
+        if (_order.Length != featureScores.Length)
+        {
+            // First use, or a new model version with another feature count.
+            _order = new int[featureScores.Length];
+            _keys = new float[featureScores.Length];
+        }
         for (int j = 0; j < _order.Length; j++)
         {
             _order[j] = j;
