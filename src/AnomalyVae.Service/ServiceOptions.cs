@@ -23,7 +23,8 @@ public sealed class DetectorOptions
 
     public string Topic { get; set; } = "";
 
-    /// <summary>Path of the ONNX model file.</summary>
+    /// <summary>The model: a file path, or a name in the model registry whose active version the detector follows
+    /// (see <see cref="RegistryName"/> for the rule).</summary>
     public string Model { get; set; } = "";
 
     /// <summary>Topic for events that cannot be scored; default "&lt;Topic&gt;.dlq".</summary>
@@ -41,6 +42,16 @@ public sealed class DetectorOptions
     public string? GroupId { get; set; }
 
     public StartFrom StartFrom { get; set; } = StartFrom.Earliest;
+
+    /// <summary>
+    /// The registry name <see cref="Model"/> stands for, or null when it is a file. It is a file when it names an existing
+    /// file, ends in ".onnx" or cannot be a registry name (e.g. holds a '/'); otherwise it is a detector name in the
+    /// <c>models</c> table and the detector follows that name's active version.
+    /// </summary>
+    public string? RegistryName =>
+        File.Exists(Model) || Model.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase) || !Registry.ModelRegistry.IsDetectorName(Model)
+            ? null
+            : Model;
 
     public string ResolvedDeadLetterTopic => string.IsNullOrWhiteSpace(DeadLetterTopic) ? Topic + ".dlq" : DeadLetterTopic;
 }
@@ -233,7 +244,7 @@ public sealed partial class ServiceOptions
             if (string.IsNullOrWhiteSpace(d.Topic))
                 problems.Add($"{at}:Topic is empty.");
             if (string.IsNullOrWhiteSpace(d.Model))
-                problems.Add($"{at}:Model is empty (path of the ONNX model file).");
+                problems.Add($"{at}:Model is empty (an ONNX model file, or a name in the model registry).");
             if (d.Threshold is { } t && !double.IsFinite(t))
                 problems.Add($"{at}:Threshold must be a finite number.");
             if (!string.IsNullOrWhiteSpace(d.Topic) && d.ResolvedDeadLetterTopic == d.Topic)

@@ -16,6 +16,7 @@ public sealed class ServiceMetrics : IDisposable
 
     private readonly Meter _meter;
     private readonly ConcurrentDictionary<(string Detector, int Partition), long> _lag = new();
+    private readonly ConcurrentDictionary<string, string> _models = new(StringComparer.Ordinal);
 
     public ServiceMetrics()
     {
@@ -35,6 +36,9 @@ public sealed class ServiceMetrics : IDisposable
             "From the event's Kafka timestamp (or its receipt, when the broker has none) to the commit of its batch.", null,
             new InstrumentAdvice<double> { HistogramBucketBoundaries = LatencyBuckets });
         _meter.CreateObservableGauge("anomalyvae_consumer_lag", ObserveLag, null, "High watermark minus the consumer position, per partition.");
+        ModelLoadFailures = _meter.CreateCounter<long>("anomalyvae_model_load_failures", null,
+            "Activated registry versions that did not load (the detector kept scoring with its previous version).");
+        _meter.CreateObservableGauge("anomalyvae_model_info", ObserveModels, null, "1 for the model version each detector starts new batches with.");
     }
 
     public Counter<long> Consumed { get; }
@@ -55,6 +59,11 @@ public sealed class ServiceMetrics : IDisposable
 
     public Histogram<double> EventToRowSeconds { get; }
 
+    public Counter<long> ModelLoadFailures { get; }
+
+    /// <summary>Records the model version <paramref name="detector"/> scores new batches with (read at scrape time).</summary>
+    public void SetModelVersion(string detector, string version) => _models[detector] = version;
+
     /// <summary>Records the lag of one partition (read at scrape time).</summary>
     public void SetLag(string detector, int partition, long lag) => _lag[(detector, partition)] = Math.Max(0, lag);
 
@@ -62,6 +71,16 @@ public sealed class ServiceMetrics : IDisposable
     public void ClearLag(string detector, int partition) => _lag.TryRemove((detector, partition), out _);
 
     public void Dispose() => _meter.Dispose();
+
+    private IEnumerable<Measurement<long>> ObserveModels()
+    {
+        foreach (var (detector, version) in _models)
+        {
+            yield return new Measurement<long>(1,
+                new KeyValuePair<string, object?>("detector", detector),
+                new KeyValuePair<string, object?>("version", version));
+        }
+    }
 
     private IEnumerable<Measurement<long>> ObserveLag()
     {

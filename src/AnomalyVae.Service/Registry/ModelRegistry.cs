@@ -192,6 +192,14 @@ public sealed partial class ModelRegistry(NpgsqlDataSource dataSource)
             : null;
     }
 
+    /// <summary>The active version of <paramref name="detector"/> without its bytes (cheap enough to poll); null when none.</summary>
+    public async Task<string?> GetActiveVersionAsync(string detector, CancellationToken cancellationToken = default)
+    {
+        await using var command = dataSource.CreateCommand("SELECT version FROM models WHERE detector = $1 AND status = 'active'");
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = detector });
+        return await command.ExecuteScalarAsync(cancellationToken) as string;
+    }
+
     private static async Task ActivateInTransactionAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string detector, long id, CancellationToken cancellationToken)
     {
         // Retire first: the partial unique index allows one active row per detector after every statement.
