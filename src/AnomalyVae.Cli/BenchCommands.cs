@@ -19,6 +19,25 @@ internal static class BenchCommands
         var protocol = new Command("protocol", "Semi-supervised quality check: train on half the normal rows, test on the rest plus all anomalies.") { data, label, seeds, samples };
         protocol.SetAction(parse => ProtocolBenchmark.Run(CliRun.ExistingFile(parse.GetValue(data)!, "data file"), parse.GetValue(label)!,
             Math.Clamp(parse.GetValue(seeds), 1, 100), new Training.Engine.VaeTrainingOptions { ScoringSamples = parse.GetValue(samples) }, Console.Out));
-        return new Command("bench", "Benchmarks; each prints its numbers.") { train, score, protocol };
+        var model = new Option<string>("--model") { Description = "Model file (.onnx) whose features the events carry.", Required = true };
+        var input = new Option<string>("--in") { Description = "JSON events, one per line.", Required = true };
+        var output = new Option<string>("--out") { Description = "File to write: the same events, a fraction of them bad.", Required = true };
+        var fraction = new Option<double>("--fraction") { Description = "Fraction of events replaced by bad ones.", DefaultValueFactory = _ => 0.1 };
+        var seed = new Option<long>("--seed") { Description = "Random seed.", DefaultValueFactory = _ => 1 };
+        var entity = new Option<string?>("--entity-field") { Description = "The detector's EntityField (adds bad_entity faults)." };
+        var time = new Option<string?>("--time-field") { Description = "The detector's TimestampField (adds bad_event_time faults)." };
+        var maxPayload = new Option<int>("--max-payload-bytes")
+        {
+            Description = "The detector's Scoring:MaxPayloadBytes; oversized faults are up to twice this.",
+            DefaultValueFactory = _ => Features.EventDecoder.DefaultMaxPayloadBytes,
+        };
+        var mix = new Command("mix-bad-events", "Replace a seeded fraction of JSON events (one per line) by bad payloads, one fault each, covering every dead-letter reason (for the fuzz-mix stage of deploy/local/bench-pipeline.sh).")
+        {
+            model, input, output, fraction, seed, entity, time, maxPayload,
+        };
+        mix.SetAction(parse => BadEventMix.Run(CliRun.ExistingFile(parse.GetValue(model)!, "model file"), CliRun.ExistingFile(parse.GetValue(input)!, "events file"),
+            CliRun.OutputFile(parse.GetValue(output)!), parse.GetValue(fraction), parse.GetValue(seed), parse.GetValue(entity), parse.GetValue(time),
+            parse.GetValue(maxPayload), Console.Out));
+        return new Command("bench", "Benchmarks; each prints its numbers.") { train, score, protocol, mix };
     }
 }
