@@ -108,7 +108,7 @@ internal static class QualityBenchmark
         return v;
     }
 
-    /// <summary>Median and IQR/1.349 per column (std, then 1, when that is 0), as the feature schema does.</summary>
+    /// <summary>Median and IQR/1.349 per column (std, then 1, when that is 0), as FeatureSchema.RobustLocationScale.</summary>
     private static (double[] Center, double[] Scale) RobustScale(double[][] rows, int[] index, int f)
     {
         var center = new double[f];
@@ -128,8 +128,17 @@ internal static class QualityBenchmark
             double s = (Quantile(0.75) - Quantile(0.25)) / 1.349;
             if (s <= 0)
             {
-                double mean = column.Average();
-                s = Math.Sqrt(column.Select(x => (x - mean) * (x - mean)).Average());
+                // Welford, as FeatureSchema: a constant column gets exactly 0 (a two-pass mean can leave ~1e-17,
+                // which would blow the one differing test value up to the 1e4 clamp).
+                double mean = 0, m2 = 0;
+                for (int i = 0; i < column.Length; i++)
+                {
+                    double delta = column[i] - mean;
+                    mean += delta / (i + 1);
+                    m2 += delta * (column[i] - mean);
+                }
+
+                s = Math.Sqrt(m2 / column.Length);
             }
 
             scale[j] = s > 0 ? s : 1;
