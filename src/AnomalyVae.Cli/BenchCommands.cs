@@ -38,6 +38,33 @@ internal static class BenchCommands
         mix.SetAction(parse => BadEventMix.Run(CliRun.ExistingFile(parse.GetValue(model)!, "model file"), CliRun.ExistingFile(parse.GetValue(input)!, "events file"),
             CliRun.OutputFile(parse.GetValue(output)!), parse.GetValue(fraction), parse.GetValue(seed), parse.GetValue(entity), parse.GetValue(time),
             parse.GetValue(maxPayload), Console.Out));
-        return new Command("bench", "Benchmarks; each prints its numbers.") { train, score, protocol, mix };
+        var cardio = new Option<string?>("--cardio") { Description = "ODDS cardio CSV (numeric columns, last column the 0/1 label); omit to run only the synthetic sets." };
+        var splits = new Option<int>("--splits") { Description = "Cardio splits (seeds).", DefaultValueFactory = _ => 20 };
+        var syntheticSeeds = new Option<int>("--synthetic-seeds") { Description = "Seeds per synthetic table (0 skips them).", DefaultValueFactory = _ => 3 };
+        var beta = new Option<float?>("--beta") { Description = "KL weight β (default: the trainer's)." };
+        var latent = new Option<int?>("--latent") { Description = "Latent dimensions (default: the trainer's rule)." };
+        var hidden = new Option<string?>("--hidden") { Description = "Hidden widths, e.g. 64 or 128,64 (default: the trainer's rule)." };
+        var maxEpochs = new Option<int?>("--epochs") { Description = "Maximum epochs (default: the trainer's rule)." };
+        var threads = new Option<int>("--threads") { Description = "Training threads.", DefaultValueFactory = _ => 1 };
+        var quality = new Command("quality", "Engine AUROC with default (or given) settings on cardio and on synthetic tables with dependency anomalies.")
+        {
+            cardio, splits, syntheticSeeds, samples, beta, latent, hidden, maxEpochs, threads,
+        };
+        quality.SetAction(parse =>
+        {
+            var defaults = new Training.Engine.VaeTrainingOptions();
+            var options = defaults with
+            {
+                ScoringSamples = parse.GetValue(samples),
+                Beta = parse.GetValue(beta) ?? defaults.Beta,
+                Latent = parse.GetValue(latent),
+                Hidden = TrainCommands.ParseHidden(parse.GetValue(hidden)),
+                Epochs = parse.GetValue(maxEpochs),
+                Threads = Math.Clamp(parse.GetValue(threads), 1, 64),
+            };
+            string? cardioPath = parse.GetValue(cardio) is { } path ? CliRun.ExistingFile(path, "cardio file") : null;
+            return QualityBenchmark.Run(cardioPath, Math.Clamp(parse.GetValue(splits), 0, 100), Math.Clamp(parse.GetValue(syntheticSeeds), 0, 20), options, Console.Out);
+        });
+        return new Command("bench", "Benchmarks; each prints its numbers.") { train, score, protocol, mix, quality };
     }
 }
