@@ -9,10 +9,14 @@
 #          commit to the stored offsets reaching the end), and prints both and their ratio,
 #   4. produces RATE events/s (default 10,000) for LIVE_SECONDS (default 30) into a second topic while serve runs,
 #      and prints p50/p99 event-to-row latency: detected_at (the commit's transaction time) minus the event's
-#      own timestamp (set by the producer just before sending) over the flagged rows, and serve's peak RSS.
+#      own timestamp (set by the producer just before sending) over the flagged rows, and serve's peak RSS,
+#   5. fuzz mix: the same EVENTS events with a fraction FUZZ_FRACTION (default 0.1; 0 skips this stage) replaced
+#      by bad payloads (`anomalyvae bench mix-bad-events`: every dead-letter reason), in a third topic produced
+#      up front; a fresh serve process measures its rate as in (b) and the script prints it, the ratio to the
+#      clean rate (b), and checks that every event was scored or dead-lettered exactly once.
 # Environment: KAFKA_BOOTSTRAP (127.0.0.1:9092), ZK_CONNECT (127.0.0.1:2181), PG_HOST (127.0.0.1), PG_PORT (5433),
 #   PG_USER (anomalyvae), PG_DATABASE (anomalyvae: an existing database to connect to while creating the
-#   benchmark's own), EVENTS, RATE, LIVE_SECONDS, BENCH_DIR (a temporary directory), ANOMALYVAE (the CLI command;
+#   benchmark's own), EVENTS, RATE, LIVE_SECONDS, FUZZ_FRACTION, BENCH_DIR (a temporary directory), ANOMALYVAE (the CLI command;
 #   default: build src/AnomalyVae.Cli in Release and run it), HTTP_PORT (18089, serve's metrics port).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -25,6 +29,9 @@ PG_DATABASE="${PG_DATABASE:-anomalyvae}"
 EVENTS="${EVENTS:-1000000}"
 RATE="${RATE:-10000}"
 SECONDS_AT_RATE="${LIVE_SECONDS:-30}"
+FUZZ_FRACTION="${FUZZ_FRACTION:-0.1}"
+# The fuzz-mix detector's Scoring:MaxPayloadBytes: oversized faults (up to twice this) must fit in a Kafka message.
+FUZZ_MAX_PAYLOAD=4096
 HTTP_PORT="${HTTP_PORT:-18089}"
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
@@ -70,13 +77,22 @@ json.dump(spec, open(f"{work}/spec.json", "w"))
 PY
 $ANOMALYVAE train --data "$WORK/train.csv" --spec "$WORK/spec.json" --out "$WORK/model.onnx" --epochs 5 --threads 1 >/dev/null
 
-TOPIC="bench-$RUN_ID"; LIVE="bench-live-$RUN_ID"
+TOPIC="bench-$RUN_ID"; LIVE="bench-live-$RUN_ID"; MIXED="bench-mixed-$RUN_ID"
 topic "$TOPIC" 4; topic "$TOPIC.dlq" 1; topic "$LIVE" 4; topic "$LIVE.dlq" 1
 psql_base -d "$PG_DATABASE" -c "CREATE DATABASE $DB"
 t0=$(now)
 "${KCAT[@]}" -P -t "$TOPIC" -l "$WORK/events.jsonl"
 t1=$(now)
 echo "produced $EVENTS events in $(echo "$t1 - $t0" | bc -l | xargs printf '%.1f') s"
+fuzzing() { [ "$(echo "$FUZZ_FRACTION > 0" | bc -l)" = 1 ]; }
+if fuzzing; then
+  topic "$MIXED" 4; topic "$MIXED.dlq" 1
+  mix=$($ANOMALYVAE bench mix-bad-events --model "$WORK/model.onnx" --in "$WORK/events.jsonl" --out "$WORK/mixed.jsonl" \
+    --fraction "$FUZZ_FRACTION" --seed 1 --entity-field machine_id --time-field ts --max-payload-bytes "$FUZZ_MAX_PAYLOAD")
+  echo "fuzz mix: $mix"
+  BAD=$(awk '{print $3}' <<<"$mix")
+  "${KCAT[@]}" -P -t "$MIXED" -l "$WORK/mixed.jsonl"
+fi
 
 # (a) bare librdkafka consumer.
 t0=$(now)
@@ -101,19 +117,26 @@ JSON
 $ANOMALYVAE serve --config "$WORK/serve.json" >"$WORK/serve.log" 2>&1 &
 SERVE=$!
 trap 'kill $SERVE 2>/dev/null || true' EXIT
-committed() { psql_db "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE detector = 'bulk'" 2>/dev/null || echo 0; }
-until [ "$(committed)" -gt 0 ]; do sleep 0.05; kill -0 $SERVE; done
-t0=$(now); first=$(committed); cpu0=$(awk '{print $14 + $15}' /proc/$SERVE/stat)
-until [ "$(committed)" -ge "$EVENTS" ]; do sleep 0.1; kill -0 $SERVE; done
-t1=$(now)
-cpu1=$(awk '{print $14 + $15}' /proc/$SERVE/stat)
-serve_rate=$(echo "($EVENTS - $first) / ($t1 - $t0)" | bc -l)
+committed() { psql_db "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE detector = '$1'" 2>/dev/null || echo 0; }
+# measure DETECTOR: serve's rate from its first commit until the stored offsets reach EVENTS (sets rate, cpu_us).
+measure() {
+  until [ "$(committed "$1")" -gt 0 ]; do sleep 0.05; kill -0 $SERVE; done
+  local t0 t1 first cpu0 cpu1
+  t0=$(now); first=$(committed "$1"); cpu0=$(awk '{print $14 + $15}' /proc/$SERVE/stat)
+  until [ "$(committed "$1")" -ge "$EVENTS" ]; do sleep 0.1; kill -0 $SERVE; done
+  t1=$(now)
+  cpu1=$(awk '{print $14 + $15}' /proc/$SERVE/stat)
+  rate=$(echo "($EVENTS - $first) / ($t1 - $t0)" | bc -l)
+  cpu_us=$(echo "($cpu1 - $cpu0) * 1000000 / $(getconf CLK_TCK) / ($EVENTS - $first)" | bc -l)
+}
+measure bulk
+serve_rate=$rate
 printf '(a) bare librdkafka consumer (kcat): %.0f events/s (%s events)\n' "$raw_rate" "$consumed"
 printf '(b) serve, consume to committed PostgreSQL transactions: %.0f events/s\n' "$serve_rate"
 printf '(b)/(a) = %.2f\n' "$(echo "$serve_rate / $raw_rate" | bc -l)"
 metric() { curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 printf 'serve CPU (all threads) %.1f us/event; of the wall time, ONNX Runtime %.1f s, dead letters + PostgreSQL commits %.1f s\n' \
-  "$(echo "($cpu1 - $cpu0) * 1000000 / $(getconf CLK_TCK) / ($EVENTS - $first)" | bc -l)" \
+  "$cpu_us" \
   "$(metric 'anomalyvae_scoring_seconds_sum{detector="bulk"}')" "$(metric 'anomalyvae_commit_seconds_sum{detector="bulk"}')"
 printf 'flagged %s rows of %s events\n' "$(psql_db "SELECT count(*) FROM anomalies WHERE detector = 'bulk'")" "$EVENTS"
 
@@ -149,4 +172,36 @@ printf 'at %s events/s for %s s: %s events scored, event-to-row latency over %s 
 printf 'serve peak RSS: %.0f MB\n' "$(echo "$rss_kb / 1024" | bc -l)"
 kill -TERM $SERVE; wait $SERVE || true
 trap - EXIT
-echo "database $DB and topics $TOPIC, $LIVE are left for inspection"
+
+if fuzzing; then
+  # A fresh process on the mixed topic alone, measured like (b).
+  cat > "$WORK/serve-mixed.json" <<JSON
+{
+  "Kafka": { "BootstrapServers": "$KAFKA_BOOTSTRAP", "GroupId": "bench-$RUN_ID",
+             "Properties": { "api.version.request": "false", "broker.version.fallback": "0.9.0.1" } },
+  "Postgres": { "ConnectionString": "Host=$PG_HOST;Port=$PG_PORT;Username=$PG_USER;Database=$DB" },
+  "Detectors": [
+    { "Name": "mixed", "Topic": "$MIXED", "Model": "$WORK/model.onnx", "DeadLetterTopic": "$MIXED.dlq",
+      "EntityField": "machine_id", "TimestampField": "ts" } ],
+  "Scoring": { "MaxPayloadBytes": $FUZZ_MAX_PAYLOAD },
+  "Http": { "Port": $HTTP_PORT },
+  "Logging": { "LogLevel": { "Default": "Warning" } }
+}
+JSON
+  $ANOMALYVAE serve --config "$WORK/serve-mixed.json" >"$WORK/serve-mixed.log" 2>&1 &
+  SERVE=$!
+  trap 'kill $SERVE 2>/dev/null || true' EXIT
+  measure mixed
+  mixed_rate=$rate
+  read -r scored dead <<<"$(psql_db "SELECT coalesce(sum(events_scored), 0), coalesce(sum(events_dead_lettered), 0) FROM scoring_stats WHERE detector = 'mixed'" | tr '|' ' ')"
+  printf 'fuzz mix (%s of %s events bad): serve %.0f events/s (%.1f us CPU/event) vs clean %.0f events/s: mixed/clean = %.2f\n' \
+    "$BAD" "$EVENTS" "$mixed_rate" "$cpu_us" "$serve_rate" "$(echo "$mixed_rate / $serve_rate" | bc -l)"
+  if [ "$dead" = "$BAD" ] && [ "$((scored + dead))" = "$EVENTS" ]; then
+    printf 'fuzz mix totals: %s scored + %s dead-lettered = %s events (as expected)\n' "$scored" "$dead" "$EVENTS"
+  else
+    printf 'fuzz mix totals WRONG: %s scored + %s dead-lettered, expected %s dead-lettered of %s events\n' "$scored" "$dead" "$BAD" "$EVENTS"
+  fi
+  kill -TERM $SERVE; wait $SERVE || true
+  trap - EXIT
+fi
+echo "database $DB and topics $TOPIC, $LIVE${MIXED:+, $MIXED} are left for inspection"

@@ -19,6 +19,52 @@ internal static class BenchCommands
         var protocol = new Command("protocol", "Semi-supervised quality check: train on half the normal rows, test on the rest plus all anomalies.") { data, label, seeds, samples };
         protocol.SetAction(parse => ProtocolBenchmark.Run(CliRun.ExistingFile(parse.GetValue(data)!, "data file"), parse.GetValue(label)!,
             Math.Clamp(parse.GetValue(seeds), 1, 100), new Training.Engine.VaeTrainingOptions { ScoringSamples = parse.GetValue(samples) }, Console.Out));
-        return new Command("bench", "Benchmarks; each prints its numbers.") { train, score, protocol };
+        var model = new Option<string>("--model") { Description = "Model file (.onnx) whose features the events carry.", Required = true };
+        var input = new Option<string>("--in") { Description = "JSON events, one per line.", Required = true };
+        var output = new Option<string>("--out") { Description = "File to write: the same events, a fraction of them bad.", Required = true };
+        var fraction = new Option<double>("--fraction") { Description = "Fraction of events replaced by bad ones.", DefaultValueFactory = _ => 0.1 };
+        var seed = new Option<long>("--seed") { Description = "Random seed.", DefaultValueFactory = _ => 1 };
+        var entity = new Option<string?>("--entity-field") { Description = "The detector's EntityField (adds bad_entity faults)." };
+        var time = new Option<string?>("--time-field") { Description = "The detector's TimestampField (adds bad_event_time faults)." };
+        var maxPayload = new Option<int>("--max-payload-bytes")
+        {
+            Description = "The detector's Scoring:MaxPayloadBytes; oversized faults are up to twice this.",
+            DefaultValueFactory = _ => Features.EventDecoder.DefaultMaxPayloadBytes,
+        };
+        var mix = new Command("mix-bad-events", "Replace a seeded fraction of JSON events (one per line) by bad payloads, one fault each, covering every dead-letter reason (for the fuzz-mix stage of deploy/local/bench-pipeline.sh).")
+        {
+            model, input, output, fraction, seed, entity, time, maxPayload,
+        };
+        mix.SetAction(parse => BadEventMix.Run(CliRun.ExistingFile(parse.GetValue(model)!, "model file"), CliRun.ExistingFile(parse.GetValue(input)!, "events file"),
+            CliRun.OutputFile(parse.GetValue(output)!), parse.GetValue(fraction), parse.GetValue(seed), parse.GetValue(entity), parse.GetValue(time),
+            parse.GetValue(maxPayload), Console.Out));
+        var cardio = new Option<string?>("--cardio") { Description = "ODDS cardio CSV (numeric columns, last column the 0/1 label); omit to run only the synthetic sets." };
+        var splits = new Option<int>("--splits") { Description = "Cardio splits (seeds).", DefaultValueFactory = _ => 20 };
+        var syntheticSeeds = new Option<int>("--synthetic-seeds") { Description = "Seeds per synthetic table (0 skips them).", DefaultValueFactory = _ => 3 };
+        var beta = new Option<float?>("--beta") { Description = "KL weight β (default: the trainer's)." };
+        var latent = new Option<int?>("--latent") { Description = "Latent dimensions (default: the trainer's rule)." };
+        var hidden = new Option<string?>("--hidden") { Description = "Hidden widths, e.g. 64 or 128,64 (default: the trainer's rule)." };
+        var maxEpochs = new Option<int?>("--epochs") { Description = "Maximum epochs (default: the trainer's rule)." };
+        var threads = new Option<int>("--threads") { Description = "Training threads.", DefaultValueFactory = _ => 1 };
+        var quality = new Command("quality", "Engine AUROC with default (or given) settings on cardio and on synthetic tables with dependency anomalies.")
+        {
+            cardio, splits, syntheticSeeds, samples, beta, latent, hidden, maxEpochs, threads,
+        };
+        quality.SetAction(parse =>
+        {
+            var defaults = new Training.Engine.VaeTrainingOptions();
+            var options = defaults with
+            {
+                ScoringSamples = parse.GetValue(samples),
+                Beta = parse.GetValue(beta) ?? defaults.Beta,
+                Latent = parse.GetValue(latent),
+                Hidden = TrainCommands.ParseHidden(parse.GetValue(hidden)),
+                Epochs = parse.GetValue(maxEpochs),
+                Threads = Math.Clamp(parse.GetValue(threads), 1, 64),
+            };
+            string? cardioPath = parse.GetValue(cardio) is { } path ? CliRun.ExistingFile(path, "cardio file") : null;
+            return QualityBenchmark.Run(cardioPath, Math.Clamp(parse.GetValue(splits), 0, 100), Math.Clamp(parse.GetValue(syntheticSeeds), 0, 20), options, Console.Out);
+        });
+        return new Command("bench", "Benchmarks; each prints its numbers.") { train, score, protocol, mix, quality };
     }
 }

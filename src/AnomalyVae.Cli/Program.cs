@@ -15,6 +15,8 @@ var root = new RootCommand("AnomalyVae: anomaly detection for tabular and sensor
     ServeCommands.Serve(),
     ServeCommands.Db(),
     ModelsCommands.Create(),
+    RetrainCommands.Retrain(),
+    RetrainCommands.Recalibrate(),
     AnomaliesCommands.Create(),
     ApiCommand.Create(),
 };

@@ -140,7 +140,7 @@ internal static class TrainCommands
     private static string Describe(FeatureSchema schema) =>
         string.Join(", ", schema.Features.GroupBy(f => f.Kind).Select(g => $"{g.Count()} {FeatureSpec.KindName(g.Key)}"));
 
-    private static int[]? ParseHidden(string? text)
+    internal static int[]? ParseHidden(string? text)
     {
         if (string.IsNullOrWhiteSpace(text))
             return null;

@@ -26,6 +26,9 @@ namespace AnomalyVae.Service;
 /// Two batches alternate: while one commits, the next is consumed and scored; commits stay strictly in order
 /// (batch n+1 starts committing only after batch n has), so offsets only ever move forward.
 /// Where a partition resumes is read from PostgreSQL on assignment, so Kafka's own offsets never matter.
+/// Each batch is bound to one model version when its first event arrives (the detector's current one), so a new
+/// registry version takes over between batches: every batch is scored, and its rows and statistics labelled, by
+/// exactly one version; a version's session is released when the last batch bound to it is rebound.
 /// While PostgreSQL (or the dead-letter topic) is unavailable the batches stay in memory (at most two), the
 /// partitions are paused and the consumer keeps polling (so it stays in its group) until a retry succeeds.
 /// </summary>
@@ -53,14 +56,18 @@ public sealed class DetectorWorker : BackgroundService
     private Batch _current;
     private Batch? _committing;
     private Task? _commit;
-    private readonly ScoreWindow _window;
+    private ScoreWindow _window;
+    // The version the window's statistics belong to, and the version the latest batch was bound to (for the swap log).
+    private string? _windowVersion;
+    private string? _scoringVersion;
 
     // Partitions whose start offset came from PostgreSQL; events of any other partition are never processed.
     private readonly HashSet<int> _assigned = [];
     // Next offset committed per owned partition, for the lag gauge.
     private readonly Dictionary<int, long> _committed = [];
-    private readonly int[] _order;
-    private readonly float[] _keys;
+    // Contribution ordering scratch, sized to the model's feature count (resized only when a swap changes it).
+    private int[] _order = [];
+    private float[] _keys = [];
     private readonly ArrayBufferWriter<byte> _json = new(4096);
     // Retraining-sample admissions and reservoir draws; drawn when a batch is built, so a retried commit writes
     // the same rows. Seeded from the detector's name: reproducible, and independent of the scores.
@@ -90,12 +97,11 @@ public sealed class DetectorWorker : BackgroundService
         _health = health;
         _logger = logger;
         _tag = new KeyValuePair<string, object?>("detector", detector.Name);
+        // Registry-backed models are not loaded yet here (that happens after the migrations): batches bind on first use.
         for (int i = 0; i < _batches.Length; i++)
-            _batches[i] = new Batch(detector, scoring.BatchSize);
+            _batches[i] = new Batch(detector.Name, detector.Options.Topic, scoring.BatchSize);
         _current = _batches[0];
         _window = new ScoreWindow(scoring.StatsWindowSeconds);
-        _order = new int[detector.Model.Schema.Count];
-        _keys = new float[detector.Model.Schema.Count];
         _pipeline = new ResiliencePipelineBuilder()
             .AddRetry(new RetryStrategyOptions
             {
@@ -403,8 +409,28 @@ public sealed class DetectorWorker : BackgroundService
             if (!_assigned.Contains(result.Partition.Value))
                 continue;
             if (_current.Count == 0)
+            {
                 deadline = Stopwatch.GetTimestamp() + (long)(_scoring.BatchTimeoutMs * (Stopwatch.Frequency / 1000.0));
+                Bind(_current);
+            }
             Add(_current, result);
+        }
+    }
+
+    /// <summary>Binds an empty batch to the detector's current model version (a new one only after a swap).</summary>
+    private void Bind(Batch batch)
+    {
+        var model = _detector.Current;
+        if (ReferenceEquals(model, batch.Model))
+            return;
+        model = _detector.AcquireCurrent() ?? throw new InvalidOperationException($"Detector '{Name}' has no model loaded.");
+        batch.Bind(model);
+        if (model.Version != _scoringVersion)
+        {
+            if (_scoringVersion is not null)
+                _logger.LogInformation("Detector {Detector}: model version {Previous} -> {Version}: batches from here on are scored by it (threshold {Threshold})",
+                    Name, _scoringVersion, model.Version, model.Threshold);
+            _scoringVersion = model.Version;
         }
     }
 
@@ -422,7 +448,7 @@ public sealed class DetectorWorker : BackgroundService
         pending.Payload = payload;
         pending.Time = timestamp.Type == TimestampType.NotAvailable ? now : timestamp.UtcDateTime;
         int features = batch.Scorer.Bundle.Schema.Count;
-        var decoded = _detector.Decoder.Decode(payload,
+        var decoded = batch.Model.Decoder.Decode(payload,
             batch.Scorer.X.Slice(batch.Rows * features, features), batch.Scorer.Mask.Slice(batch.Rows * features, features));
         if (decoded.IsSuccess)
         {
@@ -591,6 +617,12 @@ public sealed class DetectorWorker : BackgroundService
 
         var record = batch.Record;
         record.Clear();
+        if (batch.Model.Version != _windowVersion)
+        {
+            // Statistics rows are per model version: a new version's window starts without the old version's scores.
+            _window = new ScoreWindow(_scoring.StatsWindowSeconds);
+            _windowVersion = batch.Model.Version;
+        }
         _window.Advance(DateTime.UtcNow);
         for (int r = 0; r < batch.Rows; r++)
             _window.Add(scores[r]);
@@ -601,7 +633,7 @@ public sealed class DetectorWorker : BackgroundService
         record.Quantiles = batch.Rows > 0 ? _window.Quantiles() : null;
         record.TrainingSampleSize = _retraining.SampleSize;
         record.RecentSize = _retraining.RecentSize;
-        var edges = BinEdges(batch.Scorer.Bundle.Calibration);
+        var edges = BinEdges(batch.Model.Bundle.Calibration);
         // Size 0 turns a sample off: its rate then admits nothing.
         double recentRate = _retraining.RecentSize > 0 ? _retraining.RecentRate : 0;
         double sampleRate = _retraining.SampleSize > 0 ? _retraining.SampleRate : 0;
@@ -615,7 +647,7 @@ public sealed class DetectorWorker : BackgroundService
             if (double.IsNaN(score))
                 continue;
             record.ScoreBins[ScoreDrift.BinOf(edges, score)]++;
-            bool flagged = score > _detector.Threshold;
+            bool flagged = score > batch.Model.Threshold;
             // One draw per scored event decides both samples (no allocation unless admitted): [0, recentRate) →
             // recent events; [recentRate, recentRate + sampleRate) and scored as normal → training sample.
             double u = _sampling.NextDouble();
@@ -633,7 +665,7 @@ public sealed class DetectorWorker : BackgroundService
             record.EventTimes.Add(pending.EventTime?.UtcDateTime);
             // The table keeps only finite scores; +inf (possible in float32) is stored as the largest float.
             record.Scores.Add(double.IsFinite(score) ? score : float.MaxValue);
-            record.PValues.Add(_detector.Model.Calibration.PValue(score));
+            record.PValues.Add(batch.Model.Bundle.Calibration.PValue(score));
             record.Contributions.Add(Contributions(batch.Scorer, featureScores.Slice(pending.Row * features, features)));
             record.Events.Add(EventJson.ForJsonb(pending.Payload));
             batch.FlaggedPayloads.Add(pending.Payload);
@@ -669,6 +701,12 @@ public sealed class DetectorWorker : BackgroundService
     private string Contributions(ModelScorer scorer, ReadOnlySpan<float> featureScores)
     {
         var names = scorer.Bundle.Schema.Features;
+        if (_order.Length != featureScores.Length)
+        {
+            // First use, or a new model version with another feature count.
+            _order = new int[featureScores.Length];
+            _keys = new float[featureScores.Length];
+        }
         for (int j = 0; j < _order.Length; j++)
         {
             _order[j] = j;
@@ -753,21 +791,44 @@ public sealed class DetectorWorker : BackgroundService
     }
 
     /// <summary>One micro-batch: decoded rows in its scorer's input buffers, its events, dead letters, next offsets
-    /// and the record it commits. Reused after each commit.</summary>
+    /// and the record it commits. Reused after each commit; bound to one model version at a time.</summary>
     private sealed class Batch : IDisposable
     {
-        public Batch(Detector detector, int capacity)
+        private DetectorModel? _model;
+        private ModelScorer? _scorer;
+
+        public Batch(string detector, string topic, int capacity)
         {
-            Scorer = detector.Model.CreateScorer(capacity);
             Events = new PendingEvent[capacity];
-            Record = new BatchRecord(detector.Name, detector.Options.Topic)
-            {
-                ModelVersion = detector.Model.Version,
-                Threshold = detector.Threshold,
-            };
+            Record = new BatchRecord(detector, topic);
         }
 
-        public ModelScorer Scorer { get; }
+        /// <summary>The version this batch scores with (set by <see cref="Bind"/> before its first event).</summary>
+        public DetectorModel Model => _model!;
+
+        /// <summary>The version's scorer, with input and output buffers shaped for its feature count.</summary>
+        public ModelScorer Scorer => _scorer!;
+
+        /// <summary>Binds the (empty) batch to <paramref name="model"/>, whose reference it takes over, and lets go of
+        /// the previous version (disposed once no batch and not the detector uses it).</summary>
+        public void Bind(DetectorModel model)
+        {
+            ModelScorer scorer;
+            try
+            {
+                scorer = model.Bundle.CreateScorer(Capacity);
+            }
+            catch
+            {
+                model.Release();
+                throw;
+            }
+            Release();
+            _model = model;
+            _scorer = scorer;
+            Record.ModelVersion = model.Version;
+            Record.Threshold = model.Threshold;
+        }
 
         public PendingEvent[] Events { get; }
 
@@ -803,6 +864,14 @@ public sealed class DetectorWorker : BackgroundService
             DeadLettersSent = false;
         }
 
-        public void Dispose() => Scorer.Dispose();
+        public void Dispose() => Release();
+
+        private void Release()
+        {
+            _scorer?.Dispose();
+            _model?.Release();
+            _scorer = null;
+            _model = null;
+        }
     }
 }

@@ -3,6 +3,7 @@ using AnomalyVae.Onnx;
 using AnomalyVae.Service.Kafka;
 using AnomalyVae.Service.Metrics;
 using AnomalyVae.Service.Query;
+using AnomalyVae.Service.Registry;
 using AnomalyVae.Service.Storage;
 using Confluent.Kafka;
 using Microsoft.AspNetCore.Builder;
@@ -22,13 +23,15 @@ namespace AnomalyVae.Service;
 /// <summary>
 /// Composition of <c>anomalyvae serve</c>: configuration (appsettings.json, environment variables
 /// <c>Section__Key</c>, an optional extra JSON file, command-line <c>--Section:Key=value</c>, in increasing
-/// precedence), validated options, the models (loaded before anything starts), migrations, one
+/// precedence), validated options, the model files (loaded before anything starts), migrations, the registry
+/// models (loaded after the migrations, then followed: <see cref="ModelRegistryFollower"/>), one
 /// <see cref="DetectorWorker"/> per detector, and the HTTP endpoints /healthz, /readyz and /metrics.
 /// </summary>
 public static class ServeHost
 {
     /// <summary>Builds the host; throws <see cref="ServiceConfigurationException"/> for bad configuration or a
-    /// model that does not load (naming the detector and the file), before anything connects anywhere.</summary>
+    /// model file that does not load (naming the detector and the file), before anything connects anywhere. A registry
+    /// model that is missing or does not load makes the host's StartAsync throw it instead.</summary>
     /// <param name="args">Generic Host command-line arguments (e.g. <c>--Kafka:BootstrapServers=host:9092</c>).</param>
     /// <param name="configFile">Extra JSON configuration file (above appsettings.json and the environment).</param>
     /// <param name="configure">Last-word configuration sources (tests).</param>
@@ -85,8 +88,11 @@ public static class ServeHost
             OnnxRuntime.Logger = loggerFactory.CreateLogger("OnnxRuntime");
             return new DetectorSet(Detector.LoadAll(options, loggerFactory.CreateLogger("AnomalyVae.Service.Detector")));
         });
-        // Registered first, so the schema exists before any worker starts.
+        builder.Services.AddSingleton(sp => new ModelRegistry(sp.GetRequiredService<NpgsqlDataSource>()));
+        // Registered first, so the schema exists before any worker starts; then the registry-backed models load
+        // (after the migrations, before the workers), and the follower keeps them on their active version.
         builder.Services.AddHostedService<DatabaseMigration>();
+        builder.Services.AddHostedService<ModelRegistryFollower>();
         for (int i = 0; i < options.Detectors.Count; i++)
         {
             int index = i;
@@ -95,6 +101,8 @@ public static class ServeHost
                 sp.GetRequiredService<AnomalyStore>(), sp.GetRequiredService<OffsetStore>(), sp.GetRequiredService<DeadLetterProducer>(),
                 sp.GetRequiredService<ServiceMetrics>(), sp.GetRequiredService<ServiceHealth>(), sp.GetRequiredService<ILogger<DetectorWorker>>()));
         }
+        if (Retraining.RetrainingSchedule.IsEnabled(options.Retraining))
+            builder.Services.AddHostedService<Retraining.RetrainingSchedule>();
 
         builder.Services.AddSingleton(sp => new AnomalyQueries(sp.GetRequiredService<NpgsqlDataSource>(), options.Retraining));
         builder.Services.AddSingleton<DriftMonitor>();
@@ -103,7 +111,8 @@ public static class ServeHost
         var app = builder.Build();
         try
         {
-            // Load the models now: a model that does not load must stop start-up, not a worker later.
+            // Load the model files now: one that does not load must stop start-up, not a worker later. Registry
+            // models load in ModelRegistryFollower.StartAsync, once the database is migrated.
             app.Services.GetRequiredService<DetectorSet>();
             // The exposition must listen before the instruments are created.
             app.Services.GetRequiredService<PrometheusExposition>();
@@ -129,6 +138,8 @@ public static class ServeHost
             var problems = new List<string>();
             foreach (var detector in detectors.Detectors)
             {
+                if (detector.Current is null)
+                    problems.Add($"detector '{detector.Name}' has no model loaded yet");
                 if (!health.IsRunning(detector.Name))
                     problems.Add($"detector '{detector.Name}' is not running");
             }
@@ -146,8 +157,12 @@ public static class ServeHost
                 detectors = detectors.Detectors.Select(d => new
                 {
                     name = d.Name,
-                    model_version = d.Model.Version,
-                    threshold = d.Threshold,
+                    model_version = d.Current?.Version,
+                    threshold = d.Current?.Threshold,
+                    model_registry = d.RegistryName,
+                    // An activated registry version that did not load: reported, not a readiness problem, because
+                    // the detector keeps scoring with the version it has.
+                    model_problem = d.ModelProblem,
                     partitions = health.Assignments.GetValueOrDefault(d.Name, []),
                 }),
                 problems,

@@ -23,7 +23,8 @@ public sealed class DetectorOptions
 
     public string Topic { get; set; } = "";
 
-    /// <summary>Path of the ONNX model file.</summary>
+    /// <summary>The model: a file path, or a name in the model registry whose active version the detector follows
+    /// (see <see cref="RegistryName"/> for the rule).</summary>
     public string Model { get; set; } = "";
 
     /// <summary>Topic for events that cannot be scored; default "&lt;Topic&gt;.dlq".</summary>
@@ -41,6 +42,16 @@ public sealed class DetectorOptions
     public string? GroupId { get; set; }
 
     public StartFrom StartFrom { get; set; } = StartFrom.Earliest;
+
+    /// <summary>
+    /// The registry name <see cref="Model"/> stands for, or null when it is a file. It is a file when it names an existing
+    /// file, ends in ".onnx" or cannot be a registry name (e.g. holds a '/'); otherwise it is a detector name in the
+    /// <c>models</c> table and the detector follows that name's active version.
+    /// </summary>
+    public string? RegistryName =>
+        File.Exists(Model) || Model.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase) || !Registry.ModelRegistry.IsDetectorName(Model)
+            ? null
+            : Model;
 
     public string ResolvedDeadLetterTopic => string.IsNullOrWhiteSpace(DeadLetterTopic) ? Topic + ".dlq" : DeadLetterTopic;
 }
@@ -119,6 +130,65 @@ public sealed class RetrainingOptions
 
     /// <summary>Retrain in-process when a detector is reported as drifting.</summary>
     public bool OnDrift { get; set; }
+
+    /// <summary>After a drift-triggered retrain of a detector, no other one for this long (one drift episode, one
+    /// retrain: the drift verdict looks back DriftWindow and stays "drift" for a while after a promotion).</summary>
+    public TimeSpan DriftCooldown { get; set; } = TimeSpan.FromHours(6);
+
+    /// <summary>When a challenger is promoted (section <c>Retraining:Gates</c>).</summary>
+    public RetrainingGateOptions Gates { get; } = new();
+}
+
+/// <summary>
+/// Section <c>Retraining:Gates</c>: what a retrained challenger must show on the recent held-out events before it
+/// replaces the active model. Every gate must pass; the defaults are documented in the README.
+/// </summary>
+public sealed class RetrainingGateOptions
+{
+    /// <summary>Fewest training rows (sampled events plus labelled false positives) worth training on.</summary>
+    public int MinTrainingRows { get; set; } = 1000;
+
+    /// <summary>Fewest decodable recent events to evaluate on; below it no promotion (flag rates of a few hundred
+    /// events cannot tell 1 % from 2 %).</summary>
+    public int MinEvaluationRows { get; set; } = 200;
+
+    /// <summary>Largest increase of the challenger's held-out negative log-likelihood over the active model's, in nats
+    /// per feature (scale-corrected, so comparable across standardizations).</summary>
+    public double MaxNllIncreasePerFeature { get; set; } = 0.1;
+
+    /// <summary>The challenger's flag rate on the recent events must be at most this × its target false-positive rate,
+    /// or at most the active model's flag rate.</summary>
+    public double MaxFlagRateFactor { get; set; } = 3;
+
+    /// <summary>Fewest labelled anomalies (latest label per anomaly) before precision and recall are compared.</summary>
+    public int MinLabels { get; set; } = 20;
+
+    /// <summary>Largest drop of recall on labelled true positives, challenger against active.</summary>
+    public double MaxRecallDrop { get; set; } = 0.05;
+
+    /// <summary>Largest drop of precision on labelled anomalies, challenger against active.</summary>
+    public double MaxPrecisionDrop { get; set; } = 0.05;
+
+    /// <summary>Problems with the values, one line each (empty when valid).</summary>
+    public List<string> Problems()
+    {
+        var problems = new List<string>();
+        if (MinTrainingRows < 2)
+            problems.Add("Retraining:Gates:MinTrainingRows must be at least 2.");
+        if (MinEvaluationRows < 1)
+            problems.Add("Retraining:Gates:MinEvaluationRows must be at least 1.");
+        if (!(MaxNllIncreasePerFeature >= 0) || !double.IsFinite(MaxNllIncreasePerFeature))
+            problems.Add("Retraining:Gates:MaxNllIncreasePerFeature must be a finite number of nats, 0 or more.");
+        if (!(MaxFlagRateFactor >= 1) || !double.IsFinite(MaxFlagRateFactor))
+            problems.Add("Retraining:Gates:MaxFlagRateFactor must be a finite number, 1 or more.");
+        if (MinLabels < 1)
+            problems.Add("Retraining:Gates:MinLabels must be at least 1.");
+        if (!(MaxRecallDrop >= 0 && MaxRecallDrop <= 1))
+            problems.Add("Retraining:Gates:MaxRecallDrop must be between 0 and 1.");
+        if (!(MaxPrecisionDrop >= 0 && MaxPrecisionDrop <= 1))
+            problems.Add("Retraining:Gates:MaxPrecisionDrop must be between 0 and 1.");
+        return problems;
+    }
 }
 
 /// <summary>The whole service configuration, bound and validated once at start-up.</summary>
@@ -174,7 +244,7 @@ public sealed partial class ServiceOptions
             if (string.IsNullOrWhiteSpace(d.Topic))
                 problems.Add($"{at}:Topic is empty.");
             if (string.IsNullOrWhiteSpace(d.Model))
-                problems.Add($"{at}:Model is empty (path of the ONNX model file).");
+                problems.Add($"{at}:Model is empty (an ONNX model file, or a name in the model registry).");
             if (d.Threshold is { } t && !double.IsFinite(t))
                 problems.Add($"{at}:Threshold must be a finite number.");
             if (!string.IsNullOrWhiteSpace(d.Topic) && d.ResolvedDeadLetterTopic == d.Topic)
@@ -203,6 +273,9 @@ public sealed partial class ServiceOptions
             problems.Add("Retraining:DriftWindow must be positive (e.g. 01:00:00).");
         if (Retraining.Interval is { } interval && interval < TimeSpan.FromMinutes(1))
             problems.Add("Retraining:Interval must be at least 00:01:00 when set.");
+        if (Retraining.DriftCooldown < TimeSpan.Zero)
+            problems.Add("Retraining:DriftCooldown must not be negative.");
+        problems.AddRange(Retraining.Gates.Problems());
         if (string.IsNullOrWhiteSpace(Postgres.ConnectionString))
             problems.Add("Postgres:ConnectionString is empty.");
         if (problems.Count > 0)

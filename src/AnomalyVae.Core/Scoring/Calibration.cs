@@ -101,6 +101,20 @@ public sealed class Calibration
         return new Calibration(targetFalsePositiveRate, threshold, n, TailScaleOf(sorted), levels, scores);
     }
 
+    /// <summary>
+    /// The same score distribution (knots, tail, p-values) with another decision threshold: what recalibration from
+    /// feedback changes. <paramref name="targetFalsePositiveRate"/> records the rate the new threshold was chosen for.
+    /// </summary>
+    /// <exception cref="ArgumentException">A non-finite threshold or a rate outside (0, 1).</exception>
+    public Calibration WithThreshold(double threshold, double targetFalsePositiveRate)
+    {
+        if (!double.IsFinite(threshold))
+            throw new ArgumentOutOfRangeException(nameof(threshold), threshold, "the threshold must be a finite number");
+        if (!(targetFalsePositiveRate > 0 && targetFalsePositiveRate < 1))
+            throw new ArgumentOutOfRangeException(nameof(targetFalsePositiveRate), targetFalsePositiveRate, "the target false-positive rate must be in (0, 1)");
+        return new Calibration(targetFalsePositiveRate, threshold, SampleCount, TailScale, _levels, _scores);
+    }
+
     /// <summary>Reads the JSON form written by <see cref="ToJson"/> and checks it.</summary>
     /// <exception cref="FormatException">Malformed JSON, unsupported version, or inconsistent content.</exception>
     public static Calibration FromJson(string json)

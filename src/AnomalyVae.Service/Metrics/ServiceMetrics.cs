@@ -17,6 +17,7 @@ public sealed class ServiceMetrics : IDisposable
     private readonly Meter _meter;
     private readonly ConcurrentDictionary<(string Detector, int Partition), long> _lag = new();
     private readonly ConcurrentDictionary<string, double> _driftPsi = new();
+    private readonly ConcurrentDictionary<string, string> _models = new(StringComparer.Ordinal);
 
     public ServiceMetrics()
     {
@@ -38,6 +39,9 @@ public sealed class ServiceMetrics : IDisposable
         _meter.CreateObservableGauge("anomalyvae_consumer_lag", ObserveLag, null, "High watermark minus the consumer position, per partition.");
         _meter.CreateObservableGauge("anomalyvae_drift_psi", ObserveDrift, null,
             "Population stability index of the detector's recent score bins against its calibration (drift above Retraining:DriftThreshold).");
+        ModelLoadFailures = _meter.CreateCounter<long>("anomalyvae_model_load_failures", null,
+            "Activated registry versions that did not load (the detector kept scoring with its previous version).");
+        _meter.CreateObservableGauge("anomalyvae_model_info", ObserveModels, null, "1 for the model version each detector starts new batches with.");
     }
 
     public Counter<long> Consumed { get; }
@@ -58,6 +62,11 @@ public sealed class ServiceMetrics : IDisposable
 
     public Histogram<double> EventToRowSeconds { get; }
 
+    public Counter<long> ModelLoadFailures { get; }
+
+    /// <summary>Records the model version <paramref name="detector"/> scores new batches with (read at scrape time).</summary>
+    public void SetModelVersion(string detector, string version) => _models[detector] = version;
+
     /// <summary>Records the lag of one partition (read at scrape time).</summary>
     public void SetLag(string detector, int partition, long lag) => _lag[(detector, partition)] = Math.Max(0, lag);
 
@@ -76,6 +85,16 @@ public sealed class ServiceMetrics : IDisposable
     {
         foreach (var (detector, psi) in _driftPsi)
             yield return new Measurement<double>(psi, new KeyValuePair<string, object?>("detector", detector));
+    }
+
+    private IEnumerable<Measurement<long>> ObserveModels()
+    {
+        foreach (var (detector, version) in _models)
+        {
+            yield return new Measurement<long>(1,
+                new KeyValuePair<string, object?>("detector", detector),
+                new KeyValuePair<string, object?>("version", version));
+        }
     }
 
     private IEnumerable<Measurement<long>> ObserveLag()

@@ -160,6 +160,18 @@ public sealed partial class ModelRegistry(NpgsqlDataSource dataSource)
         return new ModelActivation(model, previous?.Version);
     }
 
+    /// <summary>Stores <paramref name="metricsJson"/> (a JSON object) as the evaluation metrics of a registered version.</summary>
+    /// <exception cref="ModelNotFoundException">No such version for the detector.</exception>
+    public async Task SetEvaluationMetricsAsync(string detector, string version, string metricsJson, CancellationToken cancellationToken = default)
+    {
+        await using var command = dataSource.CreateCommand("UPDATE models SET evaluation_metrics = $3::jsonb WHERE detector = $1 AND version = $2");
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = detector });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = version });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = metricsJson });
+        if (await command.ExecuteNonQueryAsync(cancellationToken) == 0)
+            throw new ModelNotFoundException(detector, version);
+    }
+
     /// <summary>Registered models, newest registration first; of one detector when <paramref name="detector"/> is given.</summary>
     public async Task<IReadOnlyList<RegisteredModel>> ListAsync(string? detector = null, CancellationToken cancellationToken = default)
     {
@@ -178,6 +190,14 @@ public sealed partial class ModelRegistry(NpgsqlDataSource dataSource)
         return await reader.ReadAsync(cancellationToken)
             ? new ActiveModel(detector, reader.GetString(0), reader.GetFieldValue<byte[]>(1))
             : null;
+    }
+
+    /// <summary>The active version of <paramref name="detector"/> without its bytes (cheap enough to poll); null when none.</summary>
+    public async Task<string?> GetActiveVersionAsync(string detector, CancellationToken cancellationToken = default)
+    {
+        await using var command = dataSource.CreateCommand("SELECT version FROM models WHERE detector = $1 AND status = 'active'");
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = detector });
+        return await command.ExecuteScalarAsync(cancellationToken) as string;
     }
 
     private static async Task ActivateInTransactionAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string detector, long id, CancellationToken cancellationToken)

@@ -158,6 +158,43 @@ public sealed class TestInfrastructure : IAsyncLifetime
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
+    /// <summary>Stops the broker and its ZooKeeper (outage tests). Only the servers deploy/local/kafka.sh runs for
+    /// this repository's .data/test can be stopped; a broker named by ANOMALYVAE_TEST_KAFKA elsewhere cannot.</summary>
+    public Task StopKafkaAsync(CancellationToken cancellationToken) => RunScriptedAsync("kafka.sh", KafkaBootstrap, KafkaPort, "stop", cancellationToken);
+
+    /// <summary>Starts the broker again and waits until it is ready (idempotent).</summary>
+    public Task StartKafkaAsync(CancellationToken cancellationToken) => RunScriptedAsync("kafka.sh", KafkaBootstrap, KafkaPort, "start", cancellationToken);
+
+    /// <summary>Stops the PostgreSQL server (outage tests; same restriction as <see cref="StopKafkaAsync"/>).</summary>
+    public Task StopPostgresAsync(CancellationToken cancellationToken)
+    {
+        NpgsqlConnection.ClearAllPools();
+        return RunScriptedAsync("postgres.sh", PostgresHostPort, PostgresPort, "stop", cancellationToken);
+    }
+
+    /// <summary>Starts PostgreSQL again and waits until it accepts connections (idempotent).</summary>
+    public Task StartPostgresAsync(CancellationToken cancellationToken) => RunScriptedAsync("postgres.sh", PostgresHostPort, PostgresPort, "start", cancellationToken);
+
+    private string PostgresHostPort
+    {
+        get
+        {
+            var builder = new NpgsqlConnectionStringBuilder(PostgresConnectionString);
+            return $"{builder.Host}:{builder.Port}";
+        }
+    }
+
+    private async Task RunScriptedAsync(string script, string inUse, int scriptPort, string command, CancellationToken cancellationToken)
+    {
+        if (inUse != $"127.0.0.1:{scriptPort}" && inUse != $"localhost:{scriptPort}")
+        {
+            throw new InvalidOperationException(
+                $"The tests use {inUse}, not the server deploy/local/{script} runs on port {scriptPort}: outage tests need servers they can stop and start.");
+        }
+
+        await RunScriptAsync(script, [command], cancellationToken);
+    }
+
     /// <summary>Starts a service with its script unless it already runs; true when this call started it.</summary>
     private async Task<bool> EnsureRunningAsync(string script, CancellationToken cancellationToken)
     {

@@ -63,7 +63,7 @@ public sealed class ServeEndToEndTests(TestInfrastructure infrastructure, ServeF
                 await app.StopAsync(cts.Token);
             }
 
-            await AssertStoredAsync(database, topic, deadLetters, first, cts.Token);
+            await fixture.AssertStoredAsync(infrastructure, database, topic, deadLetters, first, cts.Token);
 
             // Restart on the same topic and database: nothing is scored twice; new events are scored once.
             var second = await ServeFixture.ProduceAsync(infrastructure, topic, ServeFixture.Events(600, seed: 12), cts.Token);
@@ -76,59 +76,10 @@ public sealed class ServeEndToEndTests(TestInfrastructure infrastructure, ServeF
                 await app.StopAsync(cts.Token);
             }
 
-            await AssertStoredAsync(database, topic, deadLetters, all, cts.Token);
+            await fixture.AssertStoredAsync(infrastructure, database, topic, deadLetters, all, cts.Token);
         }
         finally
         {
-            await infrastructure.DropDatabaseAsync(database, CancellationToken.None);
-        }
-    }
-
-    [Fact]
-    public async Task A_database_outage_pauses_the_stream_and_it_resumes_by_itself_losing_nothing()
-    {
-        using var cts = new CancellationTokenSource(Patience);
-        var topic = await infrastructure.CreateTopicAsync("serve-outage", partitions: 2, cts.Token);
-        var deadLetters = await infrastructure.CreateTopicAsync("serve-outage-dlq", partitions: 1, cts.Token);
-        var database = await infrastructure.CreateDatabaseAsync("outage", cts.Token);
-        var name = new NpgsqlConnectionStringBuilder(database).Database!;
-        try
-        {
-            int port = ServeFixture.FreePort();
-            var configuration = fixture.Configuration(infrastructure, topic, deadLetters, database, $"g-{Guid.NewGuid():N}", port);
-            var events = await ServeFixture.ProduceAsync(infrastructure, topic, ServeFixture.Events(1000, seed: 21), cts.Token);
-            await using var app = ServeFixture.Host(configuration);
-            await app.StartAsync(cts.Token);
-            await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
-
-            // The outage: existing sessions killed, new ones refused, while events keep arriving.
-            await SetDatabaseAvailableAsync(name, available: false, cts.Token);
-            events.AddRange(await ServeFixture.ProduceAsync(infrastructure, topic, ServeFixture.Events(2000, seed: 22), cts.Token));
-            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
-            HttpResponseMessage ready;
-            var stalledBy = DateTime.UtcNow.AddSeconds(30);
-            do
-            {
-                await Task.Delay(250, cts.Token);
-                ready = await http.GetAsync("/readyz", cts.Token);
-            }
-            while (ready.StatusCode == HttpStatusCode.OK && DateTime.UtcNow < stalledBy);
-            Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
-            Assert.Contains("PostgreSQL", await ready.Content.ReadAsStringAsync(cts.Token), StringComparison.Ordinal);
-            await Task.Delay(TimeSpan.FromSeconds(5), cts.Token);
-
-            await SetDatabaseAvailableAsync(name, available: true, cts.Token);
-            var back = DateTime.UtcNow;
-            events.AddRange(await ServeFixture.ProduceAsync(infrastructure, topic, ServeFixture.Events(500, seed: 23), cts.Token));
-            await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
-            Console.WriteLine($"caught up {(DateTime.UtcNow - back).TotalSeconds:F1} s after the database returned");
-            Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/readyz", cts.Token)).StatusCode);
-            await app.StopAsync(cts.Token);
-            await AssertStoredAsync(database, topic, deadLetters, events, cts.Token);
-        }
-        finally
-        {
-            await SetDatabaseAvailableAsync(name, available: true, CancellationToken.None);
             await infrastructure.DropDatabaseAsync(database, CancellationToken.None);
         }
     }
@@ -160,22 +111,12 @@ public sealed class ServeEndToEndTests(TestInfrastructure infrastructure, ServeF
             events.AddRange(await more);
             await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
             await second.StopAsync(cts.Token);
-            await AssertStoredAsync(database, topic, deadLetters, events, cts.Token);
+            await fixture.AssertStoredAsync(infrastructure, database, topic, deadLetters, events, cts.Token);
         }
         finally
         {
             await infrastructure.DropDatabaseAsync(database, CancellationToken.None);
         }
-    }
-
-    private async Task SetDatabaseAvailableAsync(string name, bool available, CancellationToken cancellationToken)
-    {
-        await using var connection = new NpgsqlConnection(infrastructure.PostgresConnectionString);
-        await connection.OpenAsync(cancellationToken);
-        await using var command = new NpgsqlCommand(
-            $"ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {(available ? "true" : "false")};"
-            + (available ? "" : $"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"), connection);
-        await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
     [Fact]
@@ -220,107 +161,5 @@ public sealed class ServeEndToEndTests(TestInfrastructure infrastructure, ServeF
         var error = Assert.Throws<ServiceConfigurationException>(() => ServeFixture.Host(configuration));
         Assert.Contains("Detector 'sensors'", error.Message, StringComparison.Ordinal);
         Assert.Contains(path, error.Message, StringComparison.Ordinal);
-    }
-
-    /// <summary>Rows, dead letters and statistics are exactly what the events imply.</summary>
-    private async Task AssertStoredAsync(string database, string topic, string deadLetterTopic, List<ProducedEvent> events, CancellationToken cancellationToken)
-    {
-        var expected = fixture.DirectScores(events, out double threshold, out var undecodable);
-        var flagged = expected.Where(e => e.Value > threshold).ToDictionary(e => e.Key, e => e.Value);
-        Assert.InRange(flagged.Count, events.Count / 60, events.Count / 10);
-
-        await using var connection = new NpgsqlConnection(database);
-        await connection.OpenAsync(cancellationToken);
-        var rows = new List<(int Partition, long Offset, string? Entity, DateTime? EventTime, double Score, double PValue, string Contributions, string Event)>();
-        await using (var command = new NpgsqlCommand(
-            "SELECT \"partition\", \"offset\", entity, event_time, score, p_value, contributions::text, event::text FROM anomalies WHERE detector = 'sensors' AND topic = $1",
-            connection))
-        {
-            command.Parameters.AddWithValue(topic);
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            while (await reader.ReadAsync(cancellationToken))
-            {
-                rows.Add((reader.GetInt32(0), reader.GetInt64(1), reader.IsDBNull(2) ? null : reader.GetString(2),
-                    reader.IsDBNull(3) ? null : reader.GetDateTime(3), reader.GetDouble(4), reader.GetDouble(5), reader.GetString(6), reader.GetString(7)));
-            }
-        }
-
-        Assert.Equal(flagged.Keys.Order(), rows.Select(r => (r.Partition, r.Offset)).Order());
-        var byKey = events.ToDictionary(e => (e.Partition, e.Offset));
-        int base64 = 0;
-        foreach (var row in rows)
-        {
-            float score = flagged[(row.Partition, row.Offset)];
-            Assert.Equal(score, row.Score, 1e-4 * Math.Max(1, Math.Abs(score)));
-            Assert.InRange(row.PValue, 0, 0.05);
-            using var source = JsonDocument.Parse(byKey[(row.Partition, row.Offset)].Payload!);
-            Assert.Equal(source.RootElement.GetProperty("id").GetString(), row.Entity);
-            Assert.Equal(DateTime.Parse(source.RootElement.GetProperty("ts").GetString()!, CultureInfo.InvariantCulture,
-                DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal), row.EventTime!.Value.ToUniversalTime());
-            using var contributions = JsonDocument.Parse(row.Contributions);
-            var scores = contributions.RootElement.EnumerateArray().Select(c => c.GetProperty("score").GetDouble()).ToArray();
-            Assert.Equal(5, scores.Length);
-            Assert.Equal(scores.OrderDescending(), scores);
-            using var stored = JsonDocument.Parse(row.Event);
-            if (stored.RootElement.TryGetProperty("payload_base64", out var encoded))
-            {
-                // jsonb cannot hold \u0000 or 1e999999: those events are kept byte for byte as base64.
-                Assert.Equal(byKey[(row.Partition, row.Offset)].Payload, encoded.GetBytesFromBase64());
-                base64++;
-            }
-            else
-            {
-                Assert.Equal(source.RootElement.GetProperty("a").GetDouble(), stored.RootElement.GetProperty("a").GetDouble());
-            }
-        }
-        Assert.Equal(events.Count(e => e.Payload is { } p && p.AsSpan().IndexOf("\\u0000"u8) >= 0 && flagged.ContainsKey((e.Partition, e.Offset))), base64);
-        Assert.True(base64 > 0);
-
-        // Statistics: every decodable event scored once, every other dead-lettered once.
-        await using (var command = new NpgsqlCommand(
-            "SELECT sum(events_scored)::bigint, sum(events_flagged)::bigint, sum(events_dead_lettered)::bigint, count(*) FILTER (WHERE score_p50 IS NULL) FROM scoring_stats WHERE detector = 'sensors'",
-            connection))
-        {
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            Assert.True(await reader.ReadAsync(cancellationToken));
-            Assert.Equal(expected.Count, reader.GetInt64(0));
-            Assert.Equal(flagged.Count, reader.GetInt64(1));
-            Assert.Equal(undecodable.Count, reader.GetInt64(2));
-            Assert.Equal(0, reader.GetInt64(3));
-        }
-
-        // Dead letters: every undecodable event, with its reason (at-least-once: duplicates would be allowed,
-        // but nothing here makes the service resend, so each appears once).
-        var letters = ReadDeadLetters(deadLetterTopic, undecodable.Count, cancellationToken);
-        Assert.Equal(undecodable.Order(), letters.Select(l => (l.Partition, l.Offset)).Order());
-        foreach (var letter in letters)
-        {
-            Assert.Equal("sensors", letter.Detector);
-            Assert.Equal(topic, letter.Topic);
-            Assert.Matches("^(malformed_json|not_an_object|wrong_type|not_finite|out_of_range|duplicate_key|bad_event_time)$", letter.Reason);
-            Assert.Equal(byKey[(letter.Partition, letter.Offset)].Payload ?? [], letter.Payload.ToArray());
-        }
-        Assert.Equal(7, letters.Select(l => l.Reason).Distinct().Count());
-    }
-
-    private List<DeadLetter> ReadDeadLetters(string topic, int expected, CancellationToken cancellationToken)
-    {
-        using var consumer = new ConsumerBuilder<Ignore, byte[]>(infrastructure.ConsumerConfig($"dlq-{Guid.NewGuid():N}")).Build();
-        consumer.Subscribe(topic);
-        var letters = new List<DeadLetter>();
-        var quiet = DateTime.UtcNow.AddSeconds(5);
-        // Read until the expected count, then a little longer to catch any extra letter.
-        while (letters.Count < expected || DateTime.UtcNow < quiet)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            var result = consumer.Consume(TimeSpan.FromMilliseconds(200));
-            if (result?.Message is null)
-                continue;
-            letters.Add(DeadLetter.Parse(result.Message.Value));
-            if (letters.Count >= expected)
-                quiet = DateTime.UtcNow.AddSeconds(2);
-        }
-        consumer.Close();
-        return letters;
     }
 }

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using System.Text.Json;
 using AnomalyVae.Features;
 using AnomalyVae.IntegrationTests.Infrastructure;
 using AnomalyVae.Scoring;
@@ -151,11 +152,11 @@ public sealed class ServeFixture : IDisposable
 
     /// <summary>The scores the model gives each decodable event, computed directly (no service involved).</summary>
     internal Dictionary<(int Partition, long Offset), float> DirectScores(IReadOnlyList<ProducedEvent> events, out double threshold,
-        out HashSet<(int Partition, long Offset)> undecodable)
+        out HashSet<(int Partition, long Offset)> undecodable, int maxPayloadBytes = EventDecoder.DefaultMaxPayloadBytes)
     {
         using var bundle = ModelBundle.Load(ModelPath);
         threshold = bundle.Calibration.Threshold;
-        var decoder = new EventDecoder(bundle.Schema, "id", "ts");
+        var decoder = new EventDecoder(bundle.Schema, "id", "ts", maxPayloadBytes);
         using var scorer = bundle.CreateScorer(events.Count);
         int f = bundle.Schema.Count, rows = 0;
         var keys = new List<(int, long)>();
@@ -214,6 +215,108 @@ public sealed class ServeFixture : IDisposable
             }
             await Task.Delay(100, cancellationToken);
         }
+    }
+
+    /// <summary>Rows, dead letters and statistics are exactly what the events imply.</summary>
+    internal async Task AssertStoredAsync(TestInfrastructure infrastructure, string database, string topic, string deadLetterTopic, List<ProducedEvent> events, CancellationToken cancellationToken)
+    {
+        var expected = DirectScores(events, out double threshold, out var undecodable);
+        var flagged = expected.Where(e => e.Value > threshold).ToDictionary(e => e.Key, e => e.Value);
+        Assert.InRange(flagged.Count, events.Count / 60, events.Count / 10);
+
+        await using var connection = new NpgsqlConnection(database);
+        await connection.OpenAsync(cancellationToken);
+        var rows = new List<(int Partition, long Offset, string? Entity, DateTime? EventTime, double Score, double PValue, string Contributions, string Event)>();
+        await using (var command = new NpgsqlCommand(
+            "SELECT \"partition\", \"offset\", entity, event_time, score, p_value, contributions::text, event::text FROM anomalies WHERE detector = 'sensors' AND topic = $1",
+            connection))
+        {
+            command.Parameters.AddWithValue(topic);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                rows.Add((reader.GetInt32(0), reader.GetInt64(1), reader.IsDBNull(2) ? null : reader.GetString(2),
+                    reader.IsDBNull(3) ? null : reader.GetDateTime(3), reader.GetDouble(4), reader.GetDouble(5), reader.GetString(6), reader.GetString(7)));
+            }
+        }
+
+        Assert.Equal(flagged.Keys.Order(), rows.Select(r => (r.Partition, r.Offset)).Order());
+        var byKey = events.ToDictionary(e => (e.Partition, e.Offset));
+        int base64 = 0;
+        foreach (var row in rows)
+        {
+            float score = flagged[(row.Partition, row.Offset)];
+            Assert.Equal(score, row.Score, 1e-4 * Math.Max(1, Math.Abs(score)));
+            Assert.InRange(row.PValue, 0, 0.05);
+            using var source = JsonDocument.Parse(byKey[(row.Partition, row.Offset)].Payload!);
+            Assert.Equal(source.RootElement.GetProperty("id").GetString(), row.Entity);
+            Assert.Equal(DateTime.Parse(source.RootElement.GetProperty("ts").GetString()!, CultureInfo.InvariantCulture,
+                DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal), row.EventTime!.Value.ToUniversalTime());
+            using var contributions = JsonDocument.Parse(row.Contributions);
+            var scores = contributions.RootElement.EnumerateArray().Select(c => c.GetProperty("score").GetDouble()).ToArray();
+            Assert.Equal(5, scores.Length);
+            Assert.Equal(scores.OrderDescending(), scores);
+            using var stored = JsonDocument.Parse(row.Event);
+            if (stored.RootElement.TryGetProperty("payload_base64", out var encoded))
+            {
+                // jsonb cannot hold \u0000 or 1e999999: those events are kept byte for byte as base64.
+                Assert.Equal(byKey[(row.Partition, row.Offset)].Payload, encoded.GetBytesFromBase64());
+                base64++;
+            }
+            else
+            {
+                Assert.Equal(source.RootElement.GetProperty("a").GetDouble(), stored.RootElement.GetProperty("a").GetDouble());
+            }
+        }
+        Assert.Equal(events.Count(e => e.Payload is { } p && p.AsSpan().IndexOf("\\u0000"u8) >= 0 && flagged.ContainsKey((e.Partition, e.Offset))), base64);
+        Assert.True(base64 > 0);
+
+        // Statistics: every decodable event scored once, every other dead-lettered once.
+        await using (var command = new NpgsqlCommand(
+            "SELECT sum(events_scored)::bigint, sum(events_flagged)::bigint, sum(events_dead_lettered)::bigint, count(*) FILTER (WHERE score_p50 IS NULL) FROM scoring_stats WHERE detector = 'sensors'",
+            connection))
+        {
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            Assert.True(await reader.ReadAsync(cancellationToken));
+            Assert.Equal(expected.Count, reader.GetInt64(0));
+            Assert.Equal(flagged.Count, reader.GetInt64(1));
+            Assert.Equal(undecodable.Count, reader.GetInt64(2));
+            Assert.Equal(0, reader.GetInt64(3));
+        }
+
+        // Dead letters: every undecodable event, with its reason (at-least-once: duplicates would be allowed,
+        // but nothing here makes the service resend, so each appears once).
+        var letters = ReadDeadLetters(infrastructure, deadLetterTopic, undecodable.Count, cancellationToken);
+        Assert.Equal(undecodable.Order(), letters.Select(l => (l.Partition, l.Offset)).Order());
+        foreach (var letter in letters)
+        {
+            Assert.Equal("sensors", letter.Detector);
+            Assert.Equal(topic, letter.Topic);
+            Assert.Matches("^(malformed_json|not_an_object|wrong_type|not_finite|out_of_range|duplicate_key|bad_event_time)$", letter.Reason);
+            Assert.Equal(byKey[(letter.Partition, letter.Offset)].Payload ?? [], letter.Payload.ToArray());
+        }
+        Assert.Equal(7, letters.Select(l => l.Reason).Distinct().Count());
+    }
+
+    internal static List<DeadLetter> ReadDeadLetters(TestInfrastructure infrastructure, string topic, int expected, CancellationToken cancellationToken)
+    {
+        using var consumer = new ConsumerBuilder<Ignore, byte[]>(infrastructure.ConsumerConfig($"dlq-{Guid.NewGuid():N}")).Build();
+        consumer.Subscribe(topic);
+        var letters = new List<DeadLetter>();
+        var quiet = DateTime.UtcNow.AddSeconds(5);
+        // Read until the expected count, then a little longer to catch any extra letter.
+        while (letters.Count < expected || DateTime.UtcNow < quiet)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var result = consumer.Consume(TimeSpan.FromMilliseconds(200));
+            if (result?.Message is null)
+                continue;
+            letters.Add(DeadLetter.Parse(result.Message.Value));
+            if (letters.Count >= expected)
+                quiet = DateTime.UtcNow.AddSeconds(2);
+        }
+        consumer.Close();
+        return letters;
     }
 
     internal static int FreePort()

@@ -33,6 +33,33 @@ public sealed class ServiceOptionsTests
         Assert.Equal("sensors.dlq", Bind(Minimal).Detectors[0].ResolvedDeadLetterTopic);
     }
 
+    [Theory]
+    [InlineData("sensors", "sensors")]
+    [InlineData("card-payments_v2.x", "card-payments_v2.x")]
+    [InlineData("sensors.onnx", null)]
+    [InlineData("SENSORS.ONNX", null)]
+    [InlineData("models/sensors", null)]
+    [InlineData("/abs/model", null)]
+    [InlineData("has space", null)]
+    public void Model_is_a_registry_name_unless_it_looks_like_a_file(string model, string? registryName) =>
+        Assert.Equal(registryName, new DetectorOptions { Model = model }.RegistryName);
+
+    [Fact]
+    public void An_existing_file_is_a_file_whatever_its_name()
+    {
+        var name = $"model-{Guid.NewGuid():N}";
+        Assert.Equal(name, new DetectorOptions { Model = name }.RegistryName);
+        File.WriteAllBytes(name, [1]);
+        try
+        {
+            Assert.Null(new DetectorOptions { Model = name }.RegistryName);
+        }
+        finally
+        {
+            File.Delete(name);
+        }
+    }
+
     [Fact]
     public void Every_problem_is_reported_with_its_key()
     {

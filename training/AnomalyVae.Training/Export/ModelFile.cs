@@ -114,6 +114,28 @@ public static class ModelFile
         {
             throw new ModelFormatException($"'{path}' cannot be read as an ONNX model: {e.Message}", e);
         }
+        return Read(proto, path);
+    }
+
+    /// <summary>Reads a model held in memory (e.g. from the registry); <paramref name="source"/> names it in errors.</summary>
+    /// <exception cref="ModelFormatException">The bytes are not an AnomalyVae model or are damaged.</exception>
+    public static (VaeModel Model, FeatureSchema Schema, Calibration Calibration, ModelTrainingSummary? Summary) Read(byte[] onnx, string source)
+    {
+        ArgumentNullException.ThrowIfNull(onnx);
+        OnnxProto.ModelProto proto;
+        try
+        {
+            proto = OnnxProto.ModelProto.Parser.ParseFrom(onnx);
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            throw new ModelFormatException($"'{source}' cannot be read as an ONNX model: {e.Message}", e);
+        }
+        return Read(proto, source);
+    }
+
+    private static (VaeModel Model, FeatureSchema Schema, Calibration Calibration, ModelTrainingSummary? Summary) Read(OnnxProto.ModelProto proto, string path)
+    {
         var metadata = proto.MetadataProps.ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
         if (!metadata.TryGetValue(ModelBundle.FormatKey, out var format) || format != ModelBundle.FormatVersion)
             throw new ModelFormatException($"'{path}' is not an AnomalyVae model (format {format ?? "missing"}).");
