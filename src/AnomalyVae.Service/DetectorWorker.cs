@@ -387,7 +387,9 @@ public sealed class DetectorWorker : BackgroundService
                 long left = deadline - Stopwatch.GetTimestamp();
                 if (left <= 0)
                     return;
-                wait = Stopwatch.GetElapsedTime(0, left);
+                // Consume does not see the stopping token: wait in short steps, so a shutdown during a long
+                // Scoring:BatchTimeoutMs commits this batch now instead of after the host's shutdown timeout.
+                wait = TimeSpan.FromTicks(Math.Min(Stopwatch.GetElapsedTime(0, left).Ticks, IdlePoll.Ticks));
             }
             ConsumeResult<Ignore, byte[]>? result;
             try

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using System.Text.Json;
 using AnomalyVae.IntegrationTests.Infrastructure;
 using Npgsql;
 
@@ -31,14 +29,13 @@ public sealed class ServeCrashTests(TestInfrastructure infrastructure, ServeFixt
             configuration["Scoring:BatchSize"] = "256";
             // A killed member stays in the group until its session times out; keep that short.
             configuration["Kafka:Properties:session.timeout.ms"] = "6000";
-            var configFile = Path.Combine(fixture.Directory, $"crash-{Guid.NewGuid():N}.json");
-            await File.WriteAllTextAsync(configFile, JsonSerializer.Serialize(Nest(configuration)), cts.Token);
+            var configFile = await ServeProcess.WriteConfigAsync(fixture.Directory, configuration, cts.Token);
 
             var random = new Random(42);
             long previous = 0;
             for (int kill = 0; kill < Kills; kill++)
             {
-                using var serve = Start(configFile);
+                using var serve = ServeProcess.Start(configFile);
                 // Kill only once this run has committed something, at a random moment after that.
                 while (await CommittedAsync(database, cts.Token) <= previous)
                 {
@@ -53,7 +50,7 @@ public sealed class ServeCrashTests(TestInfrastructure infrastructure, ServeFixt
                 Assert.True(previous < events.Count, "the stream finished before all kills happened; produce more events");
             }
 
-            using (var serve = Start(configFile))
+            using (var serve = ServeProcess.Start(configFile))
             {
                 await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
                 serve.Kill();
@@ -113,65 +110,6 @@ public sealed class ServeCrashTests(TestInfrastructure infrastructure, ServeFixt
         }
     }
 
-    private static async Task<long> CommittedAsync(string database, CancellationToken cancellationToken)
-    {
-        await using var connection = new NpgsqlConnection(database);
-        await connection.OpenAsync(cancellationToken);
-        await using var command = new NpgsqlCommand("SELECT coalesce(sum(next_offset), 0)::bigint FROM consumer_offsets", connection);
-        try
-        {
-            return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
-        }
-        catch (PostgresException e) when (e.SqlState == "42P01")
-        {
-            return 0;
-        }
-    }
-
-    /// <summary>Runs <c>anomalyvae serve --config FILE</c> (the CLI built next to this test assembly's configuration).</summary>
-    private static Process Start(string configFile)
-    {
-        var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(CliPath());
-        start.ArgumentList.Add("serve");
-        start.ArgumentList.Add("--config");
-        start.ArgumentList.Add(configFile);
-        start.Environment["Logging__LogLevel__Default"] = "Warning";
-        var process = Process.Start(start) ?? throw new InvalidOperationException("could not start anomalyvae");
-        // Drain the pipes so the child never blocks on a full one.
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return process;
-    }
-
-    private static string CliPath()
-    {
-        var testBin = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
-        // .../tests/AnomalyVae.IntegrationTests/bin/<Configuration>/<tfm>/
-        string tfm = testBin.Name, configuration = testBin.Parent!.Name;
-        var root = testBin.Parent!.Parent!.Parent!.Parent!.Parent!.FullName;
-        var path = Path.Combine(root, "src", "AnomalyVae.Cli", "bin", configuration, tfm, "anomalyvae.dll");
-        return File.Exists(path) ? path : throw new FileNotFoundException($"The CLI is not built: {path}", path);
-    }
-
-    /// <summary>"A:B:C" keys → nested JSON objects ("Detectors:0" stays an object with key "0": the binder reads it as a list).</summary>
-    private static Dictionary<string, object> Nest(Dictionary<string, string?> flat)
-    {
-        var root = new Dictionary<string, object>();
-        foreach (var (key, value) in flat)
-        {
-            var parts = key.Split(':');
-            var node = root;
-            for (int i = 0; i < parts.Length - 1; i++)
-            {
-                if (!node.TryGetValue(parts[i], out var child))
-                    node[parts[i]] = child = new Dictionary<string, object>();
-                node = (Dictionary<string, object>)child;
-            }
-            node[parts[^1]] = value!;
-        }
-        return root;
-    }
+    private static async Task<long> CommittedAsync(string database, CancellationToken cancellationToken) =>
+        (await ServeProcess.StoredOffsetsAsync(database, cancellationToken)).Values.Sum();
 }
