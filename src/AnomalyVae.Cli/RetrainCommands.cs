@@ -30,7 +30,8 @@ internal static class RetrainCommands
         };
         command.SetAction((ParseResult parse, CancellationToken cancellationToken) =>
         {
-            var gates = Retraining(parse).Gates;
+            var retraining = Retraining(parse);
+            var gates = retraining.Gates;
             if (gates.Problems() is { Count: > 0 } problems)
                 throw new CliException(string.Join(" ", problems));
             return CliDatabase.RunAsync(parse, async dataSource =>
@@ -38,7 +39,7 @@ internal static class RetrainCommands
                 RetrainOutcome outcome;
                 try
                 {
-                    outcome = await new Retrainer(dataSource, gates).RunAsync(parse.GetValue(detector)!, parse.GetValue(trigger)!, cancellationToken);
+                    outcome = await new Retrainer(dataSource, gates, driftThreshold: retraining.DriftThreshold).RunAsync(parse.GetValue(detector)!, parse.GetValue(trigger)!, cancellationToken);
                 }
                 catch (RetrainingException e)
                 {
@@ -127,6 +128,12 @@ internal static class RetrainCommands
         {
             o.WriteLine($"  training rows: {r.TrainingRows} ({r.FalsePositivesAdded} of them labelled false positives)");
             o.WriteLine($"  evaluated on {c.Rows} recent events and {c.LabelledTruePositives + c.LabelledFalsePositives} labelled anomalies");
+            if (r.Truncation is { } t)
+            {
+                o.WriteLine($"  active model on {t.Rows} recent events: PSI {N(t.ActivePsi)}, flag rate {P(t.ActiveFlagRate)}; " + (t.RecentThreshold is { } q
+                    ? $"sample truncated: challenger threshold {N(t.SampleThreshold)} -> {N(t.Threshold)} (recent quantile {N(q)} over {t.CalibrationRows} events; the other half evaluated)"
+                    : t.Truncated ? $"sample truncated, but {t.CalibrationRows} calibration events are too few to correct the threshold" : "sample not truncated"));
+            }
             o.WriteLine($"  {"",-22}{"active",14}{"challenger",14}");
             Row("threshold", r.Active?.Threshold, c.Threshold, N);
             Row("flag rate", r.Active?.FlagRate, c.FlagRate, P);

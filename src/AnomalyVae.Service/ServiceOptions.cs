@@ -117,7 +117,10 @@ public sealed class RetrainingOptions
 
     /// <summary>Population stability index of the recent score distribution against the calibration bins above
     /// which a detector is reported as drifting (0.1: small shift; 0.25: large).</summary>
-    public double DriftThreshold { get; set; } = 0.2;
+    public double DriftThreshold { get; set; } = DefaultDriftThreshold;
+
+    /// <summary>Default of <see cref="DriftThreshold"/>.</summary>
+    public const double DefaultDriftThreshold = 0.2;
 
     /// <summary>How far back drift looks (scoring_stats windows of the active model that started within it).</summary>
     public TimeSpan DriftWindow { get; set; } = TimeSpan.FromHours(1);
@@ -134,6 +137,10 @@ public sealed class RetrainingOptions
     /// <summary>After a drift-triggered retrain of a detector, no other one for this long (one drift episode, one
     /// retrain: the drift verdict looks back DriftWindow and stays "drift" for a while after a promotion).</summary>
     public TimeSpan DriftCooldown { get; set; } = TimeSpan.FromHours(6);
+
+    /// <summary>How often in-process retraining reads the drift verdicts and looks for a due scheduled run. A drift
+    /// verdict changes once per scoring_stats window, so checking more often than a window shows nothing new.</summary>
+    public TimeSpan CheckInterval { get; set; } = TimeSpan.FromMinutes(1);
 
     /// <summary>When a challenger is promoted (section <c>Retraining:Gates</c>).</summary>
     public RetrainingGateOptions Gates { get; } = new();
@@ -273,6 +280,8 @@ public sealed partial class ServiceOptions
             problems.Add("Retraining:DriftWindow must be positive (e.g. 01:00:00).");
         if (Retraining.Interval is { } interval && interval < TimeSpan.FromMinutes(1))
             problems.Add("Retraining:Interval must be at least 00:01:00 when set.");
+        if (Retraining.CheckInterval < TimeSpan.FromSeconds(1))
+            problems.Add("Retraining:CheckInterval must be at least 00:00:01.");
         if (Retraining.DriftCooldown < TimeSpan.Zero)
             problems.Add("Retraining:DriftCooldown must not be negative.");
         problems.AddRange(Retraining.Gates.Problems());

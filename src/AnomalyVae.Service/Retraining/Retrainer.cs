@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using AnomalyVae.Features;
@@ -28,7 +29,24 @@ public sealed record RetrainOutcome(
     int TrainingRows,
     int FalsePositivesAdded,
     ModelEvaluation? Challenger,
-    ModelEvaluation? Active);
+    ModelEvaluation? Active,
+    SampleTruncation? Truncation = null);
+
+/// <summary>
+/// Whether the training sample was cut off at the active model's threshold in a way that matters, and what the
+/// challenger's threshold became (see <see cref="Retrainer"/>).
+/// </summary>
+/// <param name="ActivePsi">PSI of the active model's scores on the recent events against its calibration bins.</param>
+/// <param name="ActiveFlagRate">Share of the recent events above the active model's threshold.</param>
+/// <param name="Truncated">Both exceed their limits: the drift threshold, and the target rate by 3 binomial standard deviations.</param>
+/// <param name="SampleThreshold">The challenger's threshold calibrated on its validation rows (from the sample).</param>
+/// <param name="RecentThreshold">The (1 − target) quantile of its scores on the calibration half of the recent events; null when not
+/// truncated or when the half has fewer than 5 / target rows (then the whole slice is evaluated on).</param>
+/// <param name="Threshold">The threshold the challenger got: the larger of the two when truncated.</param>
+/// <param name="CalibrationRows">Recent events the recent threshold comes from (the other half is evaluated on).</param>
+public sealed record SampleTruncation(
+    double ActivePsi, double ActiveFlagRate, int Rows, bool Truncated, double SampleThreshold, double? RecentThreshold, double Threshold,
+    int CalibrationRows);
 
 /// <summary>
 /// Retrains a detector's model on the sample serve keeps and promotes the challenger only when the gates pass.
@@ -42,8 +60,20 @@ public sealed record RetrainOutcome(
 /// with its evaluation metrics; activate it when every gate passes; record the run in retrain_runs.</para>
 /// <para>Without an active model the feature spec comes from the newest registered model, the comparisons with an
 /// active model do not apply, and the challenger is promoted when the remaining gates pass.</para>
+/// <para>Truncated sample: serve samples only events the active model scored as normal, so after a shift the sample
+/// lacks the part of the new distribution above the old threshold, and the challenger, calibrated on validation rows
+/// from that sample, gets too low a threshold. The truncation matters when the active model's scores on the recent
+/// events (all scored events, flagged or not) drift from its calibration (PSI above <c>driftThreshold</c>) and it
+/// flags more than its target there (beyond 3 binomial standard deviations): a stable stream with real anomalies only
+/// loses its anomalous tail, which is what the sample should lose. Then the recent events are split alternately into
+/// a calibration half (without labelled true positives) and an evaluation half; the challenger's threshold is raised
+/// to the (1 − α) quantile of its scores on the calibration half (when higher; at least 5 / α rows needed), and the
+/// gates see the evaluation half only. Unlabelled real anomalies in the slice count as traffic there, so when they
+/// are more than α of it the raised threshold lets some of them pass (labelled true positives are left out).</para>
 /// </remarks>
-public sealed class Retrainer(NpgsqlDataSource dataSource, RetrainingGateOptions gates, VaeTrainingOptions? training = null, ILogger? logger = null)
+public sealed class Retrainer(
+    NpgsqlDataSource dataSource, RetrainingGateOptions gates, VaeTrainingOptions? training = null, ILogger? logger = null,
+    double driftThreshold = RetrainingOptions.DefaultDriftThreshold)
 {
     public const string Promoted = "promoted";
     public const string Rejected = "rejected";
@@ -168,9 +198,35 @@ public sealed class Retrainer(NpgsqlDataSource dataSource, RetrainingGateOptions
         double targetFpr = reference.Calibration.TargetFalsePositiveRate;
         var trained = await Task.Run(() => Trainer.Train(table, options, targetFpr, cancellationToken: cancellationToken), cancellationToken);
         var challengerBytes = trained.ToOnnx();
-        using var challenger = ModelBundle.Load(challengerBytes, $"{detector} challenger");
+        var challenger = ModelBundle.Load(challengerBytes, $"{detector} challenger");
+        SampleTruncation? truncation = null;
+        var evaluationEvents = recent;
+        try
+        {
+            if (active is not null)
+            {
+                var truePositives = labelled.Where(l => l.IsTruePositive).Select(l => Encoding.UTF8.GetString(l.Event)).ToHashSet(StringComparer.Ordinal);
+                (truncation, evaluationEvents) = CorrectForTruncation(reference, challenger, recent, truePositives, cancellationToken);
+                if (truncation.Threshold != challenger.Calibration.Threshold)
+                {
+                    trained = trained with { Calibration = trained.Calibration.WithThreshold(truncation.Threshold, targetFpr) };
+                    challengerBytes = trained.ToOnnx();
+                    challenger.Dispose();
+                    challenger = ModelBundle.Load(challengerBytes, $"{detector} challenger");
+                }
+                logger?.LogInformation(
+                    "Retraining {Detector}: active model on {Rows} recent events PSI {Psi:F3}, flag rate {FlagRate:P2}; sample truncated: {Truncated}; challenger threshold {Sample:G4} -> {Threshold:G4}",
+                    detector, truncation.Rows, truncation.ActivePsi, truncation.ActiveFlagRate, truncation.Truncated, truncation.SampleThreshold, truncation.Threshold);
+            }
+        }
+        catch
+        {
+            challenger.Dispose();
+            throw;
+        }
+        using var challengerModel = challenger;
 
-        var (challengerEval, activeEval) = Evaluate(challenger, active is null ? null : reference, recent, labelled, cancellationToken);
+        var (challengerEval, activeEval) = Evaluate(challenger, active is null ? null : reference, evaluationEvents, labelled, cancellationToken);
         var results = RetrainingGates.Evaluate(gates, table.RowCount, challengerEval, activeEval);
         bool promote = results.All(g => g.Passed);
 
@@ -180,6 +236,7 @@ public sealed class Retrainer(NpgsqlDataSource dataSource, RetrainingGateOptions
             retrain_run = runId,
             trigger,
             compared_with = active?.Version,
+            truncation,
             challenger = challengerEval,
             active = activeEval,
             gates = results,
@@ -188,7 +245,57 @@ public sealed class Retrainer(NpgsqlDataSource dataSource, RetrainingGateOptions
         if (promote)
             await _registry.ActivateAsync(detector, registered.Version, cancellationToken);
         return new RetrainOutcome(runId, detector, trigger, promote ? Promoted : Rejected, active?.Version, registered.Version,
-            [.. results.Select(g => g.ToString())], results, table.RowCount, fpAdded, challengerEval, activeEval);
+            [.. results.Select(g => g.ToString())], results, table.RowCount, fpAdded, challengerEval, activeEval, truncation);
+    }
+
+    /// <summary>Decides whether the sample is truncated (see the remarks) and, when it is, the challenger's threshold
+    /// from the calibration half of <paramref name="recent"/>; returns the events to evaluate on.</summary>
+    private (SampleTruncation Truncation, List<byte[]> Evaluation) CorrectForTruncation(
+        ModelBundle active, ModelBundle challenger, List<byte[]> recent, HashSet<string> truePositives, CancellationToken cancellationToken)
+    {
+        double alpha = challenger.Calibration.TargetFalsePositiveRate;
+        double sampleThreshold = challenger.Calibration.Threshold;
+        var scores = ScoreDecodable(active, recent, cancellationToken);
+        int n = scores.Length;
+        double psi = 0, flagRate = 0;
+        bool truncated = false;
+        if (n > 0)
+        {
+            var edges = ScoreDrift.Edges(active.Calibration);
+            var bins = new long[ScoreDrift.BinCount];
+            int flagged = 0;
+            foreach (var score in scores)
+            {
+                bins[ScoreDrift.BinOf(edges, score)]++;
+                flagged += score > active.Calibration.Threshold ? 1 : 0;
+            }
+            psi = ScoreDrift.PopulationStabilityIndex(bins);
+            flagRate = (double)flagged / n;
+            double expected = n * active.Calibration.TargetFalsePositiveRate;
+            truncated = psi > driftThreshold && flagged > expected + (3 * Math.Sqrt(expected * (1 - active.Calibration.TargetFalsePositiveRate)));
+        }
+        var calibration = new List<byte[]>();
+        var evaluation = new List<byte[]>();
+        for (int i = 0; i < recent.Count; i++)
+        {
+            if (i % 2 == 1)
+                evaluation.Add(recent[i]);
+            else if (!truePositives.Contains(Encoding.UTF8.GetString(recent[i])))
+                calibration.Add(recent[i]);
+        }
+        var calibrationScores = truncated ? ScoreDecodable(challenger, calibration, cancellationToken) : [];
+        if (!truncated || calibrationScores.Length < Math.Ceiling(5 / alpha))
+            return (new SampleTruncation(psi, flagRate, n, truncated, sampleThreshold, null, sampleThreshold, calibrationScores.Length), recent);
+        var sorted = calibrationScores.Select(s => (double)s).Order().ToArray();
+        double recentThreshold = RetrainingGates.Quantile(sorted, 1 - alpha);
+        return (new SampleTruncation(psi, flagRate, n, true, sampleThreshold, recentThreshold, Math.Max(sampleThreshold, recentThreshold), sorted.Length), evaluation);
+    }
+
+    private static float[] ScoreDecodable(ModelBundle model, List<byte[]> events, CancellationToken cancellationToken)
+    {
+        var decoded = RetrainingData.Decode(model.Schema, events);
+        var rows = Enumerable.Range(0, events.Count).Where(i => decoded.Decoded[i]).ToList();
+        return RetrainingData.Score(model, decoded.Table(model.Schema, rows), cancellationToken);
     }
 
     /// <summary>Scores the recent events and the labelled anomalies with both models, on the events both can decode.</summary>
@@ -255,6 +362,7 @@ public sealed class Retrainer(NpgsqlDataSource dataSource, RetrainingGateOptions
         false_positives_added = outcome.FalsePositivesAdded,
         challenger = outcome.Challenger,
         active = outcome.Active,
+        truncation = outcome.Truncation,
         gates = outcome.Gates,
     };
 

@@ -7,15 +7,15 @@ namespace AnomalyVae.Service.Retraining;
 
 /// <summary>
 /// In-process retraining for single-box installs: every detector on Retraining:Interval (trigger "schedule"), and a
-/// drifting detector when Retraining:OnDrift is set (trigger "drift", checked every <see cref="DriftCheckInterval"/>,
-/// at most once per Retraining:DriftCooldown per detector). The retrainer's advisory lock keeps replicas from
+/// drifting detector when Retraining:OnDrift is set (trigger "drift", at most once per Retraining:DriftCooldown per
+/// detector), both looked at every Retraining:CheckInterval. The retrainer's advisory lock keeps replicas from
 /// training the same detector at once; the others record a skipped run.
 /// </summary>
+/// <remarks>A scheduled run is due an Interval after the detector's latest scheduled run in retrain_runs (any
+/// replica, any earlier process), or an Interval after this process started when there is none; so restarts more
+/// frequent than the Interval do not postpone retraining forever, and replicas do not each add their own run.</remarks>
 public sealed class RetrainingSchedule(NpgsqlDataSource dataSource, ServiceOptions options, ILogger<RetrainingSchedule> logger) : BackgroundService
 {
-    /// <summary>How often drift verdicts are read.</summary>
-    public static readonly TimeSpan DriftCheckInterval = TimeSpan.FromMinutes(1);
-
     /// <summary>Whether the options ask for any in-process retraining.</summary>
     public static bool IsEnabled(RetrainingOptions retraining) => retraining.Interval is not null || retraining.OnDrift;
 
@@ -24,21 +24,28 @@ public sealed class RetrainingSchedule(NpgsqlDataSource dataSource, ServiceOptio
         var retraining = options.Retraining;
         if (!IsEnabled(retraining))
             return;
-        var retrainer = new Retrainer(dataSource, retraining.Gates, logger: logger);
-        var tick = retraining.OnDrift ? DriftCheckInterval : retraining.Interval!.Value;
-        if (retraining.Interval is { } i && i < tick)
-            tick = i;
-        var nextScheduled = retraining.Interval is { } interval ? DateTimeOffset.UtcNow + interval : DateTimeOffset.MaxValue;
+        var retrainer = new Retrainer(dataSource, retraining.Gates, logger: logger, driftThreshold: retraining.DriftThreshold);
+        var tick = retraining.Interval is { } i && i < retraining.CheckInterval ? i : retraining.CheckInterval;
+        var started = DateTimeOffset.UtcNow;
+        // Local record of attempts: a run that fails before it is recorded (e.g. an unknown detector) must not be
+        // retried on every tick.
+        var attempted = new Dictionary<string, DateTimeOffset>(StringComparer.Ordinal);
         using var timer = new PeriodicTimer(tick);
         try
         {
             while (await timer.WaitForNextTickAsync(stoppingToken))
             {
-                if (DateTimeOffset.UtcNow >= nextScheduled)
+                if (retraining.Interval is { } interval)
                 {
-                    nextScheduled = DateTimeOffset.UtcNow + retraining.Interval!.Value;
                     foreach (var detector in options.Detectors)
+                    {
+                        if (attempted.TryGetValue(detector.Name, out var at) && DateTimeOffset.UtcNow - at < interval)
+                            continue;
+                        if (!await ScheduledRunDueAsync(detector.Name, interval, DateTimeOffset.UtcNow - started, stoppingToken))
+                            continue;
+                        attempted[detector.Name] = DateTimeOffset.UtcNow;
                         await RunAsync(retrainer, detector.Name, Retrainer.Schedule, stoppingToken);
+                    }
                 }
                 if (retraining.OnDrift)
                     await RetrainDriftingAsync(retrainer, retraining.DriftCooldown, stoppingToken);
@@ -46,6 +53,26 @@ public sealed class RetrainingSchedule(NpgsqlDataSource dataSource, ServiceOptio
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
+        }
+    }
+
+    /// <summary>Whether a scheduled run of <paramref name="detector"/> is due: its latest one started at least
+    /// <paramref name="interval"/> ago by the database's clock (the one every replica shares), or, with none recorded,
+    /// this process has been up that long.</summary>
+    private async Task<bool> ScheduledRunDueAsync(string detector, TimeSpan interval, TimeSpan uptime, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var command = dataSource.CreateCommand(
+                "SELECT now() - max(started_at) FROM retrain_runs WHERE detector = $1 AND trigger = 'schedule'");
+            command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = detector });
+            var since = await command.ExecuteScalarAsync(cancellationToken);
+            return since is TimeSpan age ? age >= interval : uptime >= interval;
+        }
+        catch (NpgsqlException e)
+        {
+            logger.LogWarning(e, "Cannot read the retraining runs of {Detector}; the scheduled run waits for the next check", detector);
+            return false;
         }
     }
 
@@ -59,7 +86,7 @@ public sealed class RetrainingSchedule(NpgsqlDataSource dataSource, ServiceOptio
         }
         catch (NpgsqlException e)
         {
-            logger.LogWarning(e, "Cannot read drift status; retrying in {Interval}", DriftCheckInterval);
+            logger.LogWarning(e, "Cannot read drift status; retrying in {Interval}", options.Retraining.CheckInterval);
             return;
         }
         var configured = options.Detectors.Select(d => d.Name).ToHashSet(StringComparer.Ordinal);

@@ -67,7 +67,12 @@ public sealed class RetrainingTests(TestInfrastructure infrastructure, ITestOutp
         Assert.True(outcome.Active!.FlagRate > 0.2, $"the active model should flag much of the shifted stream, flagged {outcome.Active.FlagRate:P2}");
         Assert.True(outcome.Challenger!.FlagRate <= 0.03, $"challenger flag rate {outcome.Challenger.FlagRate:P2} is not near the 1 % target");
         Assert.True(outcome.Challenger.MeanNll < outcome.Active.MeanNll);
-        Assert.Equal(1500, outcome.Challenger.Rows);
+        // The active model drifts and flags far above its target on the recent slice, so the sample counts as
+        // truncated: half of the slice calibrates the challenger's threshold, the other half is evaluated on.
+        Assert.True(outcome.Truncation!.Truncated);
+        Assert.Equal(750, outcome.Challenger.Rows);
+        Assert.Equal(750, outcome.Truncation.CalibrationRows);
+        Assert.Equal(outcome.Truncation.Threshold, outcome.Challenger.Threshold);
 
         var models = await new ModelRegistry(_dataSource).ListAsync(Detector);
         var promoted = Assert.Single(models, m => m.Status == ModelRegistry.Active);
@@ -246,6 +251,8 @@ public sealed class RetrainingTests(TestInfrastructure infrastructure, ITestOutp
             if (e is not null)
                 output.WriteLine($"  {name}: flag rate {e.FlagRate:P2} at threshold {e.Threshold:G5}, mean score {e.MeanScore:G5}, held-out NLL {e.MeanNll:G5} over {e.Rows} events");
         }
+        if (outcome.Truncation is { } t)
+            output.WriteLine($"  truncation: {t}");
         foreach (var reason in outcome.Reasons)
             output.WriteLine("  " + reason);
     }

@@ -198,7 +198,7 @@ public sealed class RetrainingSampleTests(TestInfrastructure infrastructure, Ser
             var outcome = await new Retrainer(dataSource, new RetrainingGateOptions(), training).RunAsync("sensors", Retrainer.Drift, cts.Token);
             Console.WriteLine($"drift PSI {drift.Psi:F3} over {drift.Events} events; retrain {outcome.Decision} on {outcome.TrainingRows} sampled rows: "
                 + $"flag rate on the held-out recent slice active {outcome.Active?.FlagRate:P2}, challenger {outcome.Challenger?.FlagRate:P2}; "
-                + string.Join("; ", outcome.Reasons));
+                + string.Join("; ", outcome.Reasons) + $"; truncation {outcome.Truncation}");
             Assert.Equal(active.Version, outcome.ActiveVersion);
             Assert.Equal(Retrainer.Promoted, outcome.Decision);
             // 2 % of the stream are injected anomalies, so ≈ 3 % is the floor at the 1 % target; the sample holds only
