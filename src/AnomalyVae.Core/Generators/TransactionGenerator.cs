@@ -5,9 +5,12 @@ namespace AnomalyVae.Generators;
 /// amount scale, favourite in-store merchant categories, and its own shares of online and ATM use. Accounts pay
 /// mostly during their local day (a 24-hour activity profile), in store near home, sometimes online, rarely at an
 /// ATM (round amounts), occasionally while travelling. On average each account pays twice a day, so the stream's
-/// clock advances 43.2 s / (accounts / 1000) per event. Besides the raw fields, each event carries two features
-/// a fraud system derives from the account's history, so single events can show account-relative fraud:
-/// <c>account_avg_amount</c> (running mean of the account's previous amounts) and <c>minutes_since_last</c>.
+/// clock advances 43.2 s / (accounts / 1000) per event. Besides the raw fields, each event carries the features
+/// a payments pipeline computes upstream from the account's history, so that a model scoring one event at a time
+/// can see account-relative fraud: <c>account_avg_amount</c> (running mean of the account's previous amounts),
+/// <c>minutes_since_last</c> (since the account's previous payment), <c>amount_to_avg</c> (amount divided by
+/// that running mean), <c>payments_last_hour</c> (the account's payments in the hour before this one) and
+/// <c>foreign_country</c> (1 when the country differs from the account's home country).
 /// <c>hour</c> is the local hour at the account's home.
 /// <para>Injected fraud (each kind gets about the same share of fraudulent events):</para>
 /// <list type="bullet">
@@ -49,13 +52,19 @@ public sealed class TransactionGenerator : EventGenerator
     public const int DistanceColumn = 6;
     public const int AverageAmountColumn = 7;
     public const int MinutesSinceLastColumn = 8;
+    public const int AmountToAverageColumn = 9;
+    public const int PaymentsLastHourColumn = 10;
+    public const int ForeignCountryColumn = 11;
 
     // Name and decimals (text columns: TextColumn).
     private static readonly (string, int)[] s_columns =
     [
         ("amount", 2), ("merchant_category", TextColumn), ("country", TextColumn), ("channel", TextColumn), ("hour", 0),
         ("device_new", 0), ("distance_from_home_km", 1), ("account_avg_amount", 2), ("minutes_since_last", 1),
+        ("amount_to_avg", 3), ("payments_last_hour", 0), ("foreign_country", 0),
     ];
+
+    private const long HourMs = 3_600_000;
 
     private static readonly string[] s_kinds = [CardTesting, UnusualAmount, ForeignNewDevice, OddHours];
     private const int CardTestingIndex = 0;
@@ -106,6 +115,9 @@ public sealed class TransactionGenerator : EventGenerator
     private readonly double[] _kindWeights;
     private readonly double _startProbability;
     private long _now;
+
+    // Payments of the last hour, oldest first, to keep each account's PaymentsLastHour exact as the clock moves.
+    private readonly Queue<(int Account, long UnixMs)> _lastHour = new();
 
     // The card-testing burst in progress, if any.
     private int _burstLeft;
@@ -345,10 +357,17 @@ public sealed class TransactionGenerator : EventGenerator
         SetNumber(DistanceColumn, distance);
         SetNumber(AverageAmountColumn, account.AverageAmount);
         SetNumber(MinutesSinceLastColumn, Math.Max(0, _now - account.LastUnixMs) / 60_000.0);
+        SetNumber(AmountToAverageColumn, amount / account.AverageAmount);
+        while (_lastHour.Count > 0 && _lastHour.Peek().UnixMs <= _now - HourMs)
+            _accounts[_lastHour.Dequeue().Account].PaymentsLastHour--;
+        SetNumber(PaymentsLastHourColumn, account.PaymentsLastHour);
+        SetNumber(ForeignCountryColumn, s_countries[country].Code == s_countries[account.Country].Code ? 0 : 1);
 
         // History features describe the past: update them after the event is written.
         account.AverageAmount += 0.1 * (amount - account.AverageAmount);
         account.LastUnixMs = _now;
+        account.PaymentsLastHour++;
+        _lastHour.Enqueue((a, _now));
     }
 
     private struct Account
@@ -361,5 +380,6 @@ public sealed class TransactionGenerator : EventGenerator
         public double AtmShare;
         public double AverageAmount;
         public long LastUnixMs;
+        public int PaymentsLastHour; // payments now in _lastHour
     }
 }

@@ -206,6 +206,11 @@ public class EventGeneratorTests
                 ["distance_from_home_km"] = FeatureKind.Numeric,
                 ["account_avg_amount"] = FeatureKind.Numeric,
                 ["minutes_since_last"] = FeatureKind.Numeric,
+                ["amount_to_avg"] = FeatureKind.Numeric,
+                // A small count: in the first 10,000 payments of 10,000 accounts it takes fewer than 10 distinct
+                // values, which the inference rules read as integer codes.
+                ["payments_last_hour"] = FeatureKind.Categorical,
+                ["foreign_country"] = FeatureKind.Binary,
                 ["label"] = null,
                 ["anomaly_kind"] = null,
             },

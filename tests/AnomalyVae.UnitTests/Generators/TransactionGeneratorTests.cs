@@ -67,7 +67,26 @@ public class TransactionGeneratorTests(TransactionGeneratorTests.Stream stream) 
                 var average = before[AverageAmountColumn] + (0.1 * (before[AmountColumn] - before[AverageAmountColumn]));
                 Assert.Equal(average, now[AverageAmountColumn], 0.011); // both sides rounded to cents
             }
+
+            for (var i = 0; i < account.Count; i++)
+            {
+                var e = account[i];
+                // The ratio uses the unrounded running mean, the printed one is rounded to cents: allow for both.
+                var tolerance = 1.01 * (0.0005 + (0.005 * e[AmountColumn] / (e[AverageAmountColumn] * e[AverageAmountColumn])));
+                Assert.Equal(e[AmountColumn] / e[AverageAmountColumn], e[AmountToAverageColumn], tolerance);
+                Assert.Equal(account.Take(i).Count(p => p.UnixMs > e.UnixMs - 3_600_000), e[PaymentsLastHourColumn]);
+            }
         }
+    }
+
+    [Fact]
+    public void ForeignCountryMarksPaymentsOutsideTheHomeCountry()
+    {
+        var home = Home;
+        Assert.All(Events.Where(e => home.ContainsKey(e.Entity)), e =>
+            Assert.Equal(e.Texts[CountryColumn] == home[e.Entity] ? 0 : 1, e[ForeignCountryColumn]));
+        var foreign = Normal.Average(e => e[ForeignCountryColumn]);
+        Assert.InRange(foreign, 0.005, 0.03); // trips abroad, in store
     }
 
     [Fact]
@@ -77,9 +96,10 @@ public class TransactionGeneratorTests(TransactionGeneratorTests.Stream stream) 
         var fraud = Events.Where(e => e.Label == 1).ToList();
         Assert.All(fraud.Where(e => e.Kind == CardTesting), e => Assert.True(Channel(e) == Online && e[AmountColumn] < 3, $"{e}"));
         Assert.All(fraud.Where(e => e.Kind == UnusualAmount), e =>
-            Assert.True(e[AmountColumn] >= 14 * e[AverageAmountColumn], $"{e[AmountColumn]} is not unusual against {e[AverageAmountColumn]}"));
+            Assert.True(e[AmountColumn] >= 14 * e[AverageAmountColumn] && e[AmountToAverageColumn] >= 14, $"{e[AmountColumn]} is not unusual against {e[AverageAmountColumn]}"));
         Assert.All(fraud.Where(e => e.Kind == ForeignNewDevice), e =>
-            Assert.True(Channel(e) == Online && e[DeviceNewColumn] == 1 && e[DistanceColumn] >= 2000 && e.Texts[CountryColumn] != home[e.Entity], $"{e}"));
+            Assert.True(Channel(e) == Online && e[DeviceNewColumn] == 1 && e[DistanceColumn] >= 2000 && e.Texts[CountryColumn] != home[e.Entity]
+                && e[ForeignCountryColumn] == 1, $"{e}"));
         Assert.All(fraud.Where(e => e.Kind == OddHours), e => Assert.InRange(e[HourColumn], 1, 4));
     }
 
@@ -99,6 +119,9 @@ public class TransactionGeneratorTests(TransactionGeneratorTests.Stream stream) 
                 bursts++;
                 Assert.InRange(length, 5, 12);
                 Assert.All(events.GetRange(i + 1, length - 1), e => Assert.True(e[MinutesSinceLastColumn] < 30, $"{e}"));
+                // Each tiny payment is far below the account's usual amount, and the burst piles up in the last hour.
+                Assert.All(events.GetRange(i, length), e => Assert.True(e[AmountToAverageColumn] < 0.5, $"{e}"));
+                Assert.True(events[i + length - 1][PaymentsLastHourColumn] >= length - 1, $"{events[i + length - 1]}");
             }
 
             i += length - 1;
