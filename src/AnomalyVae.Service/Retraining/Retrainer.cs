@@ -30,7 +30,9 @@ public sealed record RetrainOutcome(
     int FalsePositivesAdded,
     ModelEvaluation? Challenger,
     ModelEvaluation? Active,
-    SampleTruncation? Truncation = null);
+    SampleTruncation? Truncation = null,
+    int SampleRows = 0,
+    bool FromDriftWindow = false);
 
 /// <summary>
 /// Whether the training sample was cut off at the active model's threshold in a way that matters, and what the
@@ -58,6 +60,9 @@ public sealed record SampleTruncation(
 /// tokens refitted) and target false-positive rate; evaluate challenger and active model on the recent-events ring
 /// (held out from the sample by construction) and on the labelled anomalies; register the challenger as a candidate
 /// with its evaluation metrics; activate it when every gate passes; record the run in retrain_runs.</para>
+/// <para>A drift-triggered run (with <c>driftWindow</c> given) trains on the sample rows sampled within the drift window
+/// when there are at least MinTrainingRows of them: the reservoir spans about SampleSize / SampleRate normal events, so
+/// soon after a shift it is mostly the distribution that drifted away; with fewer it falls back to the whole sample.</para>
 /// <para>Without an active model the feature spec comes from the newest registered model, the comparisons with an
 /// active model do not apply, and the challenger is promoted when the remaining gates pass.</para>
 /// <para>Truncated sample: serve samples only events the active model scored as normal, so after a shift the sample
@@ -73,7 +78,7 @@ public sealed record SampleTruncation(
 /// </remarks>
 public sealed class Retrainer(
     NpgsqlDataSource dataSource, RetrainingGateOptions gates, VaeTrainingOptions? training = null, ILogger? logger = null,
-    double driftThreshold = RetrainingOptions.DefaultDriftThreshold)
+    double driftThreshold = RetrainingOptions.DefaultDriftThreshold, TimeSpan? driftWindow = null)
 {
     public const string Promoted = "promoted";
     public const string Rejected = "rejected";
@@ -136,11 +141,24 @@ public sealed class Retrainer(
         var sample = await RetrainingData.TrainingSampleAsync(connection, detector, cancellationToken);
         if (specSource is null && sample.Count == 0)
             throw new RetrainingException($"unknown detector '{detector}': it has no registered model and no training sample.");
+        int sampleRows = sample.Count;
+        bool fromWindow = false;
+        if (trigger == Drift && driftWindow is { } window)
+        {
+            // The reservoir spans about SampleSize / SampleRate normal events, mostly from before a recent shift; the
+            // rows sampled within the drift window are the distribution that drifted. Too few of them: whole sample.
+            var recentRows = await RetrainingData.TrainingSampleAsync(connection, detector, cancellationToken, window);
+            if (recentRows.Count >= gates.MinTrainingRows)
+                (sample, fromWindow) = (recentRows, true);
+            logger?.LogInformation("Retraining {Detector} on drift: {Window} of {Rows} sample rows were sampled within {DriftWindow}; training on {Which}",
+                detector, recentRows.Count, sampleRows, window, fromWindow ? "those" : "the whole sample");
+        }
 
         long runId = await InsertRunAsync(connection, detector, trigger, active?.Version, cancellationToken);
         try
         {
-            var outcome = await RetrainAsync(connection, runId, detector, trigger, active, specSource, sample, cancellationToken);
+            var trained = await RetrainAsync(connection, runId, detector, trigger, active, specSource, sample, cancellationToken);
+            var outcome = trained with { SampleRows = sampleRows, FromDriftWindow = fromWindow };
             await FinishRunAsync(connection, runId, outcome.Decision, outcome.ChallengerVersion, outcome.Reasons, Metrics(outcome), cancellationToken);
             logger?.LogInformation("Retraining {Detector} ({Trigger}): {Decision}; {Reasons}", detector, trigger, outcome.Decision, string.Join("; ", outcome.Reasons));
             return outcome;
@@ -325,11 +343,13 @@ public sealed class Retrainer(
         double threshold = model.Calibration.Threshold;
         int flagged = 0;
         double sum = 0, nll = 0;
+        var perEvent = new double[scores.Length];
         for (int i = 0; i < scores.Length; i++)
         {
             flagged += scores[i] > threshold ? 1 : 0;
             sum += scores[i];
-            nll += RetrainingGates.ComparableNll(scores[i], model.Schema, table.RowMask(i));
+            perEvent[i] = RetrainingGates.ComparableNll(scores[i], model.Schema, table.RowMask(i));
+            nll += perEvent[i];
         }
         int n = scores.Length;
 
@@ -350,6 +370,7 @@ public sealed class Retrainer(
             n == 0 ? double.NaN : (double)flagged / n,
             n == 0 ? double.NaN : sum / n,
             n == 0 ? double.NaN : nll / n,
+            RetrainingGates.TrimmedMean(perEvent),
             model.Schema.Count,
             positives, truth.Length - positives,
             tp + fp == 0 ? null : (double)tp / (tp + fp),
@@ -359,6 +380,8 @@ public sealed class Retrainer(
     private static object Metrics(RetrainOutcome outcome) => new
     {
         training_rows = outcome.TrainingRows,
+        sample_rows = outcome.SampleRows,
+        from_drift_window = outcome.FromDriftWindow,
         false_positives_added = outcome.FalsePositivesAdded,
         challenger = outcome.Challenger,
         active = outcome.Active,
