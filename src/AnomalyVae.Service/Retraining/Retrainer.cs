@@ -44,7 +44,8 @@ public sealed record RetrainOutcome(
 /// <param name="SampleThreshold">The challenger's threshold calibrated on its validation rows (from the sample).</param>
 /// <param name="RecentThreshold">The (1 − target) quantile of its scores on the calibration half of the recent events; null when not
 /// truncated or when the half has fewer than 5 / target rows (then the whole slice is evaluated on).</param>
-/// <param name="Threshold">The threshold the challenger got: the larger of the two when truncated.</param>
+/// <param name="Threshold">The threshold the challenger got: the larger of the two when truncated (its calibration then refitted on
+/// the calibration half).</param>
 /// <param name="CalibrationRows">Recent events the recent threshold comes from (the other half is evaluated on).</param>
 public sealed record SampleTruncation(
     double ActivePsi, double ActiveFlagRate, int Rows, bool Truncated, double SampleThreshold, double? RecentThreshold, double Threshold,
@@ -71,9 +72,10 @@ public sealed record SampleTruncation(
 /// events (all scored events, flagged or not) drift from its calibration (PSI above <c>driftThreshold</c>) and it
 /// flags more than its target there (beyond 3 binomial standard deviations): a stable stream with real anomalies only
 /// loses its anomalous tail, which is what the sample should lose. Then the recent events are split alternately into
-/// a calibration half (without labelled true positives) and an evaluation half; the challenger's threshold is raised
-/// to the (1 − α) quantile of its scores on the calibration half (when higher; at least 5 / α rows needed), and the
-/// gates see the evaluation half only. Unlabelled real anomalies in the slice count as traffic there, so when they
+/// a calibration half (without labelled true positives) and an evaluation half; the challenger's calibration (knots,
+/// p-values, drift bins) is refitted on its scores on the calibration half, its threshold being that half's (1 − α)
+/// quantile or the sample's threshold when higher (at least 5 / α rows needed), and the gates see the evaluation half
+/// only. Unlabelled real anomalies in the slice count as traffic there, so when they
 /// are more than α of it the raised threshold lets some of them pass (labelled true positives are left out).</para>
 /// </remarks>
 public sealed class Retrainer(
@@ -224,10 +226,11 @@ public sealed class Retrainer(
             if (active is not null)
             {
                 var truePositives = labelled.Where(l => l.IsTruePositive).Select(l => Encoding.UTF8.GetString(l.Event)).ToHashSet(StringComparer.Ordinal);
-                (truncation, evaluationEvents) = CorrectForTruncation(reference, challenger, recent, truePositives, cancellationToken);
-                if (truncation.Threshold != challenger.Calibration.Threshold)
+                Calibration? recalibrated;
+                (truncation, evaluationEvents, recalibrated) = CorrectForTruncation(reference, challenger, recent, truePositives, cancellationToken);
+                if (recalibrated is not null)
                 {
-                    trained = trained with { Calibration = trained.Calibration.WithThreshold(truncation.Threshold, targetFpr) };
+                    trained = trained with { Calibration = recalibrated };
                     challengerBytes = trained.ToOnnx();
                     challenger.Dispose();
                     challenger = ModelBundle.Load(challengerBytes, $"{detector} challenger");
@@ -268,7 +271,7 @@ public sealed class Retrainer(
 
     /// <summary>Decides whether the sample is truncated (see the remarks) and, when it is, the challenger's threshold
     /// from the calibration half of <paramref name="recent"/>; returns the events to evaluate on.</summary>
-    private (SampleTruncation Truncation, List<byte[]> Evaluation) CorrectForTruncation(
+    private (SampleTruncation Truncation, List<byte[]> Evaluation, Calibration? Recalibrated) CorrectForTruncation(
         ModelBundle active, ModelBundle challenger, List<byte[]> recent, HashSet<string> truePositives, CancellationToken cancellationToken)
     {
         double alpha = challenger.Calibration.TargetFalsePositiveRate;
@@ -303,10 +306,15 @@ public sealed class Retrainer(
         }
         var calibrationScores = truncated ? ScoreDecodable(challenger, calibration, cancellationToken) : [];
         if (!truncated || calibrationScores.Length < Math.Ceiling(5 / alpha))
-            return (new SampleTruncation(psi, flagRate, n, truncated, sampleThreshold, null, sampleThreshold, calibrationScores.Length), recent);
-        var sorted = calibrationScores.Select(s => (double)s).Order().ToArray();
-        double recentThreshold = RetrainingGates.Quantile(sorted, 1 - alpha);
-        return (new SampleTruncation(psi, flagRate, n, true, sampleThreshold, recentThreshold, Math.Max(sampleThreshold, recentThreshold), sorted.Length), evaluation);
+            return (new SampleTruncation(psi, flagRate, n, truncated, sampleThreshold, null, sampleThreshold, calibrationScores.Length), recent, null);
+        // The whole calibration (knots, tail, p-values, drift bins), not only the threshold, comes from the calibration
+        // half: the validation rows' quantiles are all cut off at the old threshold, so bins fitted on them would report
+        // the live stream as drifting from the promoted model at once.
+        var recalibrated = Calibration.Fit([.. calibrationScores.Select(s => (double)s)], alpha);
+        double recentThreshold = recalibrated.Threshold;
+        if (sampleThreshold > recentThreshold)
+            recalibrated = recalibrated.WithThreshold(sampleThreshold, alpha);
+        return (new SampleTruncation(psi, flagRate, n, true, sampleThreshold, recentThreshold, recalibrated.Threshold, calibrationScores.Length), evaluation, recalibrated);
     }
 
     private static float[] ScoreDecodable(ModelBundle model, List<byte[]> events, CancellationToken cancellationToken)

@@ -123,7 +123,12 @@ public sealed class InProcessRetrainingTests(TestInfrastructure infrastructure, 
             Console.WriteLine($"  drift of v2: PSI {settled.Psi:F3} over {settled.Events} events ({settled.Status}, {settled.ModelVersion})");
 
             Assert.Equal(v2, settled.ModelVersion);
-            Assert.True(flaggedV2.Count < v1Flagged / 2, $"v2 flagged {flaggedV2.Count}, v1 {v1Flagged}");
+            // v2's calibration describes the shifted stream, so the drift verdict, now about v2's windows, is ok again.
+            Assert.Equal(ScoreDrift.Ok, settled.Status);
+            // v1 flags ≈ 17 % of the shifted stream (2 % injected anomalies, 1 % target): v2 well under a third of that,
+            // on the same events and in serve's own statistics.
+            Assert.True(flaggedV2.Count < v1Flagged / 3, $"v2 flagged {flaggedV2.Count}, v1 {v1Flagged}");
+            Assert.True((double)v2StatsFlagged / v2Scored < (double)v1ShiftedFlagged / v1ShiftedScored / 3, $"v2 {v2StatsFlagged}/{v2Scored}, v1 {v1ShiftedFlagged}/{v1ShiftedScored}");
             // Near the target: well below v1's rate on the same events, within 3× the target on normal events.
             Assert.InRange((double)v2FalsePositives / normal, 0, 3 * target);
             Assert.Single(await RunsAsync(dataSource, cts.Token));
