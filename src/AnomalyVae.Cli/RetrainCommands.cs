@@ -39,7 +39,7 @@ internal static class RetrainCommands
                 RetrainOutcome outcome;
                 try
                 {
-                    outcome = await new Retrainer(dataSource, gates, driftThreshold: retraining.DriftThreshold).RunAsync(parse.GetValue(detector)!, parse.GetValue(trigger)!, cancellationToken);
+                    outcome = await new Retrainer(dataSource, gates, driftThreshold: retraining.DriftThreshold, driftWindow: retraining.DriftWindow).RunAsync(parse.GetValue(detector)!, parse.GetValue(trigger)!, cancellationToken);
                 }
                 catch (RetrainingException e)
                 {
@@ -126,7 +126,8 @@ internal static class RetrainCommands
         });
         if (r.Challenger is { } c)
         {
-            o.WriteLine($"  training rows: {r.TrainingRows} ({r.FalsePositivesAdded} of them labelled false positives)");
+            o.WriteLine($"  training rows: {r.TrainingRows} ({r.FalsePositivesAdded} of them labelled false positives)"
+                + (r.FromDriftWindow ? $"; the sample rows taken within Retraining:DriftWindow, of {r.SampleRows} in the sample" : ""));
             o.WriteLine($"  evaluated on {c.Rows} recent events and {c.LabelledTruePositives + c.LabelledFalsePositives} labelled anomalies");
             if (r.Truncation is { } t)
             {
@@ -139,6 +140,7 @@ internal static class RetrainCommands
             Row("flag rate", r.Active?.FlagRate, c.FlagRate, P);
             Row("mean score", r.Active?.MeanScore, c.MeanScore, N);
             Row("held-out NLL (nats)", r.Active?.MeanNll, c.MeanNll, N);
+            Row("  without top 5 %", r.Active?.TrimmedNll, c.TrimmedNll, N);
             Row("precision (labels)", r.Active?.Precision, c.Precision, N);
             Row("recall (labels)", r.Active?.Recall, c.Recall, N);
         }

@@ -122,7 +122,8 @@ public sealed class RetrainingOptions
     /// <summary>Default of <see cref="DriftThreshold"/>.</summary>
     public const double DefaultDriftThreshold = 0.2;
 
-    /// <summary>How far back drift looks (scoring_stats windows of the active model that started within it).</summary>
+    /// <summary>How far back drift looks (scoring_stats windows of the active model that started within it), and which training-sample
+    /// rows a drift-triggered retrain trains on (those sampled within it, when there are at least Gates:MinTrainingRows).</summary>
     public TimeSpan DriftWindow { get; set; } = TimeSpan.FromHours(1);
 
     /// <summary>Fewest events in the drift window for a verdict; below it the status is "unknown".</summary>

@@ -30,7 +30,9 @@ public sealed record RetrainOutcome(
     int FalsePositivesAdded,
     ModelEvaluation? Challenger,
     ModelEvaluation? Active,
-    SampleTruncation? Truncation = null);
+    SampleTruncation? Truncation = null,
+    int SampleRows = 0,
+    bool FromDriftWindow = false);
 
 /// <summary>
 /// Whether the training sample was cut off at the active model's threshold in a way that matters, and what the
@@ -42,7 +44,8 @@ public sealed record RetrainOutcome(
 /// <param name="SampleThreshold">The challenger's threshold calibrated on its validation rows (from the sample).</param>
 /// <param name="RecentThreshold">The (1 − target) quantile of its scores on the calibration half of the recent events; null when not
 /// truncated or when the half has fewer than 5 / target rows (then the whole slice is evaluated on).</param>
-/// <param name="Threshold">The threshold the challenger got: the larger of the two when truncated.</param>
+/// <param name="Threshold">The threshold the challenger got: the larger of the two when truncated (its calibration then refitted on
+/// the calibration half).</param>
 /// <param name="CalibrationRows">Recent events the recent threshold comes from (the other half is evaluated on).</param>
 public sealed record SampleTruncation(
     double ActivePsi, double ActiveFlagRate, int Rows, bool Truncated, double SampleThreshold, double? RecentThreshold, double Threshold,
@@ -58,6 +61,9 @@ public sealed record SampleTruncation(
 /// tokens refitted) and target false-positive rate; evaluate challenger and active model on the recent-events ring
 /// (held out from the sample by construction) and on the labelled anomalies; register the challenger as a candidate
 /// with its evaluation metrics; activate it when every gate passes; record the run in retrain_runs.</para>
+/// <para>A drift-triggered run (with <c>driftWindow</c> given) trains on the sample rows sampled within the drift window
+/// when there are at least MinTrainingRows of them: the reservoir spans about SampleSize / SampleRate normal events, so
+/// soon after a shift it is mostly the distribution that drifted away; with fewer it falls back to the whole sample.</para>
 /// <para>Without an active model the feature spec comes from the newest registered model, the comparisons with an
 /// active model do not apply, and the challenger is promoted when the remaining gates pass.</para>
 /// <para>Truncated sample: serve samples only events the active model scored as normal, so after a shift the sample
@@ -66,14 +72,15 @@ public sealed record SampleTruncation(
 /// events (all scored events, flagged or not) drift from its calibration (PSI above <c>driftThreshold</c>) and it
 /// flags more than its target there (beyond 3 binomial standard deviations): a stable stream with real anomalies only
 /// loses its anomalous tail, which is what the sample should lose. Then the recent events are split alternately into
-/// a calibration half (without labelled true positives) and an evaluation half; the challenger's threshold is raised
-/// to the (1 − α) quantile of its scores on the calibration half (when higher; at least 5 / α rows needed), and the
-/// gates see the evaluation half only. Unlabelled real anomalies in the slice count as traffic there, so when they
+/// a calibration half (without labelled true positives) and an evaluation half; the challenger's calibration (knots,
+/// p-values, drift bins) is refitted on its scores on the calibration half, its threshold being that half's (1 − α)
+/// quantile or the sample's threshold when higher (at least 5 / α rows needed), and the gates see the evaluation half
+/// only. Unlabelled real anomalies in the slice count as traffic there, so when they
 /// are more than α of it the raised threshold lets some of them pass (labelled true positives are left out).</para>
 /// </remarks>
 public sealed class Retrainer(
     NpgsqlDataSource dataSource, RetrainingGateOptions gates, VaeTrainingOptions? training = null, ILogger? logger = null,
-    double driftThreshold = RetrainingOptions.DefaultDriftThreshold)
+    double driftThreshold = RetrainingOptions.DefaultDriftThreshold, TimeSpan? driftWindow = null)
 {
     public const string Promoted = "promoted";
     public const string Rejected = "rejected";
@@ -136,11 +143,24 @@ public sealed class Retrainer(
         var sample = await RetrainingData.TrainingSampleAsync(connection, detector, cancellationToken);
         if (specSource is null && sample.Count == 0)
             throw new RetrainingException($"unknown detector '{detector}': it has no registered model and no training sample.");
+        int sampleRows = sample.Count;
+        bool fromWindow = false;
+        if (trigger == Drift && driftWindow is { } window)
+        {
+            // The reservoir spans about SampleSize / SampleRate normal events, mostly from before a recent shift; the
+            // rows sampled within the drift window are the distribution that drifted. Too few of them: whole sample.
+            var recentRows = await RetrainingData.TrainingSampleAsync(connection, detector, cancellationToken, window);
+            if (recentRows.Count >= gates.MinTrainingRows)
+                (sample, fromWindow) = (recentRows, true);
+            logger?.LogInformation("Retraining {Detector} on drift: {Window} of {Rows} sample rows were sampled within {DriftWindow}; training on {Which}",
+                detector, recentRows.Count, sampleRows, window, fromWindow ? "those" : "the whole sample");
+        }
 
         long runId = await InsertRunAsync(connection, detector, trigger, active?.Version, cancellationToken);
         try
         {
-            var outcome = await RetrainAsync(connection, runId, detector, trigger, active, specSource, sample, cancellationToken);
+            var trained = await RetrainAsync(connection, runId, detector, trigger, active, specSource, sample, cancellationToken);
+            var outcome = trained with { SampleRows = sampleRows, FromDriftWindow = fromWindow };
             await FinishRunAsync(connection, runId, outcome.Decision, outcome.ChallengerVersion, outcome.Reasons, Metrics(outcome), cancellationToken);
             logger?.LogInformation("Retraining {Detector} ({Trigger}): {Decision}; {Reasons}", detector, trigger, outcome.Decision, string.Join("; ", outcome.Reasons));
             return outcome;
@@ -206,10 +226,11 @@ public sealed class Retrainer(
             if (active is not null)
             {
                 var truePositives = labelled.Where(l => l.IsTruePositive).Select(l => Encoding.UTF8.GetString(l.Event)).ToHashSet(StringComparer.Ordinal);
-                (truncation, evaluationEvents) = CorrectForTruncation(reference, challenger, recent, truePositives, cancellationToken);
-                if (truncation.Threshold != challenger.Calibration.Threshold)
+                Calibration? recalibrated;
+                (truncation, evaluationEvents, recalibrated) = CorrectForTruncation(reference, challenger, recent, truePositives, cancellationToken);
+                if (recalibrated is not null)
                 {
-                    trained = trained with { Calibration = trained.Calibration.WithThreshold(truncation.Threshold, targetFpr) };
+                    trained = trained with { Calibration = recalibrated };
                     challengerBytes = trained.ToOnnx();
                     challenger.Dispose();
                     challenger = ModelBundle.Load(challengerBytes, $"{detector} challenger");
@@ -250,7 +271,7 @@ public sealed class Retrainer(
 
     /// <summary>Decides whether the sample is truncated (see the remarks) and, when it is, the challenger's threshold
     /// from the calibration half of <paramref name="recent"/>; returns the events to evaluate on.</summary>
-    private (SampleTruncation Truncation, List<byte[]> Evaluation) CorrectForTruncation(
+    private (SampleTruncation Truncation, List<byte[]> Evaluation, Calibration? Recalibrated) CorrectForTruncation(
         ModelBundle active, ModelBundle challenger, List<byte[]> recent, HashSet<string> truePositives, CancellationToken cancellationToken)
     {
         double alpha = challenger.Calibration.TargetFalsePositiveRate;
@@ -285,10 +306,15 @@ public sealed class Retrainer(
         }
         var calibrationScores = truncated ? ScoreDecodable(challenger, calibration, cancellationToken) : [];
         if (!truncated || calibrationScores.Length < Math.Ceiling(5 / alpha))
-            return (new SampleTruncation(psi, flagRate, n, truncated, sampleThreshold, null, sampleThreshold, calibrationScores.Length), recent);
-        var sorted = calibrationScores.Select(s => (double)s).Order().ToArray();
-        double recentThreshold = RetrainingGates.Quantile(sorted, 1 - alpha);
-        return (new SampleTruncation(psi, flagRate, n, true, sampleThreshold, recentThreshold, Math.Max(sampleThreshold, recentThreshold), sorted.Length), evaluation);
+            return (new SampleTruncation(psi, flagRate, n, truncated, sampleThreshold, null, sampleThreshold, calibrationScores.Length), recent, null);
+        // The whole calibration (knots, tail, p-values, drift bins), not only the threshold, comes from the calibration
+        // half: the validation rows' quantiles are all cut off at the old threshold, so bins fitted on them would report
+        // the live stream as drifting from the promoted model at once.
+        var recalibrated = Calibration.Fit([.. calibrationScores.Select(s => (double)s)], alpha);
+        double recentThreshold = recalibrated.Threshold;
+        if (sampleThreshold > recentThreshold)
+            recalibrated = recalibrated.WithThreshold(sampleThreshold, alpha);
+        return (new SampleTruncation(psi, flagRate, n, true, sampleThreshold, recentThreshold, recalibrated.Threshold, calibrationScores.Length), evaluation, recalibrated);
     }
 
     private static float[] ScoreDecodable(ModelBundle model, List<byte[]> events, CancellationToken cancellationToken)
@@ -325,11 +351,13 @@ public sealed class Retrainer(
         double threshold = model.Calibration.Threshold;
         int flagged = 0;
         double sum = 0, nll = 0;
+        var perEvent = new double[scores.Length];
         for (int i = 0; i < scores.Length; i++)
         {
             flagged += scores[i] > threshold ? 1 : 0;
             sum += scores[i];
-            nll += RetrainingGates.ComparableNll(scores[i], model.Schema, table.RowMask(i));
+            perEvent[i] = RetrainingGates.ComparableNll(scores[i], model.Schema, table.RowMask(i));
+            nll += perEvent[i];
         }
         int n = scores.Length;
 
@@ -350,6 +378,7 @@ public sealed class Retrainer(
             n == 0 ? double.NaN : (double)flagged / n,
             n == 0 ? double.NaN : sum / n,
             n == 0 ? double.NaN : nll / n,
+            RetrainingGates.TrimmedMean(perEvent),
             model.Schema.Count,
             positives, truth.Length - positives,
             tp + fp == 0 ? null : (double)tp / (tp + fp),
@@ -359,6 +388,8 @@ public sealed class Retrainer(
     private static object Metrics(RetrainOutcome outcome) => new
     {
         training_rows = outcome.TrainingRows,
+        sample_rows = outcome.SampleRows,
+        from_drift_window = outcome.FromDriftWindow,
         false_positives_added = outcome.FalsePositivesAdded,
         challenger = outcome.Challenger,
         active = outcome.Active,

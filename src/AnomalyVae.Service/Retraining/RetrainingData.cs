@@ -38,17 +38,20 @@ internal static class RetrainingData
     private const string LatestLabel =
         "(SELECT f.label FROM anomaly_feedback f WHERE f.anomaly_id = a.id ORDER BY f.created_at DESC, f.id DESC LIMIT 1)";
 
-    /// <summary>Events of the training sample, without those of anomalies whose latest label is true_positive.</summary>
-    public static Task<List<byte[]>> TrainingSampleAsync(NpgsqlConnection connection, string detector, CancellationToken cancellationToken) =>
+    /// <summary>Events of the training sample, without those of anomalies whose latest label is true_positive; with
+    /// <paramref name="within"/>, only those sampled within that time before now (the database's clock, which wrote
+    /// sampled_at).</summary>
+    public static Task<List<byte[]>> TrainingSampleAsync(NpgsqlConnection connection, string detector, CancellationToken cancellationToken,
+        TimeSpan? within = null) =>
         EventsAsync(connection,
             $"""
             SELECT s.event::text FROM training_sample s
-            WHERE s.detector = $1 AND NOT EXISTS (
+            WHERE s.detector = $1 AND ($2::interval IS NULL OR s.sampled_at >= now() - $2::interval) AND NOT EXISTS (
               SELECT 1 FROM anomalies a
               WHERE a.detector = s.detector AND a.topic = s.topic AND a."partition" = s.partition AND a."offset" = s."offset"
                 AND {LatestLabel} = 'true_positive')
             ORDER BY s.slot
-            """, detector, cancellationToken);
+            """, detector, cancellationToken, within);
 
     /// <summary>Events of the recent-events ring, without those of anomalies whose latest label is true_positive
     /// when <paramref name="withoutTruePositives"/>.</summary>
@@ -79,10 +82,13 @@ internal static class RetrainingData
         return events;
     }
 
-    private static async Task<List<byte[]>> EventsAsync(NpgsqlConnection connection, string sql, string detector, CancellationToken cancellationToken)
+    private static async Task<List<byte[]>> EventsAsync(NpgsqlConnection connection, string sql, string detector, CancellationToken cancellationToken,
+        TimeSpan? within = null)
     {
         await using var command = new NpgsqlCommand(sql, connection);
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = detector });
+        if (sql.Contains("$2", StringComparison.Ordinal))
+            command.Parameters.Add(new NpgsqlParameter { Value = within is { } w ? w : DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Interval });
         var events = new List<byte[]>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))

@@ -24,7 +24,7 @@ public sealed class RetrainingSchedule(NpgsqlDataSource dataSource, ServiceOptio
         var retraining = options.Retraining;
         if (!IsEnabled(retraining))
             return;
-        var retrainer = new Retrainer(dataSource, retraining.Gates, logger: logger, driftThreshold: retraining.DriftThreshold);
+        var retrainer = new Retrainer(dataSource, retraining.Gates, logger: logger, driftThreshold: retraining.DriftThreshold, driftWindow: retraining.DriftWindow);
         var tick = retraining.Interval is { } i && i < retraining.CheckInterval ? i : retraining.CheckInterval;
         var started = DateTimeOffset.UtcNow;
         // Local record of attempts: a run that fails before it is recorded (e.g. an unknown detector) must not be

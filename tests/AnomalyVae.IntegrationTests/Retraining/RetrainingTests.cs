@@ -101,6 +101,9 @@ public sealed class RetrainingTests(TestInfrastructure infrastructure, ITestOutp
         Assert.Equal(Retrainer.Rejected, outcome.Decision);
         var nll = Assert.Single(outcome.Gates, g => g.Name == RetrainingGates.HeldOutNll);
         Assert.False(nll.Passed);
+        // By a wide margin, with the anomalous tail of each model left out of the comparison.
+        double perFeature = (outcome.Challenger!.TrimmedNll - outcome.Active!.TrimmedNll) / outcome.Challenger.Features;
+        Assert.True(perFeature > 10 * new RetrainingGateOptions().MaxNllIncreasePerFeature, $"+{perFeature} nats per feature");
         Assert.Contains(outcome.Reasons, r => r.StartsWith("FAIL held_out_nll", StringComparison.Ordinal));
         var models = await new ModelRegistry(_dataSource).ListAsync(Detector);
         Assert.Equal(active.Version, Assert.Single(models, m => m.Status == ModelRegistry.Active).Version);
@@ -144,6 +147,35 @@ public sealed class RetrainingTests(TestInfrastructure infrastructure, ITestOutp
         // The lock is released after each run: a later run trains again.
         var again = await retrainer.RunAsync(Detector, Retrainer.Manual);
         Assert.NotEqual(Retrainer.Skipped, again.Decision);
+    }
+
+    [Fact]
+    public async Task A_drift_triggered_run_trains_on_the_rows_sampled_within_the_drift_window_when_there_are_enough()
+    {
+        var active = await new ModelRegistry(_dataSource).RegisterAsync(Detector, s_activeModel.Value, "active", activate: true);
+        // The reservoir still holds 3000 rows sampled two hours ago (noise here, to make them unmistakable) and 1500
+        // rows of the shifted stream sampled just now.
+        await InsertSampleAsync("training_sample", NoiseEvents(seed: 9, count: 3000));
+        await using (var age = _dataSource.CreateCommand("UPDATE training_sample SET sampled_at = now() - interval '2 hours'"))
+            await age.ExecuteNonQueryAsync();
+        await InsertSampleAsync("training_sample", SensorEvents(skip: 4000, count: 1500, shift: true), firstSlot: 3000);
+        await InsertSampleAsync("recent_events", SensorEvents(skip: 8000, count: 1500, shift: true));
+
+        var drift = await new Retrainer(_dataSource, new RetrainingGateOptions(), s_training, driftWindow: TimeSpan.FromHours(1)).RunAsync(Detector, Retrainer.Drift);
+        Report(drift);
+        Assert.Equal((true, 1500, 4500), (drift.FromDriftWindow, drift.TrainingRows, drift.SampleRows));
+        Assert.Equal(Retrainer.Promoted, drift.Decision);
+        var run = await LatestRunAsync();
+        Assert.True(run.Metrics.GetProperty("from_drift_window").GetBoolean());
+        Assert.Equal(4500, run.Metrics.GetProperty("sample_rows").GetInt32());
+
+        // Fewer window rows than Gates:MinTrainingRows, or a run not triggered by drift: the whole sample.
+        var few = await new Retrainer(_dataSource, new RetrainingGateOptions { MinTrainingRows = 2000 }, s_training, driftWindow: TimeSpan.FromHours(1))
+            .RunAsync(Detector, Retrainer.Drift);
+        Assert.Equal((false, 4500), (few.FromDriftWindow, few.TrainingRows));
+        var manual = await new Retrainer(_dataSource, new RetrainingGateOptions(), s_training, driftWindow: TimeSpan.FromHours(1)).RunAsync(Detector, Retrainer.Manual);
+        Assert.Equal((false, 4500), (manual.FromDriftWindow, manual.TrainingRows));
+        Assert.NotEqual(active.Version, drift.ChallengerVersion);
     }
 
     [Fact]
@@ -334,7 +366,7 @@ public sealed class RetrainingTests(TestInfrastructure infrastructure, ITestOutp
         }
     }
 
-    private async Task InsertSampleAsync(string table, List<string> events)
+    private async Task InsertSampleAsync(string table, List<string> events, int firstSlot = 0)
     {
         await using var connection = await _dataSource.OpenConnectionAsync();
         await using var batch = new NpgsqlBatch(connection);
@@ -348,7 +380,7 @@ public sealed class RetrainingTests(TestInfrastructure infrastructure, ITestOutp
                 Parameters =
                 {
                     new NpgsqlParameter<string> { TypedValue = Detector },
-                    new NpgsqlParameter<int> { TypedValue = i },
+                    new NpgsqlParameter<int> { TypedValue = firstSlot + i },
                     new NpgsqlParameter<string> { TypedValue = events[i] },
                 },
             });

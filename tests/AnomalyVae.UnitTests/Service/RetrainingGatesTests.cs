@@ -114,6 +114,33 @@ public sealed class RetrainingGatesTests
         Assert.Equal(3.97, RetrainingGates.Quantile([1, 2, 3, 4], 0.99), 10);
     }
 
-    private static ModelEvaluation Evaluation(double flagRate, double nll, int truePositives = 0, int falsePositives = 0, double? precision = null, double? recall = null) =>
-        new("v", 10, 0.01, 1000, flagRate, nll, nll, 5, truePositives, falsePositives, precision, recall);
+    [Fact]
+    public void The_nll_gate_compares_means_without_each_models_highest_five_percent()
+    {
+        // A sharper challenger pays heavily on the few real anomalies (all-events mean 14.7 vs 7.4) but explains the
+        // rest of the traffic better: it passes. One worse on the bulk fails although its all-events mean is lower.
+        var sharp = Evaluation(0.012, 10, trimmedNll: -1.1) with { MeanNll = 14.7 };
+        var vague = Evaluation(0.18, 10, trimmedNll: 4.6) with { MeanNll = 7.4 };
+        var passed = RetrainingGates.Evaluate(new RetrainingGateOptions(), 5000, sharp, vague).Single(r => r.Name == RetrainingGates.HeldOutNll);
+        Assert.True(passed.Passed, passed.ToString());
+        Assert.Contains("all events: 14.7 vs 7.4", passed.Detail);
+        var worseOnTheBulk = Evaluation(0.012, 10, trimmedNll: 5.2) with { MeanNll = 6 };
+        Assert.False(RetrainingGates.Evaluate(new RetrainingGateOptions(), 5000, worseOnTheBulk, vague).Single(r => r.Name == RetrainingGates.HeldOutNll).Passed);
+    }
+
+    [Fact]
+    public void The_trimmed_mean_leaves_out_the_highest_five_percent()
+    {
+        var twenty = Enumerable.Range(1, 20).Select(i => (double)i).Reverse().ToArray();
+        Assert.Equal(10, RetrainingGates.TrimmedMean(twenty)); // 20 dropped: mean of 1..19
+        var withOutliers = Enumerable.Repeat(1.0, 95).Concat(Enumerable.Repeat(1000.0, 5)).ToArray();
+        Assert.Equal(1, RetrainingGates.TrimmedMean(withOutliers));
+        Assert.Equal(2, RetrainingGates.TrimmedMean([1.0, 2, 3])); // fewer than 20 values: nothing dropped
+        Assert.True(double.IsNaN(RetrainingGates.TrimmedMean([])));
+        Assert.True(double.IsNaN(RetrainingGates.TrimmedMean([1.0, double.NaN, 3])));
+    }
+
+    private static ModelEvaluation Evaluation(double flagRate, double nll, int truePositives = 0, int falsePositives = 0, double? precision = null, double? recall = null,
+        double? trimmedNll = null) =>
+        new("v", 10, 0.01, 1000, flagRate, nll, nll, trimmedNll ?? nll, 5, truePositives, falsePositives, precision, recall);
 }
