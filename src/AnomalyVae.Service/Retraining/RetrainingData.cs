@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using AnomalyVae.Features;
 using AnomalyVae.Scoring;
+using AnomalyVae.Service.Storage;
 using Npgsql;
 
 namespace AnomalyVae.Service.Retraining;
@@ -78,7 +79,7 @@ internal static class RetrainingData
         var events = new List<LabelledEvent>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
-            events.Add(new LabelledEvent(Encoding.UTF8.GetBytes(reader.GetString(0)), reader.GetString(1) == "true_positive"));
+            events.Add(new LabelledEvent(EventJson.FromJsonb(reader.GetString(0)), reader.GetString(1) == "true_positive"));
         return events;
     }
 
@@ -92,13 +93,13 @@ internal static class RetrainingData
         var events = new List<byte[]>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
-            events.Add(Encoding.UTF8.GetBytes(reader.GetString(0)));
+            events.Add(EventJson.FromJsonb(reader.GetString(0)));
         return events;
     }
 
     /// <summary>
     /// Decodes events as serve does (<see cref="EventDecoder"/>). An event that does not decode, or has none of the
-    /// features present (e.g. one stored base64-wrapped), is marked not decoded.
+    /// features present, is marked not decoded.
     /// </summary>
     public static DecodedEvents Decode(FeatureSchema schema, IReadOnlyList<byte[]> events)
     {

@@ -33,6 +33,26 @@ public static class EventJson
         return Encoding.UTF8.GetString(output.WrittenSpan);
     }
 
+    /// <summary>
+    /// The payload bytes behind a stored <c>event</c> text: the text itself, or the original bytes of a
+    /// base64-wrapped one (exactly the two properties <see cref="ForJsonb"/> writes), so readers such as
+    /// retraining see every stored event as serve decoded it.
+    /// </summary>
+    public static byte[] FromJsonb(string stored)
+    {
+        var bytes = Encoding.UTF8.GetBytes(stored);
+        if (!stored.Contains("\"stored_as\"", StringComparison.Ordinal))
+            return bytes;
+        using var document = JsonDocument.Parse(bytes);
+        var root = document.RootElement;
+        if (root.ValueKind == JsonValueKind.Object && root.EnumerateObject().Count() == 2
+            && root.TryGetProperty("stored_as", out var kind) && kind.ValueKind == JsonValueKind.String && kind.ValueEquals("base64")
+            && root.TryGetProperty("payload_base64", out var payload) && payload.ValueKind == JsonValueKind.String
+            && payload.TryGetBytesFromBase64(out var original))
+            return original;
+        return bytes;
+    }
+
     /// <summary>Whether jsonb accepts the payload as it is.</summary>
     public static bool IsSafe(ReadOnlySpan<byte> payload)
     {

@@ -26,6 +26,18 @@ public sealed class EventJsonTests
         using var document = JsonDocument.Parse(stored);
         Assert.Equal(bytes, document.RootElement.GetProperty("payload_base64").GetBytesFromBase64());
         Assert.Equal("base64", document.RootElement.GetProperty("stored_as").GetString());
+        // Readers (retraining) get the original bytes back.
+        Assert.Equal(bytes, EventJson.FromJsonb(stored));
+    }
+
+    [Theory]
+    [InlineData("{\"a\":1}")]
+    [InlineData("{\"payload_base64\":\"AAAA\",\"stored_as\":\"base64\",\"temperature\":3}")]
+    [InlineData("{\"payload_base64\":\"AAAA\",\"stored_as\":\"text\"}")]
+    [InlineData("{\"payload_base64\":7,\"stored_as\":\"base64\"}")]
+    public void Stored_events_that_are_not_the_wrapper_read_back_as_they_are(string stored)
+    {
+        Assert.Equal(Encoding.UTF8.GetBytes(stored), EventJson.FromJsonb(stored));
     }
 
     [Fact]
