@@ -63,8 +63,9 @@ public sealed class ScoringOptions
 
     public int BatchTimeoutMs { get; set; } = 50;
 
-    /// <summary>ONNX Runtime intra-op threads; 0 lets ORT choose.</summary>
-    public int IntraOpThreads { get; set; }
+    /// <summary>ONNX Runtime intra-op threads per detector; 0 lets ORT choose. 1 by default: a micro-batch is too
+    /// small to split, and ORT's pool threads spin between runs (measured: 8.8 → 5.2 µs CPU per event in serve).</summary>
+    public int IntraOpThreads { get; set; } = 1;
 
     public bool UseCuda { get; set; }
 
