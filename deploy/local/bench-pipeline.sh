@@ -17,7 +17,8 @@
 # Environment: KAFKA_BOOTSTRAP (127.0.0.1:9092), ZK_CONNECT (127.0.0.1:2181), PG_HOST (127.0.0.1), PG_PORT (5433),
 #   PG_USER (anomalyvae), PG_DATABASE (anomalyvae: an existing database to connect to while creating the
 #   benchmark's own), EVENTS, RATE, LIVE_SECONDS, FUZZ_FRACTION, BENCH_DIR (a temporary directory), ANOMALYVAE (the CLI command;
-#   default: build src/AnomalyVae.Cli in Release and run it), HTTP_PORT (18089, serve's metrics port).
+#   default: build src/AnomalyVae.Cli in Release and run it), HTTP_PORT (18089, serve's metrics port),
+#   SERVE_KAFKA_PROPERTIES (extra librdkafka properties for serve as JSON members, e.g. '"queued.min.messages": "300000"').
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 KAFKA_BOOTSTRAP="${KAFKA_BOOTSTRAP:-127.0.0.1:9092}"
@@ -33,6 +34,7 @@ FUZZ_FRACTION="${FUZZ_FRACTION:-0.1}"
 # The fuzz-mix detector's Scoring:MaxPayloadBytes: oversized faults (up to twice this) must fit in a Kafka message.
 FUZZ_MAX_PAYLOAD=4096
 HTTP_PORT="${HTTP_PORT:-18089}"
+EXTRA_PROPERTIES="${SERVE_KAFKA_PROPERTIES:+, $SERVE_KAFKA_PROPERTIES}"
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 WORK="${BENCH_DIR:-$(mktemp -d /tmp/anomalyvae-bench.XXXXXX)}"
@@ -103,7 +105,7 @@ raw_rate=$(echo "$consumed / ($t1 - $t0)" | bc -l)
 cat > "$WORK/serve.json" <<JSON
 {
   "Kafka": { "BootstrapServers": "$KAFKA_BOOTSTRAP", "GroupId": "bench-$RUN_ID",
-             "Properties": { "api.version.request": "false", "broker.version.fallback": "0.9.0.1" } },
+             "Properties": { "api.version.request": "false", "broker.version.fallback": "0.9.0.1"$EXTRA_PROPERTIES } },
   "Postgres": { "ConnectionString": "Host=$PG_HOST;Port=$PG_PORT;Username=$PG_USER;Database=$DB" },
   "Detectors": [
     { "Name": "bulk", "Topic": "$TOPIC", "Model": "$WORK/model.onnx", "DeadLetterTopic": "$TOPIC.dlq",
@@ -178,7 +180,7 @@ if fuzzing; then
   cat > "$WORK/serve-mixed.json" <<JSON
 {
   "Kafka": { "BootstrapServers": "$KAFKA_BOOTSTRAP", "GroupId": "bench-$RUN_ID",
-             "Properties": { "api.version.request": "false", "broker.version.fallback": "0.9.0.1" } },
+             "Properties": { "api.version.request": "false", "broker.version.fallback": "0.9.0.1"$EXTRA_PROPERTIES } },
   "Postgres": { "ConnectionString": "Host=$PG_HOST;Port=$PG_PORT;Username=$PG_USER;Database=$DB" },
   "Detectors": [
     { "Name": "mixed", "Topic": "$MIXED", "Model": "$WORK/model.onnx", "DeadLetterTopic": "$MIXED.dlq",

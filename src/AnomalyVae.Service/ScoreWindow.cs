@@ -7,7 +7,7 @@ namespace AnomalyVae.Service;
 public sealed class ScoreWindow(int windowSeconds, int reservoirSize = 4096, int seed = 1)
 {
     private readonly double[] _reservoir = new double[reservoirSize];
-    private readonly double[] _sorted = new double[reservoirSize];
+    private readonly double[] _scratch = new double[reservoirSize];
     private readonly Random _random = new(seed);
     private long _seen;
     private double _max = double.NegativeInfinity;
@@ -53,12 +53,59 @@ public sealed class ScoreWindow(int windowSeconds, int reservoirSize = 4096, int
         if (_seen == 0)
             return null;
         int n = (int)Math.Min(_seen, _reservoir.Length);
-        var sorted = _sorted.AsSpan(0, n);
-        _reservoir.AsSpan(0, n).CopyTo(sorted);
-        sorted.Sort();
+        var scores = _scratch.AsSpan(0, n);
+        _reservoir.AsSpan(0, n).CopyTo(scores);
+        // Called once per batch: three selections instead of a full sort (the same order statistics, a tenth of the
+        // work). Each narrows the range for the next, since everything right of a selected index is not smaller.
+        int i50 = Index(0.5, n), i90 = Index(0.9, n), i99 = Index(0.99, n);
+        Select(scores, i50);
+        Select(scores[(i50 + 1)..], i90 - i50 - 1);
+        Select(scores[(i90 + 1)..], i99 - i90 - 1);
         // The max is exact; a sampled p99 can never exceed it.
-        return (sorted[Index(0.5, n)], sorted[Index(0.9, n)], Math.Min(sorted[Index(0.99, n)], _max), _max);
+        return (scores[i50], scores[i90], Math.Min(scores[i99], _max), _max);
     }
 
     private static int Index(double q, int n) => (int)Math.Min(n - 1, Math.Floor(q * n));
+
+    /// <summary>Rearranges <paramref name="values"/> (finite) so that values[k] is the one a sort would put there,
+    /// nothing left of it is larger and nothing right of it smaller (Hoare's selection, median-of-three pivot).
+    /// An index at or past the end (an empty range after the previous selection) leaves the values as they are.</summary>
+    private static void Select(Span<double> values, int k)
+    {
+        int lo = 0, hi = values.Length - 1;
+        if (k < 0 || k > hi)
+            return;
+        while (hi > lo)
+        {
+            int mid = lo + ((hi - lo) >> 1);
+            // Median of three into values[mid], then partition around it.
+            if (values[mid] < values[lo])
+                (values[mid], values[lo]) = (values[lo], values[mid]);
+            if (values[hi] < values[lo])
+                (values[hi], values[lo]) = (values[lo], values[hi]);
+            if (values[hi] < values[mid])
+                (values[hi], values[mid]) = (values[mid], values[hi]);
+            double pivot = values[mid];
+            int i = lo, j = hi;
+            while (i <= j)
+            {
+                while (values[i] < pivot)
+                    i++;
+                while (values[j] > pivot)
+                    j--;
+                if (i <= j)
+                {
+                    (values[i], values[j]) = (values[j], values[i]);
+                    i++;
+                    j--;
+                }
+            }
+            if (k <= j)
+                hi = j;
+            else if (k >= i)
+                lo = i;
+            else
+                return;
+        }
+    }
 }

@@ -59,12 +59,16 @@ public sealed class DetectorOptions
 /// <summary>Micro-batching and ONNX Runtime settings (section <c>Scoring</c>).</summary>
 public sealed class ScoringOptions
 {
-    public int BatchSize { get; set; } = 1024;
+    /// <summary>4096 by default: each batch commits in one PostgreSQL transaction of a few milliseconds, so larger
+    /// batches amortize it (measured per million events: 4.2 s of commits at 1024, 2.4 s at 4096). At low rates a
+    /// batch still closes <see cref="BatchTimeoutMs"/> after its first event.</summary>
+    public int BatchSize { get; set; } = 4096;
 
     public int BatchTimeoutMs { get; set; } = 50;
 
-    /// <summary>ONNX Runtime intra-op threads; 0 lets ORT choose.</summary>
-    public int IntraOpThreads { get; set; }
+    /// <summary>ONNX Runtime intra-op threads per detector; 0 lets ORT choose. 1 by default: a micro-batch is too
+    /// small to split, and ORT's pool threads spin between runs (measured: 8.8 → 5.2 µs CPU per event in serve).</summary>
+    public int IntraOpThreads { get; set; } = 1;
 
     public bool UseCuda { get; set; }
 

@@ -232,6 +232,31 @@ public class EventDecoderTests
         Assert.Equal(3f, x[Status]);
     }
 
+    [Fact]
+    public void NamesMatchOnTheirUtf8BytesOrTheirEscapes()
+    {
+        // Enough features that the decoder's name table has collisions to probe past; one non-ASCII name, one name
+        // that is also the entity field, and names that are prefixes of each other.
+        var features = Enumerable.Range(0, 40).Select(i => FittedFeature.Numeric($"f{i}", 0, 1)).ToList();
+        features.Add(FittedFeature.Numeric("température", 0, 1));
+        features.Add(FittedFeature.Categorical("machine", ["m1", "m2"]));
+        var decoder = new EventDecoder(new FeatureSchema(features), entityField: "machine", timeField: "f3");
+        var (result, x, mask) = Decode("""{"f1": 1, "f10": 10, "f39": 39, "f4": null, "température": 2.5, "f": 7, "f100": 8, "machine": "m2", "f3": 5}""", decoder);
+        Assert.True(result.IsSuccess, result.ToString());
+        Assert.Equal((1f, 10f, 39f, 2.5f, 2f, 5f), (x[1], x[10], x[39], x[40], x[41], x[3]));
+        Assert.Equal(6, mask.Count(m => m == 1));
+        var payload = Encoding.UTF8.GetBytes("""{"machine": "m2", "f3": 5}""");
+        var both = decoder.Decode(payload, new float[42], new float[42]);
+        Assert.Equal("m2", both.Entity.GetString(payload));
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(5), both.EventTime);
+
+        var (escaped, ex, _) = Decode("""{"temp\u00e9rature": 2.5, "m\u0061chine": "m1"}""", decoder);
+        Assert.True(escaped.IsSuccess, escaped.ToString());
+        Assert.Equal((2.5f, 1f), (ex[40], ex[41]));
+        Assert.Equal(EventDecodeError.DuplicateKey, Decode("""{"température": 1, "temp\u00e9rature": 1}""", decoder).Result.Error);
+        Assert.Equal(EventDecodeError.DuplicateKey, Decode("""{"machine": "m1", "m\u0061chine": "m1"}""", decoder).Result.Error);
+    }
+
     [Theory]
     [InlineData("""{"temp": 1, "temp": 2}""", Temp)]
     [InlineData("""{"temp": 1, "te\u006dp": 1}""", Temp)]

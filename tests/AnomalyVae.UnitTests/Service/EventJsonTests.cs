@@ -63,4 +63,45 @@ public sealed class EventJsonTests
         window.Advance(t0.AddSeconds(40));
         Assert.Null(window.Quantiles());
     }
+
+    [Theory]
+    [InlineData(1, 0)]
+    [InlineData(2, 0)]
+    [InlineData(7, 3)]
+    [InlineData(100, 0)]
+    [InlineData(4096, 0)]
+    [InlineData(4096, 5)]
+    [InlineData(20_000, 0)]
+    public void Score_window_quantiles_are_the_order_statistics_of_its_reservoir(int scores, int distinct)
+    {
+        // Selection must give what a full sort gives: random, shuffled ties (distinct > 0: few values), repeated calls.
+        var window = new ScoreWindow(windowSeconds: 60, reservoirSize: 4096, seed: 3);
+        window.Advance(new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc));
+        var random = new Random(scores + distinct);
+        var added = new List<double>();
+        for (int i = 0; i < scores; i++)
+        {
+            double score = distinct > 0 ? random.Next(distinct) : random.NextDouble() * 100 - 20;
+            window.Add(score);
+            added.Add(score);
+            if (i == scores / 2 || i == scores - 1)
+            {
+                var q = window.Quantiles()!.Value;
+                if (added.Count <= 4096)
+                {
+                    var sorted = added.Order().ToArray();
+                    int n = sorted.Length;
+                    double At(double p) => sorted[(int)Math.Min(n - 1, Math.Floor(p * n))];
+                    Assert.Equal((At(0.5), At(0.9), At(0.99), sorted[^1]), q);
+                }
+                else
+                {
+                    // Beyond the reservoir: sampled, but ordered, within the scores seen, and the max exact.
+                    Assert.True(q.P50 <= q.P90 && q.P90 <= q.P99 && q.P99 <= q.Max, q.ToString());
+                    Assert.Equal(added.Max(), q.Max);
+                    Assert.Contains(q.P50, added);
+                }
+            }
+        }
+    }
 }

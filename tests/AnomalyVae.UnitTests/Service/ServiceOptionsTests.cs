@@ -25,7 +25,7 @@ public sealed class ServiceOptionsTests
         var d = Assert.Single(options.Detectors);
         Assert.Equal(("sensors", "sensors", "models/sensors.onnx", "sensors.bad", "machine_id", "ts", 12.5, StartFrom.Latest),
             (d.Name, d.Topic, d.Model, d.ResolvedDeadLetterTopic, d.EntityField, d.TimestampField, d.Threshold, d.StartFrom));
-        Assert.Equal((1024, 50, 0, false, 1 << 20, 60, 30), (options.Scoring.BatchSize, options.Scoring.BatchTimeoutMs,
+        Assert.Equal((4096, 50, 1, false, 1 << 20, 60, 30), (options.Scoring.BatchSize, options.Scoring.BatchTimeoutMs,
             options.Scoring.IntraOpThreads, options.Scoring.UseCuda, options.Scoring.MaxPayloadBytes, options.Scoring.StatsWindowSeconds,
             options.Scoring.ShutdownTimeoutSeconds));
         Assert.Equal(8080, options.Http.Port);
