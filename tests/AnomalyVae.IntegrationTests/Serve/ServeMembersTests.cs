@@ -50,8 +50,9 @@ public sealed class ServeMembersTests(TestInfrastructure infrastructure, ServeFi
             Console.WriteLine($"members: split {string.Join(",", victimPartitions)} | {string.Join(",", survivorPartitions)} after {clock.Elapsed.TotalSeconds:F1} s");
 
             // Kill while the events are still being produced, once both have committed something (every partition
-            // has a stored offset).
-            var produce = ServeFixture.ProduceAsync(infrastructure, topic, ServeFixture.Events(60_000, seed: 51), cts.Token);
+            // has a stored offset). The events go out in paced chunks: a fast member could otherwise finish a burst
+            // before the kill, and the victim would have nothing left to hand over.
+            var produce = ProduceInChunksAsync(topic, ServeFixture.Events(60_000, seed: 51), chunks: 12, TimeSpan.FromMilliseconds(250), cts.Token);
             Dictionary<int, long> stored;
             while ((stored = await ServeProcess.StoredOffsetsAsync(database, cts.Token)).Count < 4 || stored.Values.Any(o => o == 0))
             {
@@ -207,6 +208,23 @@ public sealed class ServeMembersTests(TestInfrastructure infrastructure, ServeFi
                 Console.WriteLine($"list group {group}: {e.Error.Reason} (attempt {attempt})");
             }
         }
+    }
+
+    /// <summary>Produces <paramref name="events"/> in <paramref name="chunks"/> parts, <paramref name="pause"/> apart
+    /// (partitions and offsets as one <see cref="ServeFixture.ProduceAsync"/> of them all would give).</summary>
+    private async Task<List<ProducedEvent>> ProduceInChunksAsync(string topic, List<byte[]?> events, int chunks, TimeSpan pause,
+        CancellationToken cancellationToken)
+    {
+        var produced = new List<ProducedEvent>(events.Count);
+        int size = (events.Count + chunks - 1) / chunks;
+        for (int start = 0; start < events.Count; start += size)
+        {
+            if (start > 0)
+                await Task.Delay(pause, cancellationToken);
+            produced.AddRange(await ServeFixture.ProduceAsync(infrastructure, topic, events.GetRange(start, Math.Min(size, events.Count - start)),
+                cancellationToken));
+        }
+        return produced;
     }
 
     private static Dictionary<int, long> EndOffsets(List<ProducedEvent> events) =>

@@ -165,10 +165,11 @@ public sealed class ScorerTests
         {
             using var scorer = new VaeScorer(model, threads);
             scorer.Score(values, mask, scores, featureScores, latent);
-            long before = GC.GetAllocatedBytesForCurrentThread();
-            for (int i = 0; i < 5; i++)
-                scorer.Score(values, mask, scores, featureScores, latent);
-            Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+            Assert.Equal(0, Allocations.Fewest(() =>
+            {
+                for (int i = 0; i < 5; i++)
+                    scorer.Score(values, mask, scores, featureScores, latent);
+            }));
         }
     }
 
