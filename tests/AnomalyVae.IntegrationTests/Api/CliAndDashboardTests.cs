@@ -173,37 +173,11 @@ public sealed class CliAndDashboardTests(CliAndDashboardTests.SeededDatabase dat
         Assert.Equal(new byte[] { 0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A }, header);
     }
 
-    private CliRunResult Run(params string[] args) => Run(expectedExit: 0, args);
+    private CliResult Run(params string[] args) => Run(expectedExit: 0, args);
 
-    private static CliRunResult Run(int expectedExit, params string[] args)
-    {
-        var dll = Path.Combine(AppContext.BaseDirectory, "anomalyvae.dll");
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        start.ArgumentList.Add(dll);
-        foreach (var arg in args)
-            start.ArgumentList.Add(arg);
-        // Only --connection configures these runs.
-        start.Environment.Remove("Postgres__ConnectionString");
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(1)))
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"anomalyvae {string.Join(' ', args)} did not finish within a minute");
-        }
-        process.WaitForExit();
-        var result = new CliRunResult(process.ExitCode, stdout.Result, stderr.Result);
-        Assert.True(result.ExitCode == expectedExit, $"anomalyvae {string.Join(' ', args)}: expected exit {expectedExit}\n{result}");
-        return result;
-    }
+    private static CliResult Run(int expectedExit, params string[] args) => CliProcess.Run(expectedExit, args);
 
     private static string RepoRoot() => TestInfrastructure.FindRepoRoot();
-
-    private sealed record CliRunResult(int ExitCode, string Stdout, string Stderr)
-    {
-        public override string ToString() => $"exit {ExitCode}\nstdout:\n{Stdout}\nstderr:\n{Stderr}";
-    }
 
     /// <summary>A database with 90 anomalies of two detectors for the CLI and dashboard tests.</summary>
     public sealed class SeededDatabase(TestInfrastructure infrastructure) : IAsyncLifetime

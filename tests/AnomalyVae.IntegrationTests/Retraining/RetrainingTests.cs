@@ -420,29 +420,5 @@ public sealed class RetrainingTests(TestInfrastructure infrastructure, ITestOutp
             JsonSerializer.Deserialize<string[]>(reader.GetString(4))!, JsonDocument.Parse(reader.GetString(5)).RootElement.Clone());
     }
 
-    private static CliResult Cli(int expectedExit, params string[] args)
-    {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "anomalyvae.dll"));
-        foreach (var arg in args)
-            start.ArgumentList.Add(arg);
-        start.Environment.Remove("Postgres__ConnectionString");
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(1)))
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"anomalyvae {string.Join(' ', args)} did not finish within a minute");
-        }
-        process.WaitForExit();
-        var result = new CliResult(process.ExitCode, stdout.Result, stderr.Result);
-        Assert.True(result.ExitCode == expectedExit, $"anomalyvae {string.Join(' ', args)}: expected exit {expectedExit}\n{result}");
-        return result;
-    }
-
-    private sealed record CliResult(int ExitCode, string Stdout, string Stderr)
-    {
-        public override string ToString() => $"exit {ExitCode}\nstdout:\n{Stdout}\nstderr:\n{Stderr}";
-    }
+    private static CliResult Cli(int expectedExit, params string[] args) => CliProcess.Run(expectedExit, args);
 }

@@ -59,23 +59,9 @@ public sealed class ServeCrashTests(TestInfrastructure infrastructure, ServeFixt
 
             var expected = fixture.DirectScores(events, out double threshold, out var undecodable);
             var flagged = expected.Where(e => e.Value > threshold).Select(e => e.Key).Order().ToList();
+            await ServeFixture.AssertRowsAndTotalsAsync(database, flagged, expected.Count, undecodable.Count, cts.Token);
             await using var connection = new NpgsqlConnection(database);
             await connection.OpenAsync(cts.Token);
-            var rows = new List<(int, long)>();
-            await using (var command = new NpgsqlCommand("SELECT \"partition\", \"offset\" FROM anomalies", connection))
-            await using (var reader = await command.ExecuteReaderAsync(cts.Token))
-            {
-                while (await reader.ReadAsync(cts.Token))
-                    rows.Add((reader.GetInt32(0), reader.GetInt64(1)));
-            }
-            Assert.Equal(flagged, rows.Order());
-            await using (var command = new NpgsqlCommand(
-                "SELECT sum(events_scored)::bigint, sum(events_flagged)::bigint, sum(events_dead_lettered)::bigint FROM scoring_stats", connection))
-            await using (var reader = await command.ExecuteReaderAsync(cts.Token))
-            {
-                Assert.True(await reader.ReadAsync(cts.Token));
-                Assert.Equal((expected.Count, flagged.Count, undecodable.Count), (reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2)));
-            }
 
             // The retraining samples commit with the offsets too: a replayed batch admits its events again only if
             // its first attempt did not commit, so with the default sizes (not yet full) every admission is one row,

@@ -110,6 +110,30 @@ public sealed class ServeFixture : IDisposable
     private static double Gaussian(Random random) =>
         Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble());
 
+    /// <summary>Asserts that the database holds exactly the anomaly rows <paramref name="flagged"/> (partition, offset,
+    /// ascending) and <c>scoring_stats</c> totalling <paramref name="scored"/>, flagged and <paramref name="deadLettered"/> events.</summary>
+    internal static async Task AssertRowsAndTotalsAsync(string database, IReadOnlyList<(int, long)> flagged, long scored, long deadLettered,
+        CancellationToken cancellationToken)
+    {
+        await using var connection = new NpgsqlConnection(database);
+        await connection.OpenAsync(cancellationToken);
+        var rows = new List<(int, long)>();
+        await using (var command = new NpgsqlCommand("SELECT \"partition\", \"offset\" FROM anomalies", connection))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+                rows.Add((reader.GetInt32(0), reader.GetInt64(1)));
+        }
+        Assert.Equal(flagged, rows.Order());
+        await using (var command = new NpgsqlCommand(
+            "SELECT sum(events_scored)::bigint, sum(events_flagged)::bigint, sum(events_dead_lettered)::bigint FROM scoring_stats", connection))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
+        {
+            Assert.True(await reader.ReadAsync(cancellationToken));
+            Assert.Equal((scored, (long)flagged.Count, deadLettered), (reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2)));
+        }
+    }
+
     internal static async Task<List<ProducedEvent>> ProduceAsync(TestInfrastructure infrastructure, string topic, IReadOnlyList<byte[]?> events,
         CancellationToken cancellationToken)
     {

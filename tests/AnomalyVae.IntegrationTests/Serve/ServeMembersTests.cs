@@ -245,22 +245,6 @@ public sealed class ServeMembersTests(TestInfrastructure infrastructure, ServeFi
         var flagged = expected.Where(e => e.Value > threshold).Select(e => e.Key).Order().ToList();
         Assert.NotEmpty(flagged);
 
-        await using var connection = new NpgsqlConnection(database);
-        await connection.OpenAsync(cancellationToken);
-        var rows = new List<(int, long)>();
-        await using (var command = new NpgsqlCommand("SELECT \"partition\", \"offset\" FROM anomalies", connection))
-        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
-        {
-            while (await reader.ReadAsync(cancellationToken))
-                rows.Add((reader.GetInt32(0), reader.GetInt64(1)));
-        }
-        Assert.Equal(flagged, rows.Order());
-        await using (var command = new NpgsqlCommand(
-            "SELECT sum(events_scored)::bigint, sum(events_flagged)::bigint, sum(events_dead_lettered)::bigint FROM scoring_stats", connection))
-        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
-        {
-            Assert.True(await reader.ReadAsync(cancellationToken));
-            Assert.Equal((expected.Count, flagged.Count, undecodable.Count), (reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2)));
-        }
+        await ServeFixture.AssertRowsAndTotalsAsync(database, flagged, expected.Count, undecodable.Count, cancellationToken);
     }
 }

@@ -92,23 +92,7 @@ public sealed class ServeRobustnessTests(TestInfrastructure infrastructure, Serv
             var flagged = expected.Where(e => e.Value > threshold).Select(e => e.Key).Order().ToList();
             Assert.NotEmpty(flagged);
 
-            await using var connection = new NpgsqlConnection(database);
-            await connection.OpenAsync(cts.Token);
-            var rows = new List<(int, long)>();
-            await using (var command = new NpgsqlCommand("SELECT \"partition\", \"offset\" FROM anomalies", connection))
-            await using (var reader = await command.ExecuteReaderAsync(cts.Token))
-            {
-                while (await reader.ReadAsync(cts.Token))
-                    rows.Add((reader.GetInt32(0), reader.GetInt64(1)));
-            }
-            Assert.Equal(flagged, rows.Order());
-            await using (var command = new NpgsqlCommand(
-                "SELECT sum(events_scored)::bigint, sum(events_flagged)::bigint, sum(events_dead_lettered)::bigint FROM scoring_stats", connection))
-            await using (var reader = await command.ExecuteReaderAsync(cts.Token))
-            {
-                Assert.True(await reader.ReadAsync(cts.Token));
-                Assert.Equal((valid.Count, flagged.Count, reasons.Count), (reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2)));
-            }
+            await ServeFixture.AssertRowsAndTotalsAsync(database, flagged, valid.Count, reasons.Count, cts.Token);
 
             // Exactly one dead letter per bad payload, with its reason and its bytes.
             var letters = ServeFixture.ReadDeadLetters(infrastructure, deadLetters, reasons.Count, cts.Token);
