@@ -402,7 +402,7 @@ public sealed class FeatureSchema
     /// quantiles), falling back to the standard deviation when the IQR is 0 and to 1 when that is 0 too, so that
     /// constant or mostly-constant columns never produce NaN or infinity. An empty column gets (0, 1).
     /// </summary>
-    internal static (double Center, double Scale) RobustLocationScale(double[] t)
+    public static (double Center, double Scale) RobustLocationScale(double[] t)
     {
         if (t.Length == 0)
             return (0, 1);
