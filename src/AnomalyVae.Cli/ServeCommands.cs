@@ -9,7 +9,7 @@ using Npgsql;
 
 namespace AnomalyVae.Cli;
 
-/// <summary><c>serve</c> (the streaming scorer) and <c>db migrate</c>.</summary>
+/// <summary><c>serve</c> (the streaming scorer), <c>version</c> and <c>db migrate</c>.</summary>
 internal static class ServeCommands
 {
     public static Command Serve()
@@ -39,6 +39,17 @@ internal static class ServeCommands
             return health.ExitCode;
         });
         return serve;
+    }
+
+    public static Command Version()
+    {
+        var version = new Command("version", "Print this build's version and the ONNX Runtime and librdkafka versions it loads.");
+        version.SetAction(_ =>
+        {
+            Console.Out.WriteLine(BuildInfo.Current.ToString());
+            return 0;
+        });
+        return version;
     }
 
     public static Command Db()

@@ -1,3 +1,4 @@
+using Microsoft.ML.OnnxRuntime;
 using AnomalyVae.Features;
 using AnomalyVae.Onnx;
 using AnomalyVae.Scoring;

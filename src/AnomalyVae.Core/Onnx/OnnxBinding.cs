@@ -1,4 +1,4 @@
-using System.Buffers;
+using Microsoft.ML.OnnxRuntime;
 
 namespace AnomalyVae.Onnx;
 
@@ -8,34 +8,23 @@ namespace AnomalyVae.Onnx;
 public readonly record struct TensorBuffer(string Name, Memory<float> Memory);
 
 /// <summary>
-/// Caller-owned buffers bound to a session for batch-after-batch scoring without per-call allocations.
+/// Caller-owned buffers bound to a session for batch-after-batch scoring without per-call allocations: per batch
+/// size, one <see cref="OrtIoBinding"/> over <see cref="OrtValue"/> views of the caller's memory, created on first
+/// use and reused (inputs are read from, outputs written straight into, the caller's buffers). A batch of
+/// <c>rows</c> rows uses the first <c>rows × row width</c> floats of each buffer. Not thread-safe: one binding per
+/// scoring thread; the session may serve many bindings at once.
 /// </summary>
-/// <remarks>
-/// <para>
-/// The buffers are pinned for the binding's lifetime and wrapped, per batch size, in ORT tensors created once
-/// (CreateTensorWithDataAsOrtValue) and reused: inputs are read from, and outputs written straight into, the
-/// caller's memory. A batch of <c>rows</c> rows uses the first <c>rows × row width</c> floats of each buffer.
-/// The cache holds at most one set of tensors per distinct batch size (a few hundred bytes each), up to
-/// <see cref="MaxRows"/>.
-/// </para>
-/// <para>
-/// Thread-safety: not thread-safe — the buffers are shared state. Use one binding per scoring thread (each
-/// with its own buffers); the session itself may serve many bindings concurrently. Dispose the binding to
-/// unpin the buffers and release the native tensors.
-/// </para>
-/// </remarks>
-public sealed unsafe class OnnxBinding : IDisposable
+public sealed class OnnxBinding : IDisposable
 {
     private readonly OnnxSession _session;
-    private readonly NativeUtf8Strings _inputNames;
-    private readonly NativeUtf8Strings _outputNames;
-    private readonly MemoryHandle[] _pins; // inputs, then outputs
+    private readonly string[] _names; // inputs, then outputs
     private readonly Memory<float>[] _memory;
     private readonly long[][] _shapes; // per tensor; element 0 (the batch dimension) rewritten per batch size
     private readonly int[] _rowWidths;
     private readonly int _inputCount;
     private readonly int? _fixedRows;
     private readonly Dictionary<int, BatchValues> _byRows = [];
+    private readonly RunOptions _runOptions = new();
     private bool _disposed;
 
     internal OnnxBinding(OnnxSession session, ReadOnlySpan<TensorBuffer> inputs, ReadOnlySpan<TensorBuffer> outputs)
@@ -91,13 +80,7 @@ public sealed unsafe class OnnxBinding : IDisposable
         }
 
         MaxRows = _fixedRows ?? maxRows;
-        _inputNames = new NativeUtf8Strings(inputInfos.Select(i => i.Name).ToArray());
-        _outputNames = new NativeUtf8Strings(outputInfos.Select(o => o.Name).ToArray());
-        _pins = new MemoryHandle[count];
-        for (var j = 0; j < count; j++)
-        {
-            _pins[j] = _memory[j].Pin();
-        }
+        _names = [.. inputInfos.Select(i => i.Name), .. outputInfos.Select(o => o.Name)];
     }
 
     /// <summary>The largest batch the buffers can hold (or the model's fixed batch size).</summary>
@@ -150,34 +133,18 @@ public sealed unsafe class OnnxBinding : IDisposable
             _byRows[rows] = values;
         }
 
-        fixed (nint* raw = values.Raw)
-        {
-            _session.RunCore(_inputNames.Pointers, raw, (nuint)_inputCount, _outputNames.Pointers, raw + _inputCount, (nuint)OutputCount);
-        }
+        using var lease = _session.Lease();
+        _session.Inner.RunWithBinding(_runOptions, values.Binding);
     }
 
     public void Dispose()
     {
         if (_disposed)
-        {
             return;
-        }
-
         _disposed = true;
-
-        // Tensors first: they point into the pinned buffers.
         foreach (var values in _byRows.Values)
-        {
             values.Dispose();
-        }
-
-        foreach (var pin in _pins)
-        {
-            pin.Dispose();
-        }
-
-        _inputNames.Dispose();
-        _outputNames.Dispose();
+        _runOptions.Dispose();
     }
 
     private void CheckRows(int rows)
@@ -191,29 +158,20 @@ public sealed unsafe class OnnxBinding : IDisposable
 
     private BatchValues CreateValues(int rows)
     {
-        var runtime = _session.Runtime;
-        var api = runtime.Api;
-        var memoryInfo = runtime.CpuMemoryInfo.DangerousGetHandle();
-        var values = new BatchValues(_memory.Length);
+        var values = new BatchValues(_session.Inner.CreateIoBinding(), _memory.Length);
         try
         {
             for (var j = 0; j < _memory.Length; j++)
             {
-                var shape = _shapes[j];
+                var shape = (long[])_shapes[j].Clone();
                 shape[0] = rows;
-                var bytes = (nuint)rows * (nuint)_rowWidths[j] * sizeof(float);
-                nint value;
-                fixed (long* shapePtr = shape)
-                {
-                    api.Check(
-                        api.CreateTensorWithDataAsOrtValue(memoryInfo, _pins[j].Pointer, bytes, shapePtr, (nuint)shape.Length, (int)OnnxElementType.Float, &value),
-                        $"Binding a {rows}-row tensor");
-                }
-
-                values.Handles[j] = OrtHandle.Own(value, api.ReleaseValue);
-                values.Raw[j] = value;
+                var value = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, _memory[j][..(rows * _rowWidths[j])], shape);
+                values.Values[j] = value;
+                if (j < _inputCount)
+                    values.Binding.BindInput(_names[j], value);
+                else
+                    values.Binding.BindOutput(_names[j], value);
             }
-
             return values;
         }
         catch
@@ -258,19 +216,18 @@ public sealed unsafe class OnnxBinding : IDisposable
         return result;
     }
 
-    /// <summary>The ORT tensors for one batch size: owning handles plus the raw pointers Run takes.</summary>
-    private sealed class BatchValues(int count) : IDisposable
+    /// <summary>One batch size's binding and the tensor views it binds.</summary>
+    private sealed class BatchValues(OrtIoBinding binding, int count) : IDisposable
     {
-        internal OrtHandle?[] Handles { get; } = new OrtHandle?[count];
+        public OrtIoBinding Binding { get; } = binding;
 
-        internal nint[] Raw { get; } = new nint[count];
+        public OrtValue?[] Values { get; } = new OrtValue?[count];
 
         public void Dispose()
         {
-            foreach (var handle in Handles)
-            {
-                handle?.Dispose();
-            }
+            Binding.Dispose();
+            foreach (var value in Values)
+                value?.Dispose();
         }
     }
 }

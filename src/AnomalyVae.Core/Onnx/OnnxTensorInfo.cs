@@ -2,7 +2,7 @@ using System.Globalization;
 
 namespace AnomalyVae.Onnx;
 
-/// <summary>Tensor element types (<c>ONNXTensorElementDataType</c>, same values as ONNX's TensorProto.DataType).</summary>
+/// <summary>ONNX tensor element types (TensorProto.DataType; ORT's TensorElementType has the same values).</summary>
 public enum OnnxElementType
 {
     Undefined = 0,
@@ -80,7 +80,7 @@ public sealed record OnnxTensorInfo(string Name, OnnxElementType ElementType, IR
 /// <param name="Description">ModelProto.doc_string.</param>
 /// <param name="Version">ModelProto.model_version.</param>
 /// <param name="Custom">ModelProto.metadata_props.</param>
-public sealed record ModelMetadata(
+public sealed record OnnxMetadata(
     string ProducerName,
     string GraphName,
     string Domain,

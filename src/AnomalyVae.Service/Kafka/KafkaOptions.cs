@@ -48,6 +48,7 @@ public sealed class KafkaOptions
 
     private void Validate()
     {
+        Librdkafka.Install(); // before the first client: which native library Confluent.Kafka binds is decided then
         if (string.IsNullOrWhiteSpace(BootstrapServers))
         {
             throw new InvalidOperationException($"{SectionName}:{nameof(BootstrapServers)} is empty; set it to host:port[,host:port...].");
