@@ -4,9 +4,13 @@
 # Against a running local Kafka and PostgreSQL (deploy/local/kafka.sh, postgres.sh), it
 #   1. trains a small model on generated data (8 numeric features + 1 categorical),
 #   2. produces EVENTS events (default 1,000,000) into a fresh 4-partition topic with kcat,
-#   3. (a) measures the raw consume rate of a bare librdkafka consumer (kcat) on that topic,
-#      (b) measures serve's sustained rate through to committed PostgreSQL transactions (from its first
-#          commit to the stored offsets reaching the end), and prints both and their ratio,
+#   3. in the same run on the same topic:
+#      (a) the raw consume rate of kcat (its own librdkafka),
+#      (c) a bare Confluent.Kafka consumer loop (`anomalyvae bench consume`: serve's client, librdkafka and
+#          consumer settings, counting messages),
+#      (b) serve's sustained rate through to committed PostgreSQL transactions (from its first commit to the
+#          stored offsets reaching the end), the ratios, and serve's CPU per event split by stage (consume, decode,
+#          score, decide on their own threads; the rest is commits, librdkafka's threads, GC and the runtime),
 #   4. produces RATE events/s (default 10,000) for LIVE_SECONDS (default 30) into a second topic while serve runs,
 #      and prints p50/p99 event-to-row latency: detected_at (the commit's transaction time) minus the event's
 #      own timestamp (set by the producer just before sending) over the flagged rows, and serve's peak RSS,
@@ -101,6 +105,11 @@ t0=$(now)
 consumed=$("${KCAT[@]}" -C -t "$TOPIC" -o beginning -e -q -f '%s\n' | wc -l)
 t1=$(now)
 raw_rate=$(echo "$consumed / ($t1 - $t0)" | bc -l)
+# (c) bare Confluent.Kafka consumer loop.
+bare=$($ANOMALYVAE bench consume --topic "$TOPIC" --bootstrap "$KAFKA_BOOTSTRAP" \
+  --kafka-property api.version.request=false --kafka-property broker.version.fallback=0.9.0.1)
+echo "$bare"
+bare_rate=$(sed -n 's/.*: \([0-9]*\) events\/s.*/\1/p' <<<"$bare")
 
 cat > "$WORK/serve.json" <<JSON
 {
@@ -133,13 +142,17 @@ measure() {
 }
 measure bulk
 serve_rate=$rate
-printf '(a) bare librdkafka consumer (kcat): %.0f events/s (%s events)\n' "$raw_rate" "$consumed"
+printf '(a) kcat (its own librdkafka): %.0f events/s (%s events)\n' "$raw_rate" "$consumed"
+printf '(c) bare Confluent.Kafka consumer loop: %.0f events/s\n' "$bare_rate"
 printf '(b) serve, consume to committed PostgreSQL transactions: %.0f events/s\n' "$serve_rate"
-printf '(b)/(a) = %.2f\n' "$(echo "$serve_rate / $raw_rate" | bc -l)"
+printf '(b)/(c) = %.2f   (b)/(a) = %.2f\n' "$(echo "$serve_rate / $bare_rate" | bc -l)" "$(echo "$serve_rate / $raw_rate" | bc -l)"
 metric() { curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
-printf 'serve CPU (all threads) %.1f us/event; of the wall time, ONNX Runtime %.1f s, dead letters + PostgreSQL commits %.1f s\n' \
-  "$cpu_us" \
-  "$(metric 'anomalyvae_scoring_seconds_sum{detector="bulk"}')" "$(metric 'anomalyvae_commit_seconds_sum{detector="bulk"}')"
+stage_us() { echo "$(metric "anomalyvae_stage_cpu_seconds_total{detector=\"bulk\",stage=\"$1\"}") * 1000000 / $EVENTS" | bc -l; }
+consume_us=$(stage_us consume); decode_us=$(stage_us decode); score_us=$(stage_us score); decide_us=$(stage_us decide)
+printf 'serve CPU %.2f us/event (all threads, measured window): consume %.2f, decode %.2f, score %.2f, decide/sample %.2f, commit and the rest %.2f (stage CPU over all %s events)\n' \
+  "$cpu_us" "$consume_us" "$decode_us" "$score_us" "$decide_us" \
+  "$(echo "$cpu_us - $consume_us - $decode_us - $score_us - $decide_us" | bc -l)" "$EVENTS"
+printf 'commit wall time (dead letters + PostgreSQL, overlapped with the other stages): %.1f s\n' "$(metric 'anomalyvae_commit_seconds_sum{detector="bulk"}')"
 printf 'flagged %s rows of %s events\n' "$(psql_db "SELECT count(*) FROM anomalies WHERE detector = 'bulk'")" "$EVENTS"
 
 # Latency at a fixed produce rate; the "live" detector starts from the end of its (empty) topic.

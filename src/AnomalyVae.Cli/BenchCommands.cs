@@ -65,6 +65,19 @@ internal static class BenchCommands
             string? cardioPath = parse.GetValue(cardio) is { } path ? CliRun.ExistingFile(path, "cardio file") : null;
             return QualityBenchmark.Run(cardioPath, Math.Clamp(parse.GetValue(splits), 0, 100), Math.Clamp(parse.GetValue(syntheticSeeds), 0, 20), options, Console.Out);
         });
-        return new Command("bench", "Benchmarks; each prints its numbers.") { train, score, protocol, mix, quality };
+        var topic = new Option<string>("--topic") { Description = "Topic to read from its beginning to its end.", Required = true };
+        var bootstrap = new Option<string>("--bootstrap") { Description = "Kafka bootstrap servers.", DefaultValueFactory = _ => "127.0.0.1:9092" };
+        var kafkaProperties = new Option<string[]>("--kafka-property")
+        {
+            Description = "librdkafka property key=value, repeatable (e.g. api.version.request=false for Kafka 0.9).",
+            DefaultValueFactory = _ => [],
+        };
+        var consume = new Command("consume", "Rate of a bare Confluent.Kafka consumer loop over a whole topic (serve's client and consumer settings, no processing).")
+        {
+            topic, bootstrap, kafkaProperties,
+        };
+        consume.SetAction(parse => ConsumerBenchmark.Run(GenerateCommand.KafkaOptions(parse.GetValue(bootstrap)!, parse.GetValue(kafkaProperties)!),
+            parse.GetValue(topic)!, Console.Out));
+        return new Command("bench", "Benchmarks; each prints its numbers.") { train, score, protocol, mix, quality, consume };
     }
 }

@@ -151,7 +151,7 @@ internal static class GenerateCommand
         return rate;
     }
 
-    private static KafkaOptions KafkaOptions(string bootstrap, string[] properties)
+    internal static KafkaOptions KafkaOptions(string bootstrap, string[] properties)
     {
         if (string.IsNullOrWhiteSpace(bootstrap))
             throw new CliException("--bootstrap is empty; give host:port.");

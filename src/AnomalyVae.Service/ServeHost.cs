@@ -5,6 +5,7 @@ using AnomalyVae.Service.Metrics;
 using AnomalyVae.Service.Query;
 using AnomalyVae.Service.Registry;
 using AnomalyVae.Service.Storage;
+using AnomalyVae.Service.Streaming;
 using Confluent.Kafka;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -117,6 +118,7 @@ public static class ServeHost
             // The exposition must listen before the instruments are created.
             app.Services.GetRequiredService<PrometheusExposition>();
             app.Services.GetRequiredService<ServiceMetrics>();
+            app.Logger.LogInformation("{Build}", BuildInfo.Current);
         }
         catch
         {

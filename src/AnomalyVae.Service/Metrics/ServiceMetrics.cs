@@ -29,7 +29,7 @@ public sealed class ServiceMetrics : IDisposable
         CommitFailures = _meter.CreateCounter<long>("anomalyvae_commit_failures", null, "Failed attempts to commit a batch to PostgreSQL.");
         BatchSize = _meter.CreateHistogram("anomalyvae_batch_size", null, "Events per micro-batch.", null,
             new InstrumentAdvice<double> { HistogramBucketBoundaries = BatchBuckets });
-        ScoringSeconds = _meter.CreateHistogram("anomalyvae_scoring_seconds", "s", "Decode and ONNX Runtime time per batch.", null,
+        ScoringSeconds = _meter.CreateHistogram("anomalyvae_scoring_seconds", "s", "CPU time per batch to decode, score (ONNX Runtime) and decide.", null,
             new InstrumentAdvice<double> { HistogramBucketBoundaries = LatencyBuckets });
         CommitSeconds = _meter.CreateHistogram("anomalyvae_commit_seconds", "s", "Dead-letter flush plus PostgreSQL transaction per batch.", null,
             new InstrumentAdvice<double> { HistogramBucketBoundaries = LatencyBuckets });
@@ -42,6 +42,14 @@ public sealed class ServiceMetrics : IDisposable
         ModelLoadFailures = _meter.CreateCounter<long>("anomalyvae_model_load_failures", null,
             "Activated registry versions that did not load (the detector kept scoring with its previous version).");
         _meter.CreateObservableGauge("anomalyvae_model_info", ObserveModels, null, "1 for the model version each detector starts new batches with.");
+        StageCpuSeconds = _meter.CreateCounter<double>("anomalyvae_stage_cpu_seconds", "s",
+            "CPU seconds spent per pipeline stage on its own thread (consume, decode, score, decide); commit work and librdkafka's threads are not in it.");
+        var build = BuildInfo.Current;
+        _meter.CreateObservableGauge("anomalyvae_build_info", () => new Measurement<long>(1,
+            new KeyValuePair<string, object?>("version", build.Version),
+            new KeyValuePair<string, object?>("onnxruntime", build.OnnxRuntime),
+            new KeyValuePair<string, object?>("librdkafka", build.Librdkafka)), null,
+            "1, labelled with this build's version and the ONNX Runtime and librdkafka versions it loaded.");
     }
 
     public Counter<long> Consumed { get; }
@@ -63,6 +71,12 @@ public sealed class ServiceMetrics : IDisposable
     public Histogram<double> EventToRowSeconds { get; }
 
     public Counter<long> ModelLoadFailures { get; }
+
+    /// <summary>CPU seconds per pipeline stage (label stage: consume, decode, score, decide), on the stage's own thread.</summary>
+    public Counter<double> StageCpuSeconds { get; }
+
+    /// <summary>The label of one pipeline stage.</summary>
+    public static KeyValuePair<string, object?> Stage(string name) => new("stage", name);
 
     /// <summary>Records the model version <paramref name="detector"/> scores new batches with (read at scrape time).</summary>
     public void SetModelVersion(string detector, string version) => _models[detector] = version;

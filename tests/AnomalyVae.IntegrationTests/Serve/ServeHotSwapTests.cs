@@ -190,6 +190,7 @@ public sealed class ServeHotSwapTests(TestInfrastructure infrastructure, ServeFi
             var metrics = await http.GetStringAsync("/metrics", cts.Token);
             Assert.Contains("anomalyvae_model_load_failures_total{detector=\"sensors\"} 1\n", metrics, StringComparison.Ordinal);
             Assert.Contains($"anomalyvae_model_info{{detector=\"sensors\",version=\"{v1}\"}} 1\n", metrics, StringComparison.Ordinal);
+            Assert.Matches("anomalyvae_build_info\\{librdkafka=\"2\\.16\\.[0-9]+\",onnxruntime=\"1\\.32\\.[0-9]+\",version=\"[^\"]+\"\\} 1\n", metrics);
             await app.StopAsync(cts.Token);
 
             var rows = await ReadRowsAsync(database, topic, cts.Token);

@@ -37,7 +37,11 @@ internal sealed class ServeProcess : IDisposable
     /// workers' assignment and shutdown lines); <paramref name="overrides"/> are <c>--Section:Key=value</c> arguments.</summary>
     public static ServeProcess Start(string configFile, string logLevel = "Warning", int httpPort = 0, params string[] overrides)
     {
-        var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        // Through env(1) with SIGINT and SIGTERM at their defaults: a test run started in the background (`./test.sh &`)
+        // inherits SIGINT as ignored, which the child would keep, and the SIGINT test would wait for nothing.
+        var start = new ProcessStartInfo("env") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add("--default-signal=INT,TERM");
+        start.ArgumentList.Add("dotnet");
         start.ArgumentList.Add(CliPath());
         start.ArgumentList.Add("serve");
         start.ArgumentList.Add("--config");
