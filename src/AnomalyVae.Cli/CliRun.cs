@@ -1,8 +1,8 @@
-using Microsoft.ML.OnnxRuntime;
 using System.CommandLine;
 using AnomalyVae.Features;
 using AnomalyVae.Onnx;
 using AnomalyVae.Scoring;
+using Microsoft.ML.OnnxRuntime;
 
 namespace AnomalyVae.Cli;
 

@@ -1,8 +1,8 @@
-using Microsoft.ML.OnnxRuntime;
 using AnomalyVae.Features;
 using AnomalyVae.Onnx;
 using AnomalyVae.Scoring;
 using Microsoft.Extensions.Logging;
+using Microsoft.ML.OnnxRuntime;
 
 namespace AnomalyVae.Service;
 

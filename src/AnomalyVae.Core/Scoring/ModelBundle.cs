@@ -1,8 +1,8 @@
-using Microsoft.ML.OnnxRuntime;
 using System.Text.Json;
 using AnomalyVae.Features;
 using AnomalyVae.Onnx;
 using Microsoft.Extensions.Logging;
+using Microsoft.ML.OnnxRuntime;
 
 namespace AnomalyVae.Scoring;
 

@@ -1,9 +1,9 @@
-using Microsoft.ML.OnnxRuntime;
 using AnomalyVae.Onnx;
 using AnomalyVae.Scoring;
 using AnomalyVae.Service.Metrics;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.ML.OnnxRuntime;
 using Npgsql;
 
 namespace AnomalyVae.Service.Registry;
