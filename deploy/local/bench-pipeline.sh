@@ -14,12 +14,14 @@
 #   4. produces RATE events/s (default 10,000) for LIVE_SECONDS (default 30) into a second topic while serve runs,
 #      and prints p50/p99 event-to-row latency: detected_at (the commit's transaction time) minus the event's
 #      own timestamp (set by the producer just before sending) over the flagged rows, and serve's peak RSS,
-#   5. fuzz mix: the same EVENTS events with a fraction FUZZ_FRACTION (default 0.1; 0 skips this stage) replaced
+#   5. two serve processes in one consumer group on the same topic (TWO_PROCESSES=1, the default; 0 skips): their
+#      rate together, from the first commit to the stored offsets reaching the end, and its ratio to (c),
+#   6. fuzz mix: the same EVENTS events with a fraction FUZZ_FRACTION (default 0.1; 0 skips this stage) replaced
 #      by bad payloads (`anomalyvae bench mix-bad-events`: every dead-letter reason), in a third topic produced
 #      up front; a fresh serve process measures its rate as in (b) and the script prints it, the ratio to the
 #      clean rate (b), and checks that every event was scored or dead-lettered exactly once.
 # Environment: KAFKA_BOOTSTRAP (127.0.0.1:9092), ZK_CONNECT (127.0.0.1:2181), PG_HOST (127.0.0.1), PG_PORT (5433),
-#   PG_USER (anomalyvae), PG_DATABASE (anomalyvae: an existing database to connect to while creating the
+#   TWO_PROCESSES (1), PG_USER (anomalyvae), PG_DATABASE (anomalyvae: an existing database to connect to while creating the
 #   benchmark's own), EVENTS, RATE, LIVE_SECONDS, FUZZ_FRACTION, BENCH_DIR (a temporary directory), ANOMALYVAE (the CLI command;
 #   default: build src/AnomalyVae.Cli in Release and run it), HTTP_PORT (18089, serve's metrics port),
 #   SERVE_KAFKA_PROPERTIES (extra librdkafka properties for serve as JSON members, e.g. '"queued.min.messages": "300000"').
@@ -187,6 +189,33 @@ printf 'at %s events/s for %s s: %s events scored, event-to-row latency over %s 
 printf 'serve peak RSS: %.0f MB\n' "$(echo "$rss_kb / 1024" | bc -l)"
 kill -TERM $SERVE; wait $SERVE || true
 trap - EXIT
+
+if [ "${TWO_PROCESSES:-1}" = 1 ]; then
+  cat > "$WORK/serve-pair.json" <<JSON
+{
+  "Kafka": { "BootstrapServers": "$KAFKA_BOOTSTRAP", "GroupId": "bench-pair-$RUN_ID",
+             "Properties": { "api.version.request": "false", "broker.version.fallback": "0.9.0.1"$EXTRA_PROPERTIES } },
+  "Postgres": { "ConnectionString": "Host=$PG_HOST;Port=$PG_PORT;Username=$PG_USER;Database=$DB" },
+  "Detectors": [
+    { "Name": "pair", "Topic": "$TOPIC", "Model": "$WORK/model.onnx", "DeadLetterTopic": "$TOPIC.dlq",
+      "EntityField": "machine_id", "TimestampField": "ts" } ],
+  "Logging": { "LogLevel": { "Default": "Warning" } }
+}
+JSON
+  $ANOMALYVAE serve --config "$WORK/serve-pair.json" --Http:Port=$((HTTP_PORT + 1)) >"$WORK/serve-pair-1.log" 2>&1 &
+  PAIR1=$!
+  $ANOMALYVAE serve --config "$WORK/serve-pair.json" --Http:Port=$((HTTP_PORT + 2)) >"$WORK/serve-pair-2.log" 2>&1 &
+  PAIR2=$!
+  trap 'kill $PAIR1 $PAIR2 2>/dev/null || true' EXIT
+  until [ "$(committed pair)" -gt 0 ]; do sleep 0.05; kill -0 $PAIR1 $PAIR2; done
+  t0=$(now); first=$(committed pair)
+  until [ "$(committed pair)" -ge "$EVENTS" ]; do sleep 0.1; kill -0 $PAIR1 $PAIR2; done
+  t1=$(now)
+  pair_rate=$(echo "($EVENTS - $first) / ($t1 - $t0)" | bc -l)
+  printf '(d) two serve processes in one group: %.0f events/s together, (d)/(c) = %.2f\n' "$pair_rate" "$(echo "$pair_rate / $bare_rate" | bc -l)"
+  kill -TERM $PAIR1 $PAIR2; wait $PAIR1 $PAIR2 || true
+  trap - EXIT
+fi
 
 if fuzzing; then
   # A fresh process on the mixed topic alone, measured like (b).

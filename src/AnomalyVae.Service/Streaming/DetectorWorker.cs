@@ -20,19 +20,16 @@ namespace AnomalyVae.Service.Streaming;
 public sealed class DetectorWorker : BackgroundService
 {
     private static readonly TimeSpan IdlePoll = TimeSpan.FromMilliseconds(100);
-    private static readonly TimeSpan StalledPoll = TimeSpan.FromMilliseconds(250);
-    private static readonly TimeSpan KafkaCommitInterval = TimeSpan.FromSeconds(1);
 
     private readonly Detector _detector;
-    private readonly KafkaOptions _kafka;
     private readonly ScoringOptions _scoring;
-    private readonly OffsetStore _offsets;
     private readonly DeadLetterProducer _deadLetterProducer;
     private readonly ServiceMetrics _metrics;
     private readonly ServiceHealth _health;
     private readonly ILogger _logger;
     private readonly BatchScorer _scorer;
     private readonly BatchCommitter _committer;
+    private readonly DetectorConsumer _consumer;
     private readonly KeyValuePair<string, object?> _tag;
 
     // The batch being consumed, the one being scored (if any) and the one committing (if any).
@@ -44,24 +41,15 @@ public sealed class DetectorWorker : BackgroundService
     // The version the latest batch was bound to (for the swap log).
     private string? _scoringVersion;
 
-    // Partitions whose start offset came from PostgreSQL; events of any other partition are never processed.
-    private readonly HashSet<int> _assigned = [];
-    // Next offset committed per owned partition, for the lag gauge.
-    private readonly Dictionary<int, long> _committed = [];
-    private CancellationToken _stopping;
     // Cancels database and dead-letter writes: only Scoring:ShutdownTimeoutSeconds after stopping began, so a
     // commit under way when SIGTERM arrives finishes instead of being cut (and re-applied) half-way.
     private readonly CancellationTokenSource _writeDeadline = new();
-    private long _lastKafkaCommit;
-    private long _lastLagUpdate;
 
     public DetectorWorker(Detector detector, KafkaOptions kafka, ScoringOptions scoring, RetrainingOptions retraining, AnomalyStore store,
         OffsetStore offsets, DeadLetterProducer deadLetterProducer, ServiceMetrics metrics, ServiceHealth health, ILogger<DetectorWorker> logger)
     {
         _detector = detector;
-        _kafka = kafka;
         _scoring = scoring;
-        _offsets = offsets;
         _deadLetterProducer = deadLetterProducer;
         _metrics = metrics;
         _health = health;
@@ -69,6 +57,7 @@ public sealed class DetectorWorker : BackgroundService
         _tag = new KeyValuePair<string, object?>("detector", detector.Name);
         _scorer = new BatchScorer(detector.Name, detector.Options.Topic, scoring, retraining);
         _committer = new BatchCommitter(detector.Name, detector.Options.ResolvedDeadLetterTopic, store, deadLetterProducer, metrics, logger);
+        _consumer = new DetectorConsumer(detector, kafka, offsets, _committer.Pipeline, metrics, health, logger, OnRevoked, OnLost);
         // Registry-backed models are not loaded yet here (that happens after the migrations): batches bind on first use.
         for (int i = 0; i < _batches.Length; i++)
             _batches[i] = new MicroBatch(detector.Name, detector.Options.Topic, scoring.BatchSize);
@@ -87,29 +76,27 @@ public sealed class DetectorWorker : BackgroundService
         base.Dispose();
         foreach (var batch in _batches)
             batch.Dispose();
+        _consumer.Dispose();
         _writeDeadline.Dispose();
     }
 
     private async Task RunAsync(CancellationToken stoppingToken)
     {
-        _stopping = stoppingToken;
         using var deadline = stoppingToken.Register(ArmWriteDeadline);
         try
         {
-            using var consumer = BuildConsumer();
-            consumer.Subscribe(_detector.Options.Topic);
+            _consumer.Start(stoppingToken);
             _health.SetRunning(Name, true);
-            _logger.LogInformation("Detector {Detector}: consuming {Topic} as group {Group}", Name, _detector.Options.Topic, GroupId);
             WarnIfMissing(_detector.Options.Topic);
             WarnIfMissing(_detector.Options.ResolvedDeadLetterTopic);
             try
             {
                 while (!stoppingToken.IsCancellationRequested)
                 {
-                    Collect(consumer, stoppingToken);
+                    Collect(stoppingToken);
                     // batch n's commit and batch n+1's scoring ran while this one was read; both must end before
                     // n+1 commits (in order) and this one is scored.
-                    await SettleAsync(consumer, stoppingToken);
+                    await SettleAsync(stoppingToken);
                     await FinishBuildAsync();
                     StartCommit();
                     StartBuild();
@@ -119,7 +106,7 @@ public sealed class DetectorWorker : BackgroundService
             {
             }
 
-            await FinishAsync(consumer);
+            await FinishAsync();
         }
         catch (Exception e)
         {
@@ -167,22 +154,22 @@ public sealed class DetectorWorker : BackgroundService
 
     /// <summary>Graceful shutdown: commit the batches in memory in order (bounded by Scoring:ShutdownTimeoutSeconds),
     /// leave the group.</summary>
-    private async Task FinishAsync(IConsumer<Ignore, byte[]> consumer)
+    private async Task FinishAsync()
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(_scoring.ShutdownTimeoutSeconds));
         try
         {
             bool inMemory = _building is not null || _current.Count > 0;
-            await SettleAsync(consumer, timeout.Token);
+            await SettleAsync(timeout.Token);
             await FinishBuildAsync();
             StartCommit();
-            await SettleAsync(consumer, timeout.Token);
+            await SettleAsync(timeout.Token);
             if (_current.Count > 0)
             {
                 StartBuild();
                 await FinishBuildAsync();
                 StartCommit();
-                await SettleAsync(consumer, timeout.Token);
+                await SettleAsync(timeout.Token);
             }
             if (inMemory)
                 _logger.LogInformation("Detector {Detector}: committed the in-flight batch on shutdown", Name);
@@ -193,73 +180,12 @@ public sealed class DetectorWorker : BackgroundService
             _logger.LogWarning("Detector {Detector}: could not commit the batches in memory before the shutdown timeout; they will be re-read", Name);
             DropAll();
         }
-        consumer.Close();
-        _logger.LogInformation("Detector {Detector}: left group {Group}", Name, GroupId);
-    }
-
-    private string GroupId => _detector.Options.GroupId is { Length: > 0 } group ? group : $"{_kafka.GroupId}.{Name}";
-
-    private IConsumer<Ignore, byte[]> BuildConsumer()
-    {
-        var config = _kafka.ToConsumerConfig();
-        config.GroupId = GroupId;
-        // Offsets live in PostgreSQL; Kafka commits are advisory and explicit.
-        config.EnableAutoCommit = false;
-        config.EnableAutoOffsetStore = false;
-        config.AutoOffsetReset = _detector.Options.StartFrom == StartFrom.Latest ? AutoOffsetReset.Latest : AutoOffsetReset.Earliest;
-        DetectorConsumerSettings.Apply(config, _kafka);
-        return new ConsumerBuilder<Ignore, byte[]>(config)
-            .SetLogHandler((_, m) => KafkaLog.Write(_logger, m))
-            .SetErrorHandler((_, e) => _logger.LogWarning("Detector {Detector}: Kafka: {Reason} ({Code})", Name, e.Reason, e.Code))
-            .SetPartitionsAssignedHandler(OnAssigned)
-            .SetPartitionsRevokedHandler(OnRevoked)
-            .SetPartitionsLostHandler(OnLost)
-            .Build();
-    }
-
-    /// <summary>Seeks every assigned partition to its offset stored in PostgreSQL (or the configured start).</summary>
-    private IEnumerable<TopicPartitionOffset> OnAssigned(IConsumer<Ignore, byte[]> consumer, List<TopicPartition> partitions)
-    {
-        var numbers = partitions.Select(p => p.Partition.Value).ToArray();
-        IReadOnlyDictionary<int, long>? stored = null;
-        while (stored is null)
-        {
-            try
-            {
-                stored = _committer.Pipeline.ExecuteAsync(
-                    async ct => await _offsets.LoadAsync(Name, _detector.Options.Topic, numbers, ct), _stopping).AsTask().GetAwaiter().GetResult();
-                _health.ClearProblem(Name);
-            }
-            catch (Exception e) when (BatchCommitter.IsRetryable(e))
-            {
-                _health.SetProblem(Name, $"cannot read stored offsets from PostgreSQL: {e.Message}");
-                _logger.LogWarning("Detector {Detector}: cannot read stored offsets ({Error}); retrying", Name, e.Message);
-                Thread.Sleep(StalledPoll);
-            }
-            catch (OperationCanceledException)
-            {
-                // Shutting down: take the partitions without processing any of them (none is in _assigned).
-                return partitions.Select(p => new TopicPartitionOffset(p, Offset.Unset));
-            }
-        }
-        var start = _detector.Options.StartFrom == StartFrom.Latest ? Offset.End : Offset.Beginning;
-        var result = new List<TopicPartitionOffset>(partitions.Count);
-        foreach (var partition in partitions)
-        {
-            var offset = stored.TryGetValue(partition.Partition.Value, out var next) ? new Offset(next) : start;
-            if (offset.Value >= 0)
-                _committed[partition.Partition.Value] = offset.Value;
-            result.Add(new TopicPartitionOffset(partition, offset));
-            _assigned.Add(partition.Partition.Value);
-        }
-        _health.SetAssignment(Name, _assigned);
-        _logger.LogInformation("Detector {Detector}: assigned {Partitions}", Name, string.Join(", ", result.Select(r => $"{r.Partition.Value}@{r.Offset}")));
-        return result;
+        _consumer.Close();
     }
 
     /// <summary>Before losing partitions, commit what was read from them (the batches in memory, in order); if that
     /// fails, drop them: nothing of them is committed, so the next owner reads them again.</summary>
-    private void OnRevoked(IConsumer<Ignore, byte[]> consumer, List<TopicPartitionOffset> partitions)
+    private void OnRevoked(List<TopicPartitionOffset> partitions)
     {
         try
         {
@@ -274,7 +200,7 @@ public sealed class DetectorWorker : BackgroundService
                     // One more try through the pipeline before giving the partitions up.
                     _committer.CommitAsync(_committing!, _writeDeadline.Token).GetAwaiter().GetResult();
                 }
-                Committed(consumer, _committing!);
+                Committed(_committing!);
             }
             foreach (var batch in (ReadOnlySpan<MicroBatch?>)[_building, _current])
             {
@@ -284,7 +210,7 @@ public sealed class DetectorWorker : BackgroundService
                 _scorer.Build(batch);
                 RecordStages(batch);
                 _committer.CommitAsync(batch, _writeDeadline.Token).GetAwaiter().GetResult();
-                Committed(consumer, batch);
+                Committed(batch);
             }
             _building = null;
         }
@@ -293,12 +219,11 @@ public sealed class DetectorWorker : BackgroundService
             _logger.LogWarning("Detector {Detector}: partitions revoked with uncommitted events ({Error}); the next owner re-reads them", Name, e.Message);
             DropAll();
         }
-        Forget(partitions.Select(p => p.Partition.Value));
     }
 
     /// <summary>Partitions lost (session timed out): another consumer may own them already, so drop what is not
     /// committed (a commit under way may still land: offsets only move forward and its rows are idempotent).</summary>
-    private void OnLost(IConsumer<Ignore, byte[]> consumer, List<TopicPartitionOffset> partitions)
+    private void OnLost(List<TopicPartitionOffset> partitions)
     {
         if (_current.Count > 0 || _building is not null || _commit is not null)
             _logger.LogWarning("Detector {Detector}: partitions lost with uncommitted events; the next owner re-reads them", Name);
@@ -311,22 +236,10 @@ public sealed class DetectorWorker : BackgroundService
             _logger.LogDebug("Detector {Detector}: commit of a lost batch failed: {Error}", Name, e.Message);
         }
         DropAll();
-        Forget(partitions.Select(p => p.Partition.Value));
-    }
-
-    private void Forget(IEnumerable<int> partitions)
-    {
-        foreach (var partition in partitions)
-        {
-            _assigned.Remove(partition);
-            _committed.Remove(partition);
-            _metrics.ClearLag(Name, partition);
-        }
-        _health.SetAssignment(Name, _assigned);
     }
 
     /// <summary>Reads events into the current batch until it is full, or Scoring:BatchTimeoutMs after its first event.</summary>
-    private void Collect(IConsumer<Ignore, byte[]> consumer, CancellationToken stoppingToken)
+    private void Collect(CancellationToken stoppingToken)
     {
         long cpu = ThreadCpu.Now();
         long deadline = 0;
@@ -339,7 +252,7 @@ public sealed class DetectorWorker : BackgroundService
                 // so metrics, lag and the advisory Kafka commit do not wait for the next batch.
                 if (!_commit.IsCompletedSuccessfully)
                     break;
-                Committed(consumer, _committing!);
+                Committed(_committing!);
             }
             // The batch scored meanwhile commits now, not after this one is read (latency under a long timeout).
             if (_commit is null && _building?.Building is { IsCompleted: true } built)
@@ -359,26 +272,10 @@ public sealed class DetectorWorker : BackgroundService
                 // Scoring:BatchTimeoutMs commits this batch now instead of after the host's shutdown timeout.
                 wait = TimeSpan.FromTicks(Math.Min(Stopwatch.GetElapsedTime(0, left).Ticks, IdlePoll.Ticks));
             }
-            ConsumeResult<Ignore, byte[]>? result;
-            try
-            {
-                result = consumer.Consume(wait);
-            }
-            catch (ConsumeException e)
-            {
-                _logger.LogWarning("Detector {Detector}: consume error: {Reason}", Name, e.Error.Reason);
-                continue;
-            }
+            var result = _consumer.Consume(wait);
             if (!ReferenceEquals(batch, _current))
-                return; // a rebalance in Consume committed or dropped the batch: start over with the current one
-            if (result?.Message is null)
-            {
-                // Idle: keep the lag gauge current (the broker's high watermark moves without us).
-                if (Stopwatch.GetElapsedTime(_lastLagUpdate) > TimeSpan.FromSeconds(1))
-                    UpdateLag(consumer);
-                continue;
-            }
-            if (!_assigned.Contains(result.Partition.Value))
+                break; // a rebalance in Consume committed or dropped the batch: start over with the current one
+            if (result is null)
                 continue;
             if (batch.Count == 0)
             {
@@ -451,13 +348,11 @@ public sealed class DetectorWorker : BackgroundService
 
     /// <summary>Waits for the background commit; while the database or the dead-letter topic is away, pauses the
     /// partitions and retries until it succeeds (or the batches are dropped in a rebalance).</summary>
-    private async Task SettleAsync(IConsumer<Ignore, byte[]> consumer, CancellationToken cancellationToken)
+    private async Task SettleAsync(CancellationToken cancellationToken)
     {
         if (_commit is null)
             return;
         var batch = _committing!;
-        bool paused = false;
-        List<TopicPartition> pausedPartitions = [];
         try
         {
             while (_commit is not null)
@@ -465,22 +360,20 @@ public sealed class DetectorWorker : BackgroundService
                 try
                 {
                     await _commit;
-                    Committed(consumer, batch);
+                    Committed(batch);
                     break;
                 }
                 catch (Exception e) when (BatchCommitter.IsRetryable(e))
                 {
-                    if (!paused)
+                    if (!_consumer.IsPaused)
                     {
-                        pausedPartitions = consumer.Assignment;
-                        consumer.Pause(pausedPartitions);
-                        paused = true;
+                        _consumer.Pause();
                         _logger.LogWarning("Detector {Detector}: cannot commit ({Error}); partitions paused, {Count} events kept until it can",
                             Name, e.Message, batch.Count + (_building?.Count ?? 0) + _current.Count);
                     }
                     _health.SetProblem(Name, $"cannot commit to PostgreSQL or the dead-letter topic: {e.Message}");
                     cancellationToken.ThrowIfCancellationRequested();
-                    PollWhilePaused(consumer);
+                    _consumer.PollWhilePaused();
                     // A revocation in there commits or drops the batches itself.
                     if (_commit is not null)
                         _commit = _committer.CommitAsync(batch, _writeDeadline.Token);
@@ -489,34 +382,17 @@ public sealed class DetectorWorker : BackgroundService
         }
         finally
         {
-            if (paused)
+            if (_consumer.IsPaused)
             {
-                var still = consumer.Assignment;
-                consumer.Resume(pausedPartitions.Where(still.Contains));
+                _consumer.Resume();
                 _health.ClearProblem(Name);
                 _logger.LogInformation("Detector {Detector}: commits work again; partitions resumed", Name);
             }
         }
     }
 
-    /// <summary>Keeps the consumer in its group while paused. Rebalance callbacks run in here; a message that still
-    /// arrives is given back by seeking to it, so it is read again after resuming.</summary>
-    private void PollWhilePaused(IConsumer<Ignore, byte[]> consumer)
-    {
-        try
-        {
-            var result = consumer.Consume(StalledPoll);
-            if (result?.Message is not null)
-                consumer.Seek(result.TopicPartitionOffset);
-        }
-        catch (ConsumeException e)
-        {
-            _logger.LogDebug("Detector {Detector}: consume error while paused: {Reason}", Name, e.Error.Reason);
-        }
-    }
-
     /// <summary>After a batch's commit: metrics, lag, advisory Kafka commit; the batch is emptied for reuse.</summary>
-    private void Committed(IConsumer<Ignore, byte[]> consumer, MicroBatch batch)
+    private void Committed(MicroBatch batch)
     {
         var committedAt = DateTime.UtcNow;
         _metrics.Consumed.Add(batch.Count, _tag);
@@ -528,42 +404,12 @@ public sealed class DetectorWorker : BackgroundService
         _metrics.BatchSize.Record(batch.Count, _tag);
         for (int i = 0; i < batch.Count; i++)
             _metrics.EventToRowSeconds.Record((committedAt - batch.Events[i].Time).TotalSeconds, _tag);
-        foreach (var (partition, next) in batch.NextOffsets)
-            _committed[partition] = next;
-        UpdateLag(consumer);
-        CommitToKafka(consumer, batch);
+        _consumer.Committed(batch.NextOffsets);
         batch.Clear();
         if (ReferenceEquals(batch, _committing))
         {
             _commit = null;
             _committing = null;
-        }
-    }
-
-    private void CommitToKafka(IConsumer<Ignore, byte[]> consumer, MicroBatch batch)
-    {
-        // Advisory only (PostgreSQL has the truth): at most once a second, and failures are harmless.
-        if (Stopwatch.GetElapsedTime(_lastKafkaCommit) < KafkaCommitInterval && !_stopping.IsCancellationRequested)
-            return;
-        _lastKafkaCommit = Stopwatch.GetTimestamp();
-        try
-        {
-            consumer.Commit(batch.NextOffsets.Select(p => new TopicPartitionOffset(_detector.Options.Topic, p.Key, p.Value)));
-        }
-        catch (KafkaException e)
-        {
-            _logger.LogDebug("Detector {Detector}: advisory Kafka commit failed: {Reason}", Name, e.Error.Reason);
-        }
-    }
-
-    private void UpdateLag(IConsumer<Ignore, byte[]> consumer)
-    {
-        _lastLagUpdate = Stopwatch.GetTimestamp();
-        foreach (var (partition, next) in _committed)
-        {
-            var watermarks = consumer.GetWatermarkOffsets(new TopicPartition(_detector.Options.Topic, partition));
-            if (watermarks.High != Offset.Unset)
-                _metrics.SetLag(Name, partition, watermarks.High.Value - next);
         }
     }
 
