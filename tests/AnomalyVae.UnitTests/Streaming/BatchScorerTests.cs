@@ -80,6 +80,36 @@ public sealed class BatchScorerTests : IDisposable
         Assert.Equal(scores, batch.Record.Scores);
     }
 
+    [Fact]
+    public void Decoding_scoring_and_deciding_a_batch_of_normal_events_allocates_nothing()
+    {
+        var scorer = new BatchScorer("d", "t", new ScoringOptions { BatchSize = 256 }, new RetrainingOptions { SampleSize = 0, RecentSize = 0 });
+        using var batch = new MicroBatch("d", "t", 256);
+        var model = _detector.AcquireCurrent()!;
+        batch.Bind(model);
+        var payloads = Enumerable.Range(0, 256)
+            .Select(i => Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture, $$"""{"id":"m{{i % 5}}","a":{{(i % 10) / 10.0}},"b":{{(i % 10) / 5.0}}}""")))
+            .ToArray();
+        var now = DateTime.UtcNow;
+        void Run()
+        {
+            batch.Clear();
+            for (int i = 0; i < payloads.Length; i++)
+                batch.Add(i % 4, i, payloads[i], now, now);
+            scorer.Build(batch);
+        }
+        Run();
+        Assert.Equal(256, batch.Rows);
+        // Only if nothing is flagged is nothing allocated: flagged rows become strings for the database.
+        Assert.Empty(batch.Record.Scores);
+
+        Assert.Equal(0, Allocations.Fewest(() =>
+        {
+            for (int round = 0; round < 20; round++)
+                Run();
+        }));
+    }
+
     public void Dispose()
     {
         _detector.Dispose();
