@@ -24,7 +24,9 @@
 #   TWO_PROCESSES (1), PG_USER (anomalyvae), PG_DATABASE (anomalyvae: an existing database to connect to while creating the
 #   benchmark's own), EVENTS, RATE, LIVE_SECONDS, FUZZ_FRACTION, BENCH_DIR (a temporary directory), ANOMALYVAE (the CLI command;
 #   default: build src/AnomalyVae.Cli in Release and run it), HTTP_PORT (18089, serve's metrics port),
-#   SERVE_KAFKA_PROPERTIES (extra librdkafka properties for serve as JSON members, e.g. '"queued.min.messages": "300000"').
+#   SERVE_KAFKA_PROPERTIES (extra librdkafka properties for serve as JSON members, e.g. '"queued.min.messages": "300000"'),
+#   SERVE_SETTINGS (extra top-level configuration sections for serve as JSON members, e.g.
+#   '"Retraining": { "SampleSize": 0, "RecentSize": 0 }' or '"Scoring": { "BatchSize": 16384 }').
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 KAFKA_BOOTSTRAP="${KAFKA_BOOTSTRAP:-127.0.0.1:9092}"
@@ -41,6 +43,7 @@ FUZZ_FRACTION="${FUZZ_FRACTION:-0.1}"
 FUZZ_MAX_PAYLOAD=4096
 HTTP_PORT="${HTTP_PORT:-18089}"
 EXTRA_PROPERTIES="${SERVE_KAFKA_PROPERTIES:+, $SERVE_KAFKA_PROPERTIES}"
+EXTRA_SETTINGS="${SERVE_SETTINGS:+, $SERVE_SETTINGS}"
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 WORK="${BENCH_DIR:-$(mktemp -d /tmp/anomalyvae-bench.XXXXXX)}"
@@ -124,7 +127,7 @@ cat > "$WORK/serve.json" <<JSON
     { "Name": "live", "Topic": "$LIVE", "Model": "$WORK/model.onnx", "DeadLetterTopic": "$LIVE.dlq",
       "EntityField": "machine_id", "TimestampField": "ts", "StartFrom": "Latest" } ],
   "Http": { "Port": $HTTP_PORT },
-  "Logging": { "LogLevel": { "Default": "Warning" } }
+  "Logging": { "LogLevel": { "Default": "Warning" } }$EXTRA_SETTINGS
 }
 JSON
 $ANOMALYVAE serve --config "$WORK/serve.json" >"$WORK/serve.log" 2>&1 &
@@ -199,7 +202,7 @@ if [ "${TWO_PROCESSES:-1}" = 1 ]; then
   "Detectors": [
     { "Name": "pair", "Topic": "$TOPIC", "Model": "$WORK/model.onnx", "DeadLetterTopic": "$TOPIC.dlq",
       "EntityField": "machine_id", "TimestampField": "ts" } ],
-  "Logging": { "LogLevel": { "Default": "Warning" } }
+  "Logging": { "LogLevel": { "Default": "Warning" } }$EXTRA_SETTINGS
 }
 JSON
   $ANOMALYVAE serve --config "$WORK/serve-pair.json" --Http:Port=$((HTTP_PORT + 1)) >"$WORK/serve-pair-1.log" 2>&1 &
