@@ -7,8 +7,8 @@ namespace AnomalyVae.UnitTests.Features;
 /// <summary>schemas/event.schema.json: loadable by the strict validator, and its definitions agree with the decoder.</summary>
 public class EventSchemaTests
 {
-    private static readonly JsonElement s_schemaJson = SchemaSubsetValidator.LoadSchemaFile("event.schema.json");
-    private static readonly SchemaSubsetValidator s_schema = new(s_schemaJson);
+    private static readonly JsonElement s_schemaJson = SchemaValidator.LoadSchemaFile("event.schema.json");
+    private static readonly SchemaValidator s_schema = new(s_schemaJson, "event.schema.json");
     private static readonly EventDecoder s_decoder = new(EventDecoderTests.Schema, entityField: "machine_id", timeField: "ts");
 
     [Fact]

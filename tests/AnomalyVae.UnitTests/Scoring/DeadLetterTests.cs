@@ -10,7 +10,7 @@ namespace AnomalyVae.UnitTests.Scoring;
 public class DeadLetterTests
 {
     private static readonly DateTimeOffset s_received = new(2024, 5, 1, 14, 0, 0, 123, TimeSpan.FromHours(2));
-    private static readonly SchemaSubsetValidator s_schema = new(SchemaSubsetValidator.LoadSchemaFile("dead-letter.schema.json"));
+    private static readonly SchemaValidator s_schema = SchemaValidator.ForFile("dead-letter.schema.json");
 
     private static DeadLetter Letter(byte[] payload, string reason = "wrong_type", string message = "feature 'temp' (numeric): \"x\" is not a number") =>
         new(reason, message, "press", "events", 3, 1234, s_received, payload);
