@@ -116,20 +116,30 @@ bare=$($ANOMALYVAE bench consume --topic "$TOPIC" --bootstrap "$KAFKA_BOOTSTRAP"
 echo "$bare"
 bare_rate=$(sed -n 's/.*: \([0-9]*\) events\/s.*/\1/p' <<<"$bare")
 
-cat > "$WORK/serve.json" <<JSON
+# serve_config FILE GROUP SECTIONS DETECTOR...: a serve configuration with the bench's Kafka and database, the given
+# extra sections (JSON members ending in a comma, or "") and detectors (JSON objects), plus SERVE_SETTINGS.
+serve_config() {
+  local file=$1 group=$2 sections=$3
+  shift 3
+  local detectors
+  detectors=$(printf '%s,\n' "$@" | sed '$ s/,$//')
+  cat >"$file" <<JSON
 {
-  "Kafka": { "BootstrapServers": "$KAFKA_BOOTSTRAP", "GroupId": "bench-$RUN_ID",
+  "Kafka": { "BootstrapServers": "$KAFKA_BOOTSTRAP", "GroupId": "$group",
              "Properties": { "api.version.request": "false", "broker.version.fallback": "0.9.0.1"$EXTRA_PROPERTIES } },
   "Postgres": { "ConnectionString": "Host=$PG_HOST;Port=$PG_PORT;Username=$PG_USER;Database=$DB" },
-  "Detectors": [
-    { "Name": "bulk", "Topic": "$TOPIC", "Model": "$WORK/model.onnx", "DeadLetterTopic": "$TOPIC.dlq",
-      "EntityField": "machine_id", "TimestampField": "ts" },
-    { "Name": "live", "Topic": "$LIVE", "Model": "$WORK/model.onnx", "DeadLetterTopic": "$LIVE.dlq",
-      "EntityField": "machine_id", "TimestampField": "ts", "StartFrom": "Latest" } ],
-  "Http": { "Port": $HTTP_PORT },
+  "Detectors": [ $detectors ], $sections
   "Logging": { "LogLevel": { "Default": "Warning" } }$EXTRA_SETTINGS
 }
 JSON
+}
+# detector NAME TOPIC [EXTRA MEMBERS]: one detector on TOPIC with the bench's model and fields.
+detector() {
+  printf '{ "Name": "%s", "Topic": "%s", "Model": "%s", "DeadLetterTopic": "%s.dlq", "EntityField": "machine_id", "TimestampField": "ts"%s }' \
+    "$1" "$2" "$WORK/model.onnx" "$2" "${3:+, $3}"
+}
+serve_config "$WORK/serve.json" "bench-$RUN_ID" "\"Http\": { \"Port\": $HTTP_PORT }," \
+  "$(detector bulk "$TOPIC")" "$(detector live "$LIVE" '"StartFrom": "Latest"')"
 $ANOMALYVAE serve --config "$WORK/serve.json" >"$WORK/serve.log" 2>&1 &
 SERVE=$!
 trap 'kill $SERVE 2>/dev/null || true' EXIT
@@ -194,17 +204,7 @@ kill -TERM $SERVE; wait $SERVE || true
 trap - EXIT
 
 if [ "${TWO_PROCESSES:-1}" = 1 ]; then
-  cat > "$WORK/serve-pair.json" <<JSON
-{
-  "Kafka": { "BootstrapServers": "$KAFKA_BOOTSTRAP", "GroupId": "bench-pair-$RUN_ID",
-             "Properties": { "api.version.request": "false", "broker.version.fallback": "0.9.0.1"$EXTRA_PROPERTIES } },
-  "Postgres": { "ConnectionString": "Host=$PG_HOST;Port=$PG_PORT;Username=$PG_USER;Database=$DB" },
-  "Detectors": [
-    { "Name": "pair", "Topic": "$TOPIC", "Model": "$WORK/model.onnx", "DeadLetterTopic": "$TOPIC.dlq",
-      "EntityField": "machine_id", "TimestampField": "ts" } ],
-  "Logging": { "LogLevel": { "Default": "Warning" } }$EXTRA_SETTINGS
-}
-JSON
+  serve_config "$WORK/serve-pair.json" "bench-pair-$RUN_ID" "" "$(detector pair "$TOPIC")"
   $ANOMALYVAE serve --config "$WORK/serve-pair.json" --Http:Port=$((HTTP_PORT + 1)) >"$WORK/serve-pair-1.log" 2>&1 &
   PAIR1=$!
   $ANOMALYVAE serve --config "$WORK/serve-pair.json" --Http:Port=$((HTTP_PORT + 2)) >"$WORK/serve-pair-2.log" 2>&1 &
@@ -222,19 +222,8 @@ fi
 
 if fuzzing; then
   # A fresh process on the mixed topic alone, measured like (b).
-  cat > "$WORK/serve-mixed.json" <<JSON
-{
-  "Kafka": { "BootstrapServers": "$KAFKA_BOOTSTRAP", "GroupId": "bench-$RUN_ID",
-             "Properties": { "api.version.request": "false", "broker.version.fallback": "0.9.0.1"$EXTRA_PROPERTIES } },
-  "Postgres": { "ConnectionString": "Host=$PG_HOST;Port=$PG_PORT;Username=$PG_USER;Database=$DB" },
-  "Detectors": [
-    { "Name": "mixed", "Topic": "$MIXED", "Model": "$WORK/model.onnx", "DeadLetterTopic": "$MIXED.dlq",
-      "EntityField": "machine_id", "TimestampField": "ts" } ],
-  "Scoring": { "MaxPayloadBytes": $FUZZ_MAX_PAYLOAD },
-  "Http": { "Port": $HTTP_PORT },
-  "Logging": { "LogLevel": { "Default": "Warning" } }
-}
-JSON
+  serve_config "$WORK/serve-mixed.json" "bench-$RUN_ID" "\"Scoring\": { \"MaxPayloadBytes\": $FUZZ_MAX_PAYLOAD }, \"Http\": { \"Port\": $HTTP_PORT }," \
+    "$(detector mixed "$MIXED")"
   $ANOMALYVAE serve --config "$WORK/serve-mixed.json" >"$WORK/serve-mixed.log" 2>&1 &
   SERVE=$!
   trap 'kill $SERVE 2>/dev/null || true' EXIT
