@@ -48,10 +48,11 @@ internal static class QualityBenchmark
         return 0;
     }
 
-    private static string Describe(VaeTrainingOptions o) =>
+    internal static string Describe(VaeTrainingOptions o) =>
         string.Create(CultureInfo.InvariantCulture,
             $"hidden {(o.Hidden is null ? "auto" : string.Join("-", o.Hidden))}, latent {o.Latent?.ToString(CultureInfo.InvariantCulture) ?? "auto"}, β {o.Beta}, " +
-            $"epochs {o.Epochs?.ToString(CultureInfo.InvariantCulture) ?? "auto"}, L {o.ScoringSamples}, {o.Activation}, {o.NumericVariance}, threads {o.Threads?.ToString(CultureInfo.InvariantCulture) ?? "auto"}");
+            $"epochs {o.Epochs?.ToString(CultureInfo.InvariantCulture) ?? "auto"}, L {o.ScoringSamples}, {o.Activation}, {o.NumericVariance}, " +
+            $"log-variance [{o.NumericLogVarMin}, {o.NumericLogVarMax}], weight decay {o.WeightDecay}, threads {o.Threads?.ToString(CultureInfo.InvariantCulture) ?? "auto"}");
 
     private static void Report(TextWriter output, string name, IReadOnlyList<double> aurocs)
     {
