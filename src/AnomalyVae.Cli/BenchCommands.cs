@@ -45,10 +45,13 @@ internal static class BenchCommands
         var latent = new Option<int?>("--latent") { Description = "Latent dimensions (default: the trainer's rule)." };
         var hidden = new Option<string?>("--hidden") { Description = "Hidden widths, e.g. 64 or 128,64 (default: the trainer's rule)." };
         var maxEpochs = new Option<int?>("--epochs") { Description = "Maximum epochs (default: the trainer's rule)." };
+        var logVarMax = new Option<float?>("--logvar-max") { Description = "Numeric log-variance upper clamp (default: the trainer's)." };
+        var logVarMin = new Option<float?>("--logvar-min") { Description = "Numeric log-variance lower clamp (default: the trainer's)." };
+        var weightDecay = new Option<float?>("--weight-decay") { Description = "Decoupled weight decay (default: the trainer's)." };
         var threads = new Option<int>("--threads") { Description = "Training threads.", DefaultValueFactory = _ => 1 };
         var quality = new Command("quality", "Engine AUROC with default (or given) settings on cardio and on synthetic tables with dependency anomalies.")
         {
-            cardio, splits, syntheticSeeds, samples, beta, latent, hidden, maxEpochs, threads,
+            cardio, splits, syntheticSeeds, samples, beta, latent, hidden, maxEpochs, threads, logVarMax, logVarMin, weightDecay,
         };
         quality.SetAction(parse =>
         {
@@ -61,6 +64,9 @@ internal static class BenchCommands
                 Hidden = TrainCommands.ParseHidden(parse.GetValue(hidden)),
                 Epochs = parse.GetValue(maxEpochs),
                 Threads = Math.Clamp(parse.GetValue(threads), 1, 64),
+                NumericLogVarMax = parse.GetValue(logVarMax) ?? defaults.NumericLogVarMax,
+                NumericLogVarMin = parse.GetValue(logVarMin) ?? defaults.NumericLogVarMin,
+                WeightDecay = parse.GetValue(weightDecay) ?? defaults.WeightDecay,
             };
             string? cardioPath = parse.GetValue(cardio) is { } path ? CliRun.ExistingFile(path, "cardio file") : null;
             return QualityBenchmark.Run(cardioPath, Math.Clamp(parse.GetValue(splits), 0, 100), Math.Clamp(parse.GetValue(syntheticSeeds), 0, 20), options, Console.Out);
@@ -78,6 +84,48 @@ internal static class BenchCommands
         };
         consume.SetAction(parse => ConsumerBenchmark.Run(GenerateCommand.KafkaOptions(parse.GetValue(bootstrap)!, parse.GetValue(kafkaProperties)!),
             parse.GetValue(topic)!, Console.Out));
-        return new Command("bench", "Benchmarks; each prints its numbers.") { train, score, protocol, mix, quality, consume };
+        var dataDir = new Option<string>("--data-dir") { Description = "Directory of labelled CSV tables (and optionally BASELINES.md).", Required = true };
+        var seedList = new Option<string>("--seeds") { Description = "Comma-separated seeds, one split each.", DefaultValueFactory = _ => "0,1,2" };
+        var tables = new Option<string?>("--tables") { Description = "Comma-separated table names (file names without .csv); default all." };
+        var suiteSamples = new Option<int?>("--samples") { Description = "Latent samples L (default: the trainer's)." };
+        var suite = new Command("suite", "Semi-supervised protocol through train → ONNX → ONNX Runtime on every table of a directory: AUROC/AUPRC per table, means, and BASELINES.md for comparison.")
+        {
+            dataDir, seedList, tables, label, suiteSamples, beta, latent, hidden, maxEpochs, logVarMax, logVarMin, weightDecay,
+        };
+        suite.SetAction(parse =>
+        {
+            var defaults = new Training.Engine.VaeTrainingOptions();
+            var options = defaults with
+            {
+                ScoringSamples = parse.GetValue(suiteSamples) ?? defaults.ScoringSamples,
+                Beta = parse.GetValue(beta) ?? defaults.Beta,
+                Latent = parse.GetValue(latent),
+                Hidden = TrainCommands.ParseHidden(parse.GetValue(hidden)),
+                Epochs = parse.GetValue(maxEpochs),
+                NumericLogVarMax = parse.GetValue(logVarMax) ?? defaults.NumericLogVarMax,
+                NumericLogVarMin = parse.GetValue(logVarMin) ?? defaults.NumericLogVarMin,
+                WeightDecay = parse.GetValue(weightDecay) ?? defaults.WeightDecay,
+            };
+            string directory = parse.GetValue(dataDir)!;
+            if (!Directory.Exists(directory))
+                throw new CliException($"data directory not found: {directory}");
+            int[] seeds = ParseSeeds(parse.GetValue(seedList)!);
+            string[]? only = parse.GetValue(tables)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            return SuiteBenchmark.Run(directory, seeds, only, parse.GetValue(label)!, options, Console.Out);
+        });
+        return new Command("bench", "Benchmarks; each prints its numbers.") { train, score, protocol, mix, quality, suite, consume };
+    }
+
+    private static int[] ParseSeeds(string text)
+    {
+        var seeds = new List<int>();
+        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!int.TryParse(part, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int seed) || seed < 0)
+                throw new CliException($"--seeds: '{part}' is not a seed (a non-negative integer).");
+            seeds.Add(seed);
+        }
+
+        return seeds.Count > 0 ? [.. seeds] : throw new CliException("--seeds: give at least one seed.");
     }
 }

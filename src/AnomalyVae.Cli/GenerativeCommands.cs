@@ -134,7 +134,9 @@ internal static class GenerativeCommands
                 switch (feature.Kind)
                 {
                     case FeatureKind.Numeric:
-                        double t = v * feature.Scale + feature.Center;
+                        // Undo the tail squash (z = k·sinh(z′ / k)), then the standardization.
+                        double z = feature.TailScale > 0 ? feature.TailScale * Math.Sinh(v / feature.TailScale) : v;
+                        double t = z * feature.Scale + feature.Center;
                         writer.WriteField(feature.Log ? Math.Sign(t) * (Math.Exp(Math.Abs(t)) - 1) : t);
                         break;
                     case FeatureKind.Categorical:

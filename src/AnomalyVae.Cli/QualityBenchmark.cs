@@ -48,10 +48,11 @@ internal static class QualityBenchmark
         return 0;
     }
 
-    private static string Describe(VaeTrainingOptions o) =>
+    internal static string Describe(VaeTrainingOptions o) =>
         string.Create(CultureInfo.InvariantCulture,
             $"hidden {(o.Hidden is null ? "auto" : string.Join("-", o.Hidden))}, latent {o.Latent?.ToString(CultureInfo.InvariantCulture) ?? "auto"}, β {o.Beta}, " +
-            $"epochs {o.Epochs?.ToString(CultureInfo.InvariantCulture) ?? "auto"}, L {o.ScoringSamples}, {o.Activation}, {o.NumericVariance}, threads {o.Threads?.ToString(CultureInfo.InvariantCulture) ?? "auto"}");
+            $"epochs {o.Epochs?.ToString(CultureInfo.InvariantCulture) ?? "auto"}, L {o.ScoringSamples}, {o.Activation}, {o.NumericVariance}, " +
+            $"log-variance [{o.NumericLogVarMin}, {o.NumericLogVarMax}], weight decay {o.WeightDecay}, threads {o.Threads?.ToString(CultureInfo.InvariantCulture) ?? "auto"}");
 
     private static void Report(TextWriter output, string name, IReadOnlyList<double> aurocs)
     {
@@ -92,8 +93,8 @@ internal static class QualityBenchmark
             rng.Shuffle(normals);
             int[] train = normals[..(normals.Length / 2)];
             int[] test = [.. normals[(normals.Length / 2)..], .. Enumerable.Range(0, rows.Length).Where(i => labels[i] == 1)];
-            var (center, scale) = RobustScale(rows, train, f);
-            var (auroc, result) = Evaluate(features, Standardize(rows, train, center, scale), Standardize(rows, test, center, scale),
+            var columns = FitColumns(rows, train, f);
+            var (auroc, result) = Evaluate(features, Standardize(rows, train, columns), Standardize(rows, test, columns),
                 [.. test.Select(i => labels[i])], options with { Seed = seed });
             aurocs.Add(auroc);
             onSplit?.Invoke(seed, auroc, result);
@@ -102,29 +103,33 @@ internal static class QualityBenchmark
         return aurocs;
     }
 
-    private static float[] Standardize(double[][] rows, int[] index, double[] center, double[] scale)
+    private static float[] Standardize(double[][] rows, int[] index, FittedFeature[] columns)
     {
-        int f = center.Length;
+        int f = columns.Length;
         var v = new float[index.Length * f];
         for (int r = 0; r < index.Length; r++)
         {
             for (int j = 0; j < f; j++)
-                v[r * f + j] = (float)Math.Clamp((rows[index[r]][j] - center[j]) / scale[j], -1e4, 1e4);
+                v[r * f + j] = columns[j].Standardize((float)rows[index[r]][j]);
         }
 
         return v;
     }
 
-    /// <summary>Per column the feature schema's own robust center and scale (median, IQR/1.349, then the std, then 1):
-    /// cardio's column 5 is constant on the normal rows but one, so in about half the splits the training half is
-    /// constant and must scale by 1 exactly as the product does.</summary>
-    private static (double[] Center, double[] Scale) RobustScale(double[][] rows, int[] index, int f)
+    /// <summary>Per column the feature schema's own fit (robust center and scale: median, IQR/1.349, then the std, then 1;
+    /// and its tail squash): cardio's column 5 is constant on the normal rows but one, so in about half the splits the
+    /// training half is constant and must scale by 1 exactly as the product does.</summary>
+    private static FittedFeature[] FitColumns(double[][] rows, int[] index, int f)
     {
-        var center = new double[f];
-        var scale = new double[f];
+        var columns = new FittedFeature[f];
         for (int j = 0; j < f; j++)
-            (center[j], scale[j]) = FeatureSchema.RobustLocationScale([.. index.Select(i => rows[i][j])]);
-        return (center, scale);
+        {
+            double[] t = [.. index.Select(i => rows[i][j])];
+            var (center, scale) = FeatureSchema.RobustLocationScale(t);
+            columns[j] = FittedFeature.Numeric($"c{j}", center, scale, tailScale: FeatureSchema.FitTailScale(t, center, scale));
+        }
+
+        return columns;
     }
 
     private static (double Auroc, VaeTrainingResult Training) Evaluate(VaeFeature[] features, float[] train, float[] test, int[] testLabels,
@@ -232,8 +237,10 @@ internal static class QualityBenchmark
 
             mean /= SyntheticTrainRows;
             double sd = Math.Sqrt(Math.Max(1e-12, square / SyntheticTrainRows - mean * mean));
+            double[] t = [.. Enumerable.Range(0, SyntheticTrainRows).Select(r => (double)values[r * f + j])];
+            var column = FittedFeature.Numeric("s", mean, sd, tailScale: FeatureSchema.FitTailScale(t, mean, sd));
             for (int r = 0; r < total; r++)
-                values[r * f + j] = (float)((values[r * f + j] - mean) / sd);
+                values[r * f + j] = column.Standardize(values[r * f + j]);
         }
 
         var features = Enumerable.Range(0, f).Select(j => j < set.Numeric ? VaeFeature.Numeric()

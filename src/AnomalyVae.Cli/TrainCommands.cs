@@ -48,7 +48,7 @@ internal static class TrainCommands
         var report = new Option<string?>("--report") { Description = "Also write a self-contained HTML training report." };
         var hidden = new Option<string?>("--hidden") { Description = "Hidden layer widths, e.g. 128,64 (default: from the input width)." };
         var latent = new Option<int?>("--latent") { Description = "Latent dimensions (default: about F/3, 2..32)." };
-        var beta = new Option<float>("--beta") { Description = "KL weight β.", DefaultValueFactory = _ => 1f };
+        var beta = new Option<float>("--beta") { Description = "KL weight β.", DefaultValueFactory = _ => new VaeTrainingOptions().Beta };
         var epochs = new Option<int?>("--epochs") { Description = "Maximum epochs (default: from the row count; early stopping applies)." };
         var batch = new Option<int?>("--batch-size") { Description = "Mini-batch rows (default: from the row count)." };
         var lr = new Option<float>("--lr") { Description = "Adam learning rate.", DefaultValueFactory = _ => 1e-3f };

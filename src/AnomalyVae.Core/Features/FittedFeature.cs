@@ -13,7 +13,7 @@ public sealed class FittedFeature
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _bitOfToken;
 
     private FittedFeature(string name, FeatureKind kind, bool log, double center, double scale,
-        string[] vocabulary, string[] falseTokens, string[] trueTokens)
+        string[] vocabulary, string[] falseTokens, string[] trueTokens, double tailScale = 0)
     {
         var problems = new List<string>();
         if (string.IsNullOrWhiteSpace(name))
@@ -26,6 +26,8 @@ public sealed class FittedFeature
             problems.Add($"feature '{name}': center must be finite, not {center}");
         if (!double.IsFinite(scale) || scale <= 0)
             problems.Add($"feature '{name}': scale must be finite and positive, not {scale}");
+        if (!double.IsFinite(tailScale) || tailScale < 0 || (tailScale > 0 && kind != FeatureKind.Numeric))
+            problems.Add($"feature '{name}': tail scale must be 0, or finite and positive on a numeric feature, not {tailScale}");
 
         var categories = new Dictionary<string, int>(vocabulary.Length, StringComparer.Ordinal);
         if (kind == FeatureKind.Categorical)
@@ -64,6 +66,7 @@ public sealed class FittedFeature
         Log = log;
         Center = center;
         Scale = scale;
+        TailScale = tailScale;
         _vocabulary = vocabulary;
         _falseTokens = falseTokens;
         _trueTokens = trueTokens;
@@ -86,6 +89,13 @@ public sealed class FittedFeature
     /// <summary>Numeric: IQR(t)/1.349, else std(t), else 1 — always finite and positive (1 for other kinds).</summary>
     public double Scale { get; }
 
+    /// <summary>
+    /// Numeric: k of the tail squash z ↦ k·asinh(z / k) applied after standardizing (0 = none, the form of
+    /// models written before it existed). Near-linear for |z| well below k, logarithmic beyond, so a few extreme
+    /// training values no longer dominate the Gaussian fit and the score; see <see cref="FeatureSchema.FitTailScale"/>.
+    /// </summary>
+    public double TailScale { get; }
+
     /// <summary>Categorical: index 0 = <see cref="FeatureSchema.UnknownCategory"/>, then training values by
     /// descending frequency, ties in ordinal order. Empty for other kinds.</summary>
     public IReadOnlyList<string> Vocabulary => _vocabulary;
@@ -103,8 +113,8 @@ public sealed class FittedFeature
     public IReadOnlyList<string> TrueTokens => _trueTokens;
 
     /// <summary>A numeric feature with given parameters (for fitted schemas read back and for tests).</summary>
-    public static FittedFeature Numeric(string name, double center, double scale, bool log = false) =>
-        new(name, FeatureKind.Numeric, log, center, scale, [], [], []);
+    public static FittedFeature Numeric(string name, double center, double scale, bool log = false, double tailScale = 0) =>
+        new(name, FeatureKind.Numeric, log, center, scale, [], [], [], tailScale);
 
     /// <summary>A categorical feature; <paramref name="values"/> excludes the unknown bucket, which is prepended.</summary>
     public static FittedFeature Categorical(string name, IEnumerable<string> values) =>
@@ -116,8 +126,8 @@ public sealed class FittedFeature
             [.. falseTokens ?? CellText.StandardFalseTokens], [.. trueTokens ?? CellText.StandardTrueTokens]);
 
     internal static FittedFeature FromParts(string name, FeatureKind kind, bool log, double center, double scale,
-        string[] vocabulary, string[] falseTokens, string[] trueTokens) =>
-        new(name, kind, log, center, scale, vocabulary, falseTokens, trueTokens);
+        string[] vocabulary, string[] falseTokens, string[] trueTokens, double tailScale) =>
+        new(name, kind, log, center, scale, vocabulary, falseTokens, trueTokens, tailScale);
 
     /// <summary>Categorical: vocabulary index of <paramref name="value"/> (ordinal, trimmed), 0 when unseen.</summary>
     public int CategoryIndex(ReadOnlySpan<char> value) =>
@@ -130,10 +140,10 @@ public sealed class FittedFeature
     /// <summary>Numeric: t = log ? sign(x)·log(1+|x|) : x.</summary>
     public double Transform(double x) => Log ? Math.Sign(x) * Math.Log(1 + Math.Abs(x)) : x;
 
-    /// <summary>Numeric: z = clamp((t - center) / scale, ±<see cref="FeatureSchema.StandardizedLimit"/>).</summary>
+    /// <summary>Numeric: z = clamp((t - center) / scale, ±<see cref="FeatureSchema.StandardizedLimit"/>), then the tail squash k·asinh(z / k) when <see cref="TailScale"/> is set.</summary>
     public float Standardize(float x)
     {
-        var z = (Transform(x) - Center) / Scale;
-        return (float)Math.Clamp(z, -FeatureSchema.StandardizedLimit, FeatureSchema.StandardizedLimit);
+        var z = Math.Clamp((Transform(x) - Center) / Scale, -FeatureSchema.StandardizedLimit, FeatureSchema.StandardizedLimit);
+        return (float)(TailScale > 0 ? TailScale * Math.Asinh(z / TailScale) : z);
     }
 }

@@ -356,7 +356,7 @@ public sealed class Retrainer(
         {
             flagged += scores[i] > threshold ? 1 : 0;
             sum += scores[i];
-            perEvent[i] = RetrainingGates.ComparableNll(scores[i], model.Schema, table.RowMask(i));
+            perEvent[i] = RetrainingGates.ComparableNll(scores[i], model.Schema, table.RowMask(i), table.X.AsSpan(i * table.FeatureCount, table.FeatureCount));
             nll += perEvent[i];
         }
         int n = scores.Length;

@@ -87,7 +87,16 @@ public static class RetrainingGates
     /// difference and is left out. Categorical and binary heads are probabilities of the same outcomes already (one
     /// caveat: categories outside a model's vocabulary share its unknown bucket). The ±1e4 clamp of z is ignored.
     /// </remarks>
-    public static double ComparableNll(double score, FeatureSchema schema, ReadOnlySpan<float> rowMask)
+    public static double ComparableNll(double score, FeatureSchema schema, ReadOnlySpan<float> rowMask) =>
+        ComparableNll(score, schema, rowMask, default);
+
+    /// <summary>
+    /// <see cref="ComparableNll(double, FeatureSchema, ReadOnlySpan{float})"/> for schemas with a tail squash
+    /// z′ = k·asinh(z / k) (<see cref="FittedFeature.TailScale"/>): its Jacobian dz′/dz = (1 + (z/k)²)^(−½) depends on the
+    /// value and on each model's k, so it does not cancel; −log p_t gains ½·log(1 + (z/k)²) per squashed feature, which
+    /// needs the row's raw values <paramref name="rowX"/>.
+    /// </summary>
+    public static double ComparableNll(double score, FeatureSchema schema, ReadOnlySpan<float> rowMask, ReadOnlySpan<float> rowX)
     {
         ArgumentNullException.ThrowIfNull(schema);
         if (rowMask.Length != schema.Count)
@@ -96,8 +105,17 @@ public static class RetrainingGates
         for (int f = 0; f < schema.Count; f++)
         {
             var feature = schema.Features[f];
-            if (feature.Kind == FeatureKind.Numeric && rowMask[f] != 0)
-                correction += Math.Log(feature.Scale);
+            if (feature.Kind != FeatureKind.Numeric || rowMask[f] == 0)
+                continue;
+            correction += Math.Log(feature.Scale);
+            if (feature.TailScale > 0)
+            {
+                if (rowX.Length != schema.Count)
+                    throw new ArgumentException("a schema with tail squashes needs the row's raw values", nameof(rowX));
+                double z = Math.Clamp((feature.Transform(rowX[f]) - feature.Center) / feature.Scale, -FeatureSchema.StandardizedLimit, FeatureSchema.StandardizedLimit);
+                double u = z / feature.TailScale;
+                correction += 0.5 * Math.Log(1 + u * u);
+            }
         }
         return score + correction;
     }

@@ -189,7 +189,7 @@ public sealed unsafe class TrainerTests
         Assert.Equal([88], small.Hidden!); // 2·(21 + 21)
         Assert.Equal(7, small.Latent);
         Assert.Equal(32, small.BatchSize); // 744 training rows / 32 ≈ 23 → at least 32
-        Assert.Equal(300, small.Epochs); // 24 steps per epoch → capped
+        Assert.Equal(834, small.Epochs); // 24 steps per epoch → ⌈20,000 / 24⌉ (the cap is 3,000)
         Assert.Equal(20, small.Patience);
         Assert.Equal(10, small.KlWarmupEpochs);
         Assert.Equal(1, small.Threads); // batch 32 < 128 rows per thread

@@ -22,7 +22,10 @@ public class FeatureSchemaTests
         var temp = schema.Features[0];
         Assert.Equal(3, temp.Center);
         Assert.Equal(2 / 1.349, temp.Scale, 12);
-        Assert.Equal((float)((100 - 3) / (2 / 1.349)), temp.Standardize(100));
+        // Then the tail squash fitted on the same values (|z| q95 is the outlier's shoulder, so k is large here).
+        Assert.Equal(FeatureSchema.FitTailScale([1, 2, 3, 4, 100], 3, 2 / 1.349), temp.TailScale);
+        double z = (100 - 3) / (2 / 1.349);
+        Assert.Equal((float)(temp.TailScale * Math.Asinh(z / temp.TailScale)), temp.Standardize(100));
     }
 
     [Fact]
@@ -108,6 +111,31 @@ public class FeatureSchemaTests
         var feature = FittedFeature.Numeric("v", center: 0, scale: 1e-3);
         Assert.Equal((float)FeatureSchema.StandardizedLimit, feature.Standardize(1e6f));
         Assert.Equal((float)-FeatureSchema.StandardizedLimit, feature.Standardize(float.MinValue));
+    }
+
+    [Fact]
+    public void TailScaleIsThreeTimesTheTrainingQuantileOfAbsoluteZAndSquashesOnlyTheTail()
+    {
+        // |z| = 0..99 (center 0, scale 1): q95 = 94.05, so k = 3·94.05; a light-tailed column gets the floor.
+        double[] heavy = [.. Enumerable.Range(0, 100).Select(i => (double)i)];
+        Assert.Equal(3 * 94.05, FeatureSchema.FitTailScale(heavy, 0, 1), 9);
+        Assert.Equal(FeatureSchema.TailScaleFloor, FeatureSchema.FitTailScale([0.1, -0.2, 0.3], 0, 1));
+
+        var feature = FittedFeature.Numeric("v", center: 0, scale: 1, tailScale: 3);
+        Assert.Equal(0.5f, feature.Standardize(0.5f), 2); // near-linear well inside k
+        Assert.Equal((float)(3 * Math.Asinh(100.0 / 3)), feature.Standardize(100f)); // logarithmic far out
+        Assert.Equal(-feature.Standardize(7f), feature.Standardize(-7f));
+    }
+
+    [Fact]
+    public void TailScaleRoundTripsThroughJsonAndOlderSchemasReadWithoutIt()
+    {
+        var schema = new FeatureSchema([FittedFeature.Numeric("v", 1, 2, tailScale: 4.5), FittedFeature.Numeric("w", 0, 1)]);
+        var back = FeatureSchema.FromJson(schema.ToJson());
+        Assert.Equal(4.5, back.Features[0].TailScale);
+        Assert.Equal(0, back.Features[1].TailScale);
+        Assert.DoesNotContain("tailScale", new FeatureSchema([FittedFeature.Numeric("w", 0, 1)]).ToJson());
+        Assert.Throws<FeatureSpecException>(() => FittedFeature.Numeric("v", 0, 1, tailScale: -1));
     }
 
     [Fact]

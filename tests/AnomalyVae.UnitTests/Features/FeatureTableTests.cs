@@ -60,11 +60,14 @@ public sealed class FeatureTableTests : IDisposable
         var table = FeatureTable.Load(path, schema);
         var values = table.StandardizedValues();
 
-        // temp 20, 22, 24: median 22, IQR 2 → scale 2/1.349; missing temp → 0; categorical/binary pass through.
+        // temp 20, 22, 24: median 22, IQR 2 → scale 2/1.349, then the tail squash k·asinh(z/k) with k = 3·q95(|z|);
+        // missing temp → 0; categorical/binary pass through.
         var scale = 2 / 1.349;
-        Assert.Equal((float)(-2 / scale), values[0], 5);
+        double k = schema.Features[schema.IndexOf("temp")].TailScale;
+        Assert.Equal(3 * 1.349, k, 9);
+        Assert.Equal((float)(k * Math.Asinh(-2 / scale / k)), values[0], 5);
         Assert.Equal(0f, values[3]);
-        Assert.Equal((float)(2 / scale), values[6], 5);
+        Assert.Equal((float)(k * Math.Asinh(2 / scale / k)), values[6], 5);
         Assert.Equal(0f, values[9]);
         Assert.Equal(table.X.Where((_, i) => i % 3 != 0), values.Where((_, i) => i % 3 != 0));
     }

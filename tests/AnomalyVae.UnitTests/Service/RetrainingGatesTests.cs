@@ -38,6 +38,15 @@ public sealed class RetrainingGatesTests
     }
 
     [Fact]
+    public void A_tail_squash_adds_its_jacobian_from_the_raw_value()
+    {
+        // z = (7 − 1) / 2 = 3, k = 3: dz′/dz = (1 + 1)^(−½), so −log p_t gains log 2 + ½·log 2.
+        var schema = new FeatureSchema([FittedFeature.Numeric("a", 1, 2, tailScale: 3)]);
+        Assert.Equal(2 + Math.Log(2) + 0.5 * Math.Log(2), RetrainingGates.ComparableNll(2, schema, [1], [7]), 12);
+        Assert.Throws<ArgumentException>(() => RetrainingGates.ComparableNll(2, schema, [1]));
+    }
+
+    [Fact]
     public void A_challenger_as_good_as_the_active_model_passes_every_gate()
     {
         var gates = new RetrainingGateOptions();

@@ -26,8 +26,9 @@ internal sealed class WorkerTeam : IDisposable
     private IPartitionedWork? _work;
     private int _parts;
 
-    // High 32 bits: generation (one per Run); low 32 bits: next unclaimed part. Claiming is a CAS on both, so a
-    // thread still finishing one call can never claim a part of the next with the previous call's work item.
+    // High 32 bits: generation (two per Run: a closed one whose next part is int.MaxValue, then the open one);
+    // low 32 bits: next unclaimed part. Claiming is a CAS on both, so a thread still finishing one call can never
+    // claim a part of the next with the previous call's work item or part count.
     private long _state;
     private int _done;
     private int _sleeping;
@@ -67,11 +68,18 @@ internal sealed class WorkerTeam : IDisposable
             return;
         }
 
+        // Close the previous generation before publishing this run's work item and part count: a worker still
+        // leaving the previous run reads _work and _parts after _state, and without the close it could pair the old
+        // generation with the new part count and claim a part of this run with a CAS that still succeeds. That part
+        // then ran twice and its stale completion let Run return before a part had finished (a gradient read while
+        // it was being written: the trainer's rare timing-dependent model files).
+        long closed = (Volatile.Read(ref _state) >> 32) + 1;
+        Interlocked.Exchange(ref _state, (closed << 32) | int.MaxValue);
         _work = work;
         _parts = parts;
         _failure = null;
         Volatile.Write(ref _done, 0);
-        long generation = (Volatile.Read(ref _state) >> 32) + 1;
+        long generation = closed + 1;
         Interlocked.Exchange(ref _state, generation << 32); // full fence before reading _sleeping
         if (Volatile.Read(ref _sleeping) > 0)
         {

@@ -236,6 +236,8 @@ public sealed class OnnxGraph
 
     public string Tanh(string x, string? name = null) => One("Tanh", [x], name);
 
+    public string Asinh(string x, string? name = null) => One("Asinh", [x], name);
+
     public string Sigmoid(string x, string? name = null) => One("Sigmoid", [x], name);
 
     /// <summary>log(1 + exp(x)).</summary>

@@ -56,6 +56,24 @@ public static class VaeOnnxExport
         string standardized = g.Clip(
             g.Div(g.Sub(transformed, g.Initializer("center", center, f)), g.Initializer("scale", scale, f)),
             -(float)FeatureSchema.StandardizedLimit, (float)FeatureSchema.StandardizedLimit);
+        if (schema.Features.Any(feature => feature.TailScale > 0))
+        {
+            // Tail squash k·asinh(z / k) on the features that have one; k = 1 and flag 0 elsewhere keep z as is
+            // (categorical indices and bits pass through untouched).
+            var tail = new float[f];
+            var tailFlag = new float[f];
+            for (int j = 0; j < f; j++)
+            {
+                double k = schema.Features[j].TailScale;
+                tail[j] = k > 0 ? (float)k : 1f;
+                tailFlag[j] = k > 0 ? 1f : 0f;
+            }
+
+            string tailScale = g.Initializer("tail_scale", tail, f);
+            string flag = g.Initializer("tail_flag", tailFlag, f);
+            string squashed = g.Mul(tailScale, g.Asinh(g.Div(standardized, tailScale)));
+            standardized = g.Add(g.Mul(flag, squashed), g.Mul(g.Sub(g.Scalar(1f), flag), standardized));
+        }
 
         // 2. Encoder input: each feature's encoded columns (categorical one-hot), zeroed when missing, then the mask.
         int valueWidth = layout.MaskOffset;
