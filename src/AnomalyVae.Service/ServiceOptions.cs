@@ -153,7 +153,7 @@ public sealed class RetrainingOptions
 
 /// <summary>
 /// Section <c>Retraining:Gates</c>: what a retrained challenger must show on the recent held-out events before it
-/// replaces the active model. Every gate must pass; the defaults are documented in the README.
+/// replaces the active model. Every gate must pass; the defaults are documented in docs/retraining.md.
 /// </summary>
 public sealed class RetrainingGateOptions
 {
