@@ -24,7 +24,6 @@ public sealed class OnnxBinding : IDisposable
     private readonly int _inputCount;
     private readonly int? _fixedRows;
     private readonly Dictionary<int, BatchValues> _byRows = [];
-    private readonly RunOptions _runOptions = new();
     private bool _disposed;
 
     internal OnnxBinding(OnnxSession session, ReadOnlySpan<TensorBuffer> inputs, ReadOnlySpan<TensorBuffer> outputs)
@@ -133,8 +132,7 @@ public sealed class OnnxBinding : IDisposable
             _byRows[rows] = values;
         }
 
-        using var lease = _session.Lease();
-        _session.Inner.RunWithBinding(_runOptions, values.Binding);
+        _session.Run(values.Binding);
     }
 
     public void Dispose()
@@ -144,7 +142,6 @@ public sealed class OnnxBinding : IDisposable
         _disposed = true;
         foreach (var values in _byRows.Values)
             values.Dispose();
-        _runOptions.Dispose();
     }
 
     private void CheckRows(int rows)
@@ -158,7 +155,7 @@ public sealed class OnnxBinding : IDisposable
 
     private BatchValues CreateValues(int rows)
     {
-        var values = new BatchValues(_session.Inner.CreateIoBinding(), _memory.Length);
+        var values = new BatchValues(_session.CreateIoBinding(), _memory.Length);
         try
         {
             for (var j = 0; j < _memory.Length; j++)

@@ -133,8 +133,15 @@ public sealed class OnnxSession : IDisposable
     public override string ToString() =>
         $"{Source} on {Provider}: ({string.Join(", ", Inputs)}) -> ({string.Join(", ", Outputs)})";
 
+    /// <summary>Runs a bound batch (see <see cref="OnnxBinding"/>), the session kept alive meanwhile.</summary>
+    internal void Run(OrtIoBinding binding)
+    {
+        using var lease = Lease();
+        _session.RunWithBinding(_runOptions, binding);
+    }
+
     /// <summary>Keeps the session alive until the returned lease is disposed; throws once the session is disposed.</summary>
-    internal RunLease Lease()
+    private RunLease Lease()
     {
         lock (_gate)
         {
@@ -144,7 +151,7 @@ public sealed class OnnxSession : IDisposable
         return new RunLease(this);
     }
 
-    internal InferenceSession Inner => _session;
+    internal OrtIoBinding CreateIoBinding() => _session.CreateIoBinding();
 
     private void Release()
     {
@@ -152,7 +159,7 @@ public sealed class OnnxSession : IDisposable
         _runOptions.Dispose();
     }
 
-    internal readonly struct RunLease(OnnxSession session) : IDisposable
+    private readonly struct RunLease(OnnxSession session) : IDisposable
     {
         public void Dispose()
         {

@@ -41,12 +41,14 @@ public static class Librdkafka
     {
         lock (Gate)
         {
-            if (_installed)
-                return;
-            if (OperatingSystem.IsLinux())
-                NativeLibrary.SetDllImportResolver(typeof(Library).Assembly, Resolve);
-            _installed = true;
+            if (!_installed)
+            {
+                if (OperatingSystem.IsLinux())
+                    NativeLibrary.SetDllImportResolver(typeof(Library).Assembly, Resolve);
+                _installed = true;
+            }
         }
+        // Every time, not once: a process that got the wrong library must keep refusing, not only on its first client.
         CheckVersion(Library.Version, Library.VersionString);
     }
 

@@ -259,7 +259,6 @@ public sealed class DetectorWorker : BackgroundService
             {
                 if (!built.IsCompletedSuccessfully)
                     break; // the main loop rethrows it
-                RecordStages(_building);
                 StartCommit();
             }
             var wait = IdlePoll;
@@ -322,10 +321,7 @@ public sealed class DetectorWorker : BackgroundService
     private async Task FinishBuildAsync()
     {
         if (_building?.Building is { } building)
-        {
             await building;
-            RecordStages(_building);
-        }
     }
 
     private void RecordStages(MicroBatch batch)
@@ -336,11 +332,12 @@ public sealed class DetectorWorker : BackgroundService
         _metrics.ScoringSeconds.Record(batch.DecodeSeconds + batch.ScoreSeconds + batch.DecideSeconds, _tag);
     }
 
-    /// <summary>Starts committing the scored batch in the background (the previous commit has settled).</summary>
+    /// <summary>Starts committing the scored batch in the background (its build and the previous commit have ended).</summary>
     private void StartCommit()
     {
         if (_building is null)
             return;
+        RecordStages(_building);
         _committing = _building;
         _building = null;
         _commit = _committer.CommitAsync(_committing, _writeDeadline.Token);
