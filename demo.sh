@@ -47,10 +47,10 @@ for name in serve api; do
 done
 
 step "training data and models"
-./anomalyvae generate sensors --count "$TRAIN_EVENTS" --seed 1 --out "$DEMO/sensors-train.csv"
+./anomalyvae-tools generate sensors --count "$TRAIN_EVENTS" --seed 1 --out "$DEMO/sensors-train.csv"
 # Payments train on history with the known fraud left out, as a bank drops charged-back payments: left in, the
 # VAE learns the fraud as one more kind of normal (README, Quickstart).
-./anomalyvae generate transactions --count "$((TRAIN_EVENTS * 2))" --seed 1 --accounts 2000 --anomaly-rate 0 --out "$DEMO/transactions-train.csv"
+./anomalyvae-tools generate transactions --count "$((TRAIN_EVENTS * 2))" --seed 1 --accounts 2000 --anomaly-rate 0 --out "$DEMO/transactions-train.csv"
 export SOURCE_DATE_EPOCH=1767225600 # identical runs give identical model files
 ./anomalyvae train --data "$DEMO/sensors-train.csv" --out "$DEMO/sensors.onnx" --report "$DEMO/sensors-report.html"
 # Payment amounts scale with each account, so the numeric variances are modelled per record (see README, Limits).
@@ -122,9 +122,9 @@ for _ in $(seq 1 60); do
 done
 
 step "streaming $STREAM_EVENTS labelled test events per detector through Kafka"
-./anomalyvae generate sensors --count "$STREAM_EVENTS" --seed 2 --topic demo.sensors --labels "$DEMO/sensors-labels.csv" \
+./anomalyvae-tools generate sensors --count "$STREAM_EVENTS" --seed 2 --topic demo.sensors --labels "$DEMO/sensors-labels.csv" \
   --bootstrap "127.0.0.1:$KAFKA_PORT" "${KAFKA_PROPS[@]}"
-./anomalyvae generate transactions --count "$STREAM_EVENTS" --seed 2 --accounts 2000 --topic demo.transactions --labels "$DEMO/transactions-labels.csv" \
+./anomalyvae-tools generate transactions --count "$STREAM_EVENTS" --seed 2 --accounts 2000 --topic demo.transactions --labels "$DEMO/transactions-labels.csv" \
   --bootstrap "127.0.0.1:$KAFKA_PORT" "${KAFKA_PROPS[@]}"
 
 echo "waiting for the service to commit every event..."
@@ -176,7 +176,7 @@ Finished in $(( $(date +%s) - started )) s. Services are still running:
                  FROM anomalies ORDER BY detected_at DESC LIMIT 20;
                SELECT detector, date_trunc('minute', detected_at) AS minute, count(*)
                  FROM anomalies GROUP BY 1, 2 ORDER BY 2 DESC;
-  stream more  ./anomalyvae generate sensors --rate 1000/s --duration 60 --topic demo.sensors ${KAFKA_PROPS[*]}
+  stream more  ./anomalyvae-tools generate sensors --rate 1000/s --duration 60 --topic demo.sensors ${KAFKA_PROPS[*]}
 Stop everything:
   kill \$(cat $DEMO/serve.pid) \$(cat $DEMO/api.pid); deploy/local/kafka.sh stop; deploy/local/postgres.sh stop
 EOF

@@ -3,7 +3,8 @@
 #   1. deploy/local/setup.sh (Debian packages, Kafka, ONNX Runtime; quick when already done)
 #   2. dotnet build AnomalyVae.sln with all warnings as errors
 #   3. test Kafka + PostgreSQL on test ports (started during the build), data in .data/test
-#   4. unit tests, then integration tests (TRX results in artifacts/test-results)
+#   4. unit tests, integration tests, then quality checks and benchmarks
+#      (TRX results in artifacts/test-results)
 #   5. stops the test Kafka/PostgreSQL again
 # Last line: "N passed, N failed" (", N skipped" when any were). Exit code 0 only when tests ran
 # and none failed.
@@ -95,20 +96,6 @@ fi
 section "build"
 dotnet build AnomalyVae.sln --nologo -v minimal -warnaserror || av_die "build failed"
 
-section "test infrastructure"
-if [ -n "$kafka_job" ]; then
-  wait "$kafka_job"
-  rc=$?
-  cat "$ANOMALYVAE_DATA/kafka-start.out"
-  [ "$rc" = 0 ] || av_die "Kafka did not start"
-fi
-if [ -n "$pg_job" ]; then
-  wait "$pg_job"
-  rc=$?
-  cat "$ANOMALYVAE_DATA/postgres-start.out"
-  [ "$rc" = 0 ] || av_die "PostgreSQL did not start"
-fi
-
 # count_trx FILE: adds the outcomes in a TRX file to the totals and collects failures with messages.
 count_trx() {
   local counts
@@ -165,10 +152,26 @@ run_tests() {
   fi
 }
 
+section "test infrastructure"
+if [ -n "$kafka_job" ]; then
+  wait "$kafka_job"
+  rc=$?
+  cat "$ANOMALYVAE_DATA/kafka-start.out"
+  [ "$rc" = 0 ] || av_die "Kafka did not start"
+fi
+if [ -n "$pg_job" ]; then
+  wait "$pg_job"
+  rc=$?
+  cat "$ANOMALYVAE_DATA/postgres-start.out"
+  [ "$rc" = 0 ] || av_die "PostgreSQL did not start"
+fi
+
 rm -rf "$RESULTS"
 mkdir -p "$RESULTS"
+# Unit tests first: they need nothing but their process and fail fastest.
 run_tests unit tests/AnomalyVae.UnitTests/AnomalyVae.UnitTests.csproj
 run_tests integration tests/AnomalyVae.IntegrationTests/AnomalyVae.IntegrationTests.csproj
+run_tests quality tests/AnomalyVae.QualityTests/AnomalyVae.QualityTests.csproj
 
 # Reaching here means every step ran; finish() decides the exit code from the counts.
 exit 0

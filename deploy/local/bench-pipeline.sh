@@ -6,7 +6,7 @@
 #   2. produces EVENTS events (default 1,000,000) into a fresh 4-partition topic with kcat,
 #   3. in the same run on the same topic:
 #      (a) the raw consume rate of kcat (its own librdkafka),
-#      (c) a bare Confluent.Kafka consumer loop (`anomalyvae bench consume`: serve's client, librdkafka and
+#      (c) a bare Confluent.Kafka consumer loop (`anomalyvae-tools bench consume`: serve's client, librdkafka and
 #          consumer settings, counting messages),
 #      (b) serve's sustained rate through to committed PostgreSQL transactions (from its first commit to the
 #          stored offsets reaching the end), the ratios, and serve's CPU per event split by stage (consume, decode,
@@ -17,12 +17,12 @@
 #   5. two serve processes in one consumer group on the same topic (TWO_PROCESSES=1, the default; 0 skips): their
 #      rate together, from the first commit to the stored offsets reaching the end, and its ratio to (c),
 #   6. fuzz mix: the same EVENTS events with a fraction FUZZ_FRACTION (default 0.1; 0 skips this stage) replaced
-#      by bad payloads (`anomalyvae bench mix-bad-events`: every dead-letter reason), in a third topic produced
+#      by bad payloads (`anomalyvae-tools bench mix-bad-events`: every dead-letter reason), in a third topic produced
 #      up front; a fresh serve process measures its rate as in (b) and the script prints it, the ratio to the
 #      clean rate (b), and checks that every event was scored or dead-lettered exactly once.
 # Environment: KAFKA_BOOTSTRAP (127.0.0.1:9092), ZK_CONNECT (127.0.0.1:2181), PG_HOST (127.0.0.1), PG_PORT (5433),
 #   TWO_PROCESSES (1), PG_USER (anomalyvae), PG_DATABASE (anomalyvae: an existing database to connect to while creating the
-#   benchmark's own), EVENTS, RATE, LIVE_SECONDS, FUZZ_FRACTION, BENCH_DIR (a temporary directory), ANOMALYVAE (the CLI command;
+#   benchmark's own), EVENTS, RATE, LIVE_SECONDS, FUZZ_FRACTION, BENCH_DIR (a temporary directory), ANOMALYVAE / ANOMALYVAE_TOOLS (the CLI and tools commands;
 #   default: build src/AnomalyVae.Cli in Release and run it), HTTP_PORT (18089, serve's metrics port),
 #   SERVE_KAFKA_PROPERTIES (extra librdkafka properties for serve as JSON members, e.g. '"queued.min.messages": "300000"'),
 #   SERVE_SETTINGS (extra top-level configuration sections for serve as JSON members, e.g.
@@ -59,6 +59,10 @@ now() { date +%s.%N; }
 if [ -z "${ANOMALYVAE:-}" ]; then
   dotnet build "$ROOT/src/AnomalyVae.Cli" -c Release -v q -nologo >/dev/null
   ANOMALYVAE="dotnet $ROOT/src/AnomalyVae.Cli/bin/Release/net10.0/anomalyvae.dll"
+fi
+if [ -z "${ANOMALYVAE_TOOLS:-}" ]; then
+  dotnet build "$ROOT/tools/AnomalyVae.Tools" -c Release -v q -nologo >/dev/null
+  ANOMALYVAE_TOOLS="dotnet $ROOT/tools/AnomalyVae.Tools/bin/Release/net10.0/anomalyvae-tools.dll"
 fi
 
 echo "work dir $WORK"
@@ -98,7 +102,7 @@ echo "produced $EVENTS events in $(echo "$t1 - $t0" | bc -l | xargs printf '%.1f
 fuzzing() { [ "$(echo "$FUZZ_FRACTION > 0" | bc -l)" = 1 ]; }
 if fuzzing; then
   topic "$MIXED" 4; topic "$MIXED.dlq" 1
-  mix=$($ANOMALYVAE bench mix-bad-events --model "$WORK/model.onnx" --in "$WORK/events.jsonl" --out "$WORK/mixed.jsonl" \
+  mix=$($ANOMALYVAE_TOOLS bench mix-bad-events --model "$WORK/model.onnx" --in "$WORK/events.jsonl" --out "$WORK/mixed.jsonl" \
     --fraction "$FUZZ_FRACTION" --seed 1 --entity-field machine_id --time-field ts --max-payload-bytes "$FUZZ_MAX_PAYLOAD")
   echo "fuzz mix: $mix"
   BAD=$(awk '{print $3}' <<<"$mix")
@@ -111,7 +115,7 @@ consumed=$("${KCAT[@]}" -C -t "$TOPIC" -o beginning -e -q -f '%s\n' | wc -l)
 t1=$(now)
 raw_rate=$(echo "$consumed / ($t1 - $t0)" | bc -l)
 # (c) bare Confluent.Kafka consumer loop.
-bare=$($ANOMALYVAE bench consume --topic "$TOPIC" --bootstrap "$KAFKA_BOOTSTRAP" \
+bare=$($ANOMALYVAE_TOOLS bench consume --topic "$TOPIC" --bootstrap "$KAFKA_BOOTSTRAP" \
   --kafka-property api.version.request=false --kafka-property broker.version.fallback=0.9.0.1)
 echo "$bare"
 bare_rate=$(sed -n 's/.*: \([0-9]*\) events\/s.*/\1/p' <<<"$bare")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `anomalyvae bench score` of two builds in one run, alternating, on the same model (the bench trains it with a
+# `anomalyvae-tools bench score` of two builds in one run, alternating, on the same model (the bench trains it with a
 # fixed seed): the ONNX Runtime cost per row at batch 1024, L = 4, one intra-op thread.
 #   deploy/local/bench-score-compare.sh OLD_COMMIT [ROUNDS]
 # Builds OLD_COMMIT in a temporary worktree (its own set-up must have been run once, e.g. its ONNX Runtime library)
@@ -11,10 +11,14 @@ ROUNDS="${2:-3}"
 WORK="$(mktemp -d /tmp/anomalyvae-bench-score.XXXXXX)"
 trap 'git -C "$ROOT" worktree remove --force "$WORK/old" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 git -C "$ROOT" worktree add --detach "$WORK/old" "$OLD" >/dev/null
-dotnet build "$WORK/old/src/AnomalyVae.Cli" -c Release -v q -nologo -o "$WORK/old-out" >/dev/null
-dotnet build "$ROOT/src/AnomalyVae.Cli" -c Release -v q -nologo >/dev/null
-old=(dotnet "$WORK/old-out/anomalyvae.dll")
-new=(dotnet "$ROOT/src/AnomalyVae.Cli/bin/Release/net10.0/anomalyvae.dll")
+# The benchmarks live in tools/AnomalyVae.Tools (anomalyvae-tools); builds before that had them in the CLI.
+bench_program() { if [ -d "$1/tools/AnomalyVae.Tools" ]; then echo "$1/tools/AnomalyVae.Tools anomalyvae-tools"; else echo "$1/src/AnomalyVae.Cli anomalyvae"; fi; }
+read -r old_project old_name <<<"$(bench_program "$WORK/old")"
+read -r new_project new_name <<<"$(bench_program "$ROOT")"
+dotnet build "$old_project" -c Release -v q -nologo -o "$WORK/old-out" >/dev/null
+dotnet build "$new_project" -c Release -v q -nologo -o "$WORK/new-out" >/dev/null
+old=(dotnet "$WORK/old-out/$old_name.dll")
+new=(dotnet "$WORK/new-out/$new_name.dll")
 # The L=4, 1-thread ONNX Runtime line: "L=4  onnxruntime 1 thread(s):   1.234 µs/row ..."
 row() { "$@" bench score | awk '/^L=4 .*onnxruntime 1 thread/ {print $5}'; }
 olds=(); news=()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the dashboard's npm packages from their committed package-lock.json files, idempotently:
-#   src/AnomalyVae.Service/Dashboard  (chart.js: the service build copies its UMD bundle into <output>/dashboard/vendor)
+#   src/AnomalyVae.Api/Dashboard  (chart.js: the Api build copies its UMD bundle into <output>/dashboard/vendor)
 #   tests/dashboard                   (playwright-core: drives Debian's chromium in the end-to-end test)
 # `npm ci --ignore-scripts` (exact versions from the lock file, no package scripts). A directory whose
 # node_modules already matches its lock file is skipped, so a second run takes well under a second.
@@ -11,7 +11,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 command -v npm >/dev/null 2>&1 || av_die "npm is missing (deploy/local/setup.sh installs it)"
 
-for dir in src/AnomalyVae.Service/Dashboard tests/dashboard; do
+for dir in src/AnomalyVae.Api/Dashboard tests/dashboard; do
   path="$ROOT/$dir"
   [ -f "$path/package-lock.json" ] || av_die "$dir/package-lock.json is missing"
   # Current when every package of the lock file is installed at its locked version.

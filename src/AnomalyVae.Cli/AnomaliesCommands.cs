@@ -2,9 +2,10 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using AnomalyVae.Features;
-using AnomalyVae.Service.Api;
-using AnomalyVae.Service.Query;
+using AnomalyVae.Api;
+using AnomalyVae.Model;
+using AnomalyVae.Storage;
+using AnomalyVae.Streaming;
 
 namespace AnomalyVae.Cli;
 

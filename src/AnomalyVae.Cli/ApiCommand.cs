@@ -1,6 +1,6 @@
 using System.CommandLine;
-using AnomalyVae.Service.Api;
-using AnomalyVae.Service.Storage;
+using AnomalyVae.Api;
+using AnomalyVae.Storage;
 using Npgsql;
 
 namespace AnomalyVae.Cli;

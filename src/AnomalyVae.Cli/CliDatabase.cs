@@ -1,8 +1,7 @@
 using System.CommandLine;
-using AnomalyVae.Scoring;
-using AnomalyVae.Service.Api;
-using AnomalyVae.Service.Registry;
-using AnomalyVae.Service.Storage;
+using AnomalyVae.Api;
+using AnomalyVae.Model;
+using AnomalyVae.Storage;
 using Microsoft.Extensions.Configuration;
 using Npgsql;
 

@@ -1,7 +1,7 @@
 using System.CommandLine;
-using AnomalyVae.Features;
-using AnomalyVae.Onnx;
-using AnomalyVae.Scoring;
+using System.Globalization;
+using AnomalyVae.Inference;
+using AnomalyVae.Model;
 using Microsoft.ML.OnnxRuntime;
 
 namespace AnomalyVae.Cli;
@@ -15,12 +15,15 @@ internal static class CliRun
     public const int Usage = 2;
     public const int Failure = 1;
 
+    /// <summary>The program's name in messages: this file is compiled into anomalyvae and anomalyvae-tools.</summary>
+    private static readonly string Program = typeof(CliRun).Assembly.GetName().Name!;
+
     public static int Invoke(RootCommand root, string[] args)
     {
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
-            Console.Error.WriteLine($"anomalyvae: error: {string.Join("; ", parse.Errors.Select(e => e.Message).Distinct())}");
+            Console.Error.WriteLine($"{Program}: error: {string.Join("; ", parse.Errors.Select(e => e.Message).Distinct())}");
             Console.Error.WriteLine($"Run '{HelpHint(parse)} --help' for usage.");
             return Usage;
         }
@@ -30,7 +33,7 @@ internal static class CliRun
         }
         catch (Exception e) when (Describe(e) is { } message)
         {
-            Console.Error.WriteLine($"anomalyvae: error: {message}");
+            Console.Error.WriteLine($"{Program}: error: {message}");
             return e is OperationCanceledException ? 130 : Failure;
         }
     }
@@ -52,7 +55,7 @@ internal static class CliRun
         for (var c = parse.CommandResult; c is not null; c = c.Parent as System.CommandLine.Parsing.CommandResult)
             names.Add(c.Command.Name);
         names.Reverse();
-        names[0] = "anomalyvae";
+        names[0] = Program;
         return string.Join(' ', names);
     }
 
@@ -67,5 +70,20 @@ internal static class CliRun
         if (directory is not null && !Directory.Exists(directory))
             throw new CliException($"output directory '{directory}' does not exist.");
         return path;
+    }
+
+    /// <summary>Parses --hidden ("128,64"): null when not given.</summary>
+    public static int[]? ParseHidden(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+            return null;
+        var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        var widths = new int[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+        {
+            if (!int.TryParse(parts[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out widths[i]) || widths[i] < 1)
+                throw new CliException($"--hidden must be positive integers separated by commas, e.g. 128,64; got '{text}'.");
+        }
+        return widths;
     }
 }

@@ -1,5 +1,5 @@
 using System.CommandLine;
-using AnomalyVae.Features;
+using AnomalyVae.Model;
 using AnomalyVae.Training.Engine;
 using AnomalyVae.Training.Export;
 
@@ -28,7 +28,7 @@ internal static class GenerativeCommands
             for (int i = 0; i < latent.Length; i++)
                 latent[i] = (float)rng.NextGaussian();
             var values = new float[n * f];
-            new VaeGenerator(vae).Sample(latent, values, s, parse.GetValue(mean));
+            new VaeSampler(vae).Sample(latent, values, s, parse.GetValue(mean));
             WriteRows(CliRun.OutputFile(parse.GetValue(output)!), schema, values, n, prefix: null);
             Console.Error.WriteLine($"generated {n} rows; wrote {parse.GetValue(output)}");
             return 0;
@@ -58,7 +58,7 @@ internal static class GenerativeCommands
             if (k < 2 || k > 10_000)
                 throw new CliException($"--steps must be between 2 and 10000; got {k}.");
             var ends = table.Select([a - 1, b - 1]);
-            var generator = new VaeGenerator(vae);
+            var generator = new VaeSampler(vae);
             int z = vae.LatentSize, f = schema.Count;
             var mean = new float[2 * z];
             generator.Encode(ends.StandardizedValues(), ends.Mask, mean, new float[2 * z]);

@@ -1,8 +1,9 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
-using AnomalyVae.Service.Api;
-using AnomalyVae.Service.Registry;
+using AnomalyVae.Api;
+using AnomalyVae.Storage;
+using AnomalyVae.Streaming;
 
 namespace AnomalyVae.Cli;
 

@@ -10,8 +10,6 @@ var root = new RootCommand("AnomalyVae: anomaly detection for tabular and sensor
     ScoreCommands.Encode(),
     GenerativeCommands.Sample(),
     GenerativeCommands.Interpolate(),
-    GenerateCommand.Create(),
-    BenchCommands.Bench(),
     ServeCommands.Serve(),
     ServeCommands.Version(),
     ServeCommands.Db(),

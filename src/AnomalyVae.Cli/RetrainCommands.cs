@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
-using AnomalyVae.Service;
-using AnomalyVae.Service.Retraining;
+using AnomalyVae.Retraining;
 using Microsoft.Extensions.Configuration;
 
 namespace AnomalyVae.Cli;

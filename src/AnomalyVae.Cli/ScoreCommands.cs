@@ -1,8 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
-using AnomalyVae.Features;
-using AnomalyVae.Scoring;
+using AnomalyVae.Inference;
+using AnomalyVae.Model;
 
 namespace AnomalyVae.Cli;
 

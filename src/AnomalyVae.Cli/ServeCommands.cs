@@ -1,6 +1,6 @@
 using System.CommandLine;
-using AnomalyVae.Service;
-using AnomalyVae.Service.Storage;
+using AnomalyVae.Storage;
+using AnomalyVae.Streaming;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
-using AnomalyVae.Features;
-using AnomalyVae.Scoring;
+using AnomalyVae.Model;
 using AnomalyVae.Training;
 using AnomalyVae.Training.Engine;
 using AnomalyVae.Training.Report;
@@ -73,7 +72,7 @@ internal static class TrainCommands
                 throw new CliException($"--target-fpr must be between 0 and 0.5; got {targetFpr}.");
             var options = new VaeTrainingOptions
             {
-                Hidden = ParseHidden(parse.GetValue(hidden)),
+                Hidden = CliRun.ParseHidden(parse.GetValue(hidden)),
                 Latent = parse.GetValue(latent),
                 Beta = parse.GetValue(beta),
                 Epochs = parse.GetValue(epochs),
@@ -139,18 +138,4 @@ internal static class TrainCommands
 
     private static string Describe(FeatureSchema schema) =>
         string.Join(", ", schema.Features.GroupBy(f => f.Kind).Select(g => $"{g.Count()} {FeatureSpec.KindName(g.Key)}"));
-
-    internal static int[]? ParseHidden(string? text)
-    {
-        if (string.IsNullOrWhiteSpace(text))
-            return null;
-        var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
-        var widths = new int[parts.Length];
-        for (int i = 0; i < parts.Length; i++)
-        {
-            if (!int.TryParse(parts[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out widths[i]) || widths[i] < 1)
-                throw new CliException($"--hidden must be positive integers separated by commas, e.g. 128,64; got '{text}'.");
-        }
-        return widths;
-    }
 }

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using AnomalyVae.IntegrationTests.Infrastructure;
-using AnomalyVae.Service.Query;
+using AnomalyVae.Storage;
+using AnomalyVae.Streaming;
 using Npgsql;
 
 namespace AnomalyVae.IntegrationTests.Api;

@@ -1,7 +1,9 @@
 using System.Diagnostics;
 using System.Text.Json;
 using AnomalyVae.IntegrationTests.Infrastructure;
-using AnomalyVae.Service.Registry;
+using AnomalyVae.Storage;
+using AnomalyVae.Streaming;
+using AnomalyVae.Tests;
 using Npgsql;
 
 namespace AnomalyVae.IntegrationTests.Api;

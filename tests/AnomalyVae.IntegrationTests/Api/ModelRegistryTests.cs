@@ -1,7 +1,8 @@
 using System.Text.Json;
+using AnomalyVae.Inference;
 using AnomalyVae.IntegrationTests.Infrastructure;
-using AnomalyVae.Scoring;
-using AnomalyVae.Service.Registry;
+using AnomalyVae.Model;
+using AnomalyVae.Storage;
 using Npgsql;
 
 namespace AnomalyVae.IntegrationTests.Api;

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
-using AnomalyVae.Service.Kafka;
+using AnomalyVae.Streaming;
 using Confluent.Kafka;
 using Npgsql;
 

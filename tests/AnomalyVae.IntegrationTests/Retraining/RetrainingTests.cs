@@ -2,14 +2,16 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using AnomalyVae.Features;
-using AnomalyVae.Generators;
+using AnomalyVae.Events;
+using AnomalyVae.Inference;
 using AnomalyVae.IntegrationTests.Api;
 using AnomalyVae.IntegrationTests.Infrastructure;
-using AnomalyVae.Scoring;
-using AnomalyVae.Service;
-using AnomalyVae.Service.Registry;
-using AnomalyVae.Service.Retraining;
+using AnomalyVae.Model;
+using AnomalyVae.Retraining;
+using AnomalyVae.Storage;
+using AnomalyVae.Streaming;
+using AnomalyVae.Tests;
+using AnomalyVae.Tools;
 using AnomalyVae.Training;
 using AnomalyVae.Training.Engine;
 using Npgsql;
@@ -305,25 +307,25 @@ public sealed class RetrainingTests(TestInfrastructure infrastructure, ITestOutp
     /// the active model's data, the training sample and the recent events are different readings of the same machines.</remarks>
     private static List<string> SensorEvents(int skip, int count, bool shift, double temperatureOffset = 0)
     {
-        var generator = new SensorGenerator(seed: 1, anomalyRate: 0, machines: 10);
+        var generator = new SensorStream(seed: 1, anomalyRate: 0, machines: 10);
         for (int i = 0; i < skip; i++)
             generator.Next();
         var events = new List<string>(count);
         for (int i = 0; i < count; i++)
         {
             generator.Next();
-            double t = generator.Number(SensorGenerator.TemperatureColumn) + temperatureOffset + (shift ? 12 : 0);
-            double p = generator.Number(SensorGenerator.PressureColumn) * (shift ? 1.6 : 1);
-            double c = generator.Number(SensorGenerator.CurrentColumn) * (shift ? 1.5 : 1);
+            double t = generator.Number(SensorStream.TemperatureColumn) + temperatureOffset + (shift ? 12 : 0);
+            double p = generator.Number(SensorStream.PressureColumn) * (shift ? 1.6 : 1);
+            double c = generator.Number(SensorStream.CurrentColumn) * (shift ? 1.5 : 1);
             events.Add(JsonSerializer.Serialize(new
             {
                 machine_id = generator.EntityId,
                 temperature = t,
-                vibration = generator.Number(SensorGenerator.VibrationColumn),
+                vibration = generator.Number(SensorStream.VibrationColumn),
                 pressure = p,
-                rpm = generator.Number(SensorGenerator.RpmColumn),
+                rpm = generator.Number(SensorStream.RpmColumn),
                 current = c,
-                status = generator.Text(SensorGenerator.StatusColumn),
+                status = generator.Text(SensorStream.StatusColumn),
             }));
         }
         return events;

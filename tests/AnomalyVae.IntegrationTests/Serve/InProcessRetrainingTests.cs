@@ -1,12 +1,11 @@
 using System.Diagnostics;
 using System.Text.Json;
+using AnomalyVae.Inference;
 using AnomalyVae.IntegrationTests.Infrastructure;
-using AnomalyVae.Scoring;
-using AnomalyVae.Service;
-using AnomalyVae.Service.Query;
-using AnomalyVae.Service.Registry;
-using AnomalyVae.Service.Retraining;
-using AnomalyVae.Service.Storage;
+using AnomalyVae.Model;
+using AnomalyVae.Retraining;
+using AnomalyVae.Storage;
+using AnomalyVae.Streaming;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 

@@ -2,11 +2,11 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Text.Json;
-using AnomalyVae.Features;
-using AnomalyVae.Generators;
+using AnomalyVae.Events;
+using AnomalyVae.Inference;
 using AnomalyVae.IntegrationTests.Infrastructure;
-using AnomalyVae.Scoring;
-using AnomalyVae.Service;
+using AnomalyVae.Streaming;
+using AnomalyVae.Tools;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using Xunit.Abstractions;
@@ -36,9 +36,9 @@ public sealed class ServeRobustnessTests(TestInfrastructure infrastructure, Serv
         {
             // Valid traffic (the fixture's events without its own bad ones) with 10,000 bad payloads shuffled in.
             var valid = ServeFixture.Events(22_000, seed: 61).Where((_, i) => i % 40 != 39).Select(e => e!).ToList();
-            BadEventGenerator generator;
+            BadEventStream generator;
             using (var bundle = ModelBundle.Load(fixture.ModelPath))
-                generator = new BadEventGenerator(bundle.Schema, "id", "ts", MaxPayloadBytes, seed: 62);
+                generator = new BadEventStream(bundle.Schema, "id", "ts", MaxPayloadBytes, seed: 62);
             var random = new Random(63);
             var mixed = valid.Select(v => (Payload: v, Reason: (string?)null)).ToList();
             for (int i = 0; i < 10_000; i++)

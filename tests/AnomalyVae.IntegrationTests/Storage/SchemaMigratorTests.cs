@@ -1,5 +1,5 @@
 using AnomalyVae.IntegrationTests.Infrastructure;
-using AnomalyVae.Service.Storage;
+using AnomalyVae.Storage;
 using Npgsql;
 
 namespace AnomalyVae.IntegrationTests.Storage;

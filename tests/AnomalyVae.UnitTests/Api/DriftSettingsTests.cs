@@ -1,4 +1,4 @@
-using AnomalyVae.Service.Api;
+using AnomalyVae.Api;
 using Microsoft.Extensions.Configuration;
 
 namespace AnomalyVae.UnitTests.Api;

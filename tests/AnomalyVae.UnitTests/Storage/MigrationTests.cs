@@ -1,4 +1,5 @@
-using AnomalyVae.Service.Storage;
+using AnomalyVae.Storage;
+using AnomalyVae.Tests;
 using Npgsql;
 
 namespace AnomalyVae.UnitTests.Storage;

@@ -1,8 +1,8 @@
 using System.Globalization;
 using System.Text;
-using AnomalyVae.Features;
-using AnomalyVae.Service;
-using AnomalyVae.Service.Streaming;
+using AnomalyVae.Model;
+using AnomalyVae.Retraining;
+using AnomalyVae.Streaming;
 using AnomalyVae.Training;
 using AnomalyVae.Training.Engine;
 using Microsoft.Extensions.Logging.Abstractions;

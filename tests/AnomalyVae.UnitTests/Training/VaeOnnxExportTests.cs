@@ -1,9 +1,9 @@
-using AnomalyVae.Features;
-using AnomalyVae.Scoring;
+using AnomalyVae.Inference;
+using AnomalyVae.Model;
+using AnomalyVae.Tests;
 using AnomalyVae.Training;
 using AnomalyVae.Training.Engine;
 using AnomalyVae.Training.Export;
-using AnomalyVae.UnitTests.Export;
 
 namespace AnomalyVae.UnitTests.Training;
 

@@ -1,0 +1,59 @@
+using AnomalyVae.Storage;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace AnomalyVae.Api;
+
+/// <summary>The stand-alone API process (<c>anomalyvae api</c>): Kestrel on Api:Host:Api:Port serving <see cref="AnomalyApi"/>.</summary>
+public static class ApiHost
+{
+    /// <summary>Builds the application from <paramref name="configuration"/> (added on top of the host defaults).</summary>
+    public static WebApplication Build(IConfiguration configuration, Action<ILoggingBuilder>? logging = null)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
+        builder.Configuration.AddConfiguration(configuration);
+        builder.Logging.AddConfiguration(builder.Configuration.GetSection("Logging"));
+        if (logging is not null)
+            logging(builder.Logging);
+        else
+            builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
+        builder.WebHost.UseKestrelCore();
+        builder.Services.AddRoutingCore();
+        builder.Services.AddAnomalyApi(builder.Configuration);
+        var options = new ApiOptions();
+        builder.Configuration.GetSection(ApiOptions.Section).Bind(options);
+        if (options.Port is < 0 or > 65535)
+            throw new InvalidOperationException($"Api:Port must be 0-65535, not {options.Port}.");
+        var host = options.Host is "*" or "0.0.0.0" ? "0.0.0.0" : options.Host;
+        builder.WebHost.UseUrls($"http://{(host == "0.0.0.0" ? "*" : host)}:{options.Port}");
+
+        var app = builder.Build();
+        app.UseRouting();
+        app.MapAnomalyApi();
+        return app;
+    }
+
+    /// <summary>Migrates the database (unless Api:Migrate is false) and starts listening; returns the bound addresses.</summary>
+    public static async Task<IReadOnlyList<string>> StartAsync(WebApplication app, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        if (app.Services.GetRequiredService<IOptions<ApiOptions>>().Value.Migrate)
+        {
+            var migrator = new SchemaMigrator(app.Services.GetRequiredService<NpgsqlDataSource>(), app.Services.GetService<ILogger<SchemaMigrator>>());
+            await migrator.MigrateAsync(cancellationToken);
+        }
+        await app.StartAsync(cancellationToken);
+        var files = app.Services.GetRequiredService<DashboardFiles>();
+        if (!files.Names.Contains("index.html"))
+            app.Logger.LogWarning("The dashboard is not installed in {Root}; only the API is served", files.Root);
+        return [.. app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? []];
+    }
+}

@@ -1,0 +1,244 @@
+using AnomalyVae.Model;
+using AnomalyVae.Training.Engine;
+
+namespace AnomalyVae.Training.Export;
+
+/// <summary>
+/// Writes a trained VAE as one self-contained ONNX model (opset 17) that scores raw records.
+/// <para>Inputs: <c>x</c> [N, F] raw values (numeric in original units, categorical vocabulary index, binary 0/1)
+/// and <c>mask</c> [N, F] (1 present, 0 missing). Outputs: <c>score</c> [N] = −log p̂(x) (the reconstruction
+/// probability of An &amp; Cho, averaged over the model's fixed latent noise), <c>feature_scores</c> [N, F]
+/// (each feature's own −log p̂, 0 when missing) and <c>latent_mean</c> [N, Z].</para>
+/// <para>Standardization and log transforms happen inside the graph, so callers feed raw units. The graph
+/// computes exactly what <see cref="VaeScorer"/> computes on standardized values.</para>
+/// <para>The weights are stored under fixed initializer names (<see cref="ModelFile"/>) and the architecture
+/// and feature schema in metadata, so the C# engine can rebuild the model from the file (for sampling and
+/// interpolation).</para>
+/// </summary>
+public static class VaeOnnxExport
+{
+    private const float Log2PiHalf = 0.918938533204672742f;
+
+    public static byte[] ToBytes(VaeModel model, FeatureSchema schema, Calibration calibration, ModelTrainingSummary summary)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(schema);
+        ArgumentNullException.ThrowIfNull(calibration);
+        ArgumentNullException.ThrowIfNull(summary);
+        CheckSchemaMatches(model, schema);
+
+        var g = new OnnxGraph("anomalyvae");
+        var layout = model.Layout;
+        int f = layout.FeatureCount;
+        int z = model.LatentSize;
+        int samples = model.NoiseSamples;
+        string x = g.Input(ModelFile.InputX, f);
+        string mask = g.Input(ModelFile.InputMask, f);
+
+        // 1. Raw → standardized (numeric) or as is (categorical index, binary bit): non-numeric features get
+        //    center 0, scale 1 and no log, so one vector formula serves every kind.
+        var center = new float[f];
+        var scale = new float[f];
+        var log = new float[f];
+        for (int j = 0; j < f; j++)
+        {
+            var feature = schema.Features[j];
+            bool numeric = feature.Kind == FeatureKind.Numeric;
+            center[j] = numeric ? (float)feature.Center : 0f;
+            scale[j] = numeric ? (float)feature.Scale : 1f;
+            log[j] = numeric && feature.Log ? 1f : 0f;
+        }
+        string logFlag = g.Initializer("log_flag", log, f);
+        string signedLog = g.Mul(g.Sign(x), g.Log(g.Add(g.Abs(x), g.Scalar(1f))));
+        string transformed = g.Add(g.Mul(g.Sub(g.Scalar(1f), logFlag), x), g.Mul(logFlag, signedLog));
+        string standardized = g.Clip(
+            g.Div(g.Sub(transformed, g.Initializer("center", center, f)), g.Initializer("scale", scale, f)),
+            -(float)FeatureSchema.StandardizedLimit, (float)FeatureSchema.StandardizedLimit);
+        if (schema.Features.Any(feature => feature.TailScale > 0))
+        {
+            // Tail squash k·asinh(z / k) on the features that have one; k = 1 and flag 0 elsewhere keep z as is
+            // (categorical indices and bits pass through untouched).
+            var tail = new float[f];
+            var tailFlag = new float[f];
+            for (int j = 0; j < f; j++)
+            {
+                double k = schema.Features[j].TailScale;
+                tail[j] = k > 0 ? (float)k : 1f;
+                tailFlag[j] = k > 0 ? 1f : 0f;
+            }
+
+            string tailScale = g.Initializer("tail_scale", tail, f);
+            string flag = g.Initializer("tail_flag", tailFlag, f);
+            string squashed = g.Mul(tailScale, g.Asinh(g.Div(standardized, tailScale)));
+            standardized = g.Add(g.Mul(flag, squashed), g.Mul(g.Sub(g.Scalar(1f), flag), standardized));
+        }
+
+        // 2. Encoder input: each feature's encoded columns (categorical one-hot), zeroed when missing, then the mask.
+        int valueWidth = layout.MaskOffset;
+        var columnFeature = new long[valueWidth];
+        var categoryCode = new float[valueWidth];
+        var isCategory = new float[valueWidth];
+        for (int j = 0; j < f; j++)
+        {
+            int offset = layout.InputOffsets[j];
+            var feature = layout.Features[j];
+            for (int k = 0; k < feature.InputWidth; k++)
+            {
+                columnFeature[offset + k] = j;
+                if (feature.Kind == FeatureKind.Categorical)
+                {
+                    categoryCode[offset + k] = k;
+                    isCategory[offset + k] = 1f;
+                }
+            }
+        }
+        string columns = g.Initializer("encoder_columns", columnFeature, valueWidth);
+        string spread = g.Gather(standardized, columns, axis: 1);
+        if (layout.CategoricalFeatures.Count > 0)
+        {
+            string oneHot = g.Cast(g.Equal(spread, g.Initializer("category_codes", categoryCode, valueWidth)), OnnxElementType.Float);
+            string categoryColumns = g.Initializer("category_columns", isCategory, valueWidth);
+            spread = g.Add(g.Mul(g.Sub(g.Scalar(1f), categoryColumns), spread), g.Mul(categoryColumns, oneHot));
+        }
+        string encoded = g.Mul(spread, g.Gather(mask, columns, axis: 1));
+        string h = g.Concat(1, encoded, mask);
+
+        // 3. Encoder → μ, log σ² (clamped), σ.
+        h = Dense(g, h, model.Encoder, ModelFile.EncoderPrefix);
+        var muLogVar = g.Split(h, [z, z], axis: 1);
+        string mu = muLogVar[0];
+        string latentLogVar = g.Clip(muLogVar[1], model.LatentLogVarMin, model.LatentLogVarMax);
+        string sigma = g.Exp(g.Mul(latentLogVar, g.Scalar(0.5f)));
+
+        // 4. L latent samples per row with the model's fixed noise: z_l = μ + σ·ε_l, shape [N·L, Z].
+        string noise = g.Initializer(ModelFile.Noise, model.Noise, samples, z);
+        string latent = g.Add(g.Unsqueeze(mu, [1]), g.Mul(g.Unsqueeze(sigma, [1]), noise));
+        string decoderInput = g.Reshape(latent, [-1, z]);
+
+        // 5. Decoder → likelihood heads [N, L, H].
+        string heads = g.Reshape(Dense(g, decoderInput, model.Decoder, ModelFile.DecoderPrefix), [-1, samples, layout.HeadWidth]);
+
+        // 6. Per-feature negative log-likelihoods [N, L, F], grouped by kind as the heads are, then reordered.
+        var blockSizes = new List<long>();
+        int numericCount = layout.NumericFeatures.Count, binaryCount = layout.BinaryFeatures.Count;
+        int categoricalWidth = layout.HeadWidth - layout.CategoricalLogitOffset;
+        if (numericCount > 0)
+            blockSizes.AddRange([numericCount, numericCount]);
+        if (binaryCount > 0)
+            blockSizes.Add(binaryCount);
+        if (categoricalWidth > 0)
+            blockSizes.Add(categoricalWidth);
+        var blocks = blockSizes.Count == 1 ? [heads] : g.Split(heads, [.. blockSizes], axis: 2);
+        int block = 0;
+        var parts = new List<string>();
+        var groupedOrder = new List<int>();
+        if (numericCount > 0)
+        {
+            string mean = blocks[block++];
+            string logVar = g.Clip(blocks[block++], model.NumericLogVarMin, model.NumericLogVarMax);
+            string target = g.Unsqueeze(g.Gather(standardized, Indices(g, "numeric_features", layout.NumericFeatures), axis: 1), [1]);
+            string residual = g.Sub(target, mean);
+            string scaled = g.Mul(g.Mul(residual, residual), g.Exp(g.Neg(logVar)));
+            parts.Add(g.Add(g.Scalar(Log2PiHalf), g.Mul(g.Scalar(0.5f), g.Add(logVar, scaled))));
+            groupedOrder.AddRange(layout.NumericFeatures);
+        }
+        if (binaryCount > 0)
+        {
+            // softplus(a) − x·a, written as max(a, 0) + log(1 + e^−|a|) − x·a so large logits stay finite.
+            string logit = blocks[block++];
+            string target = g.Unsqueeze(g.Gather(x, Indices(g, "binary_features", layout.BinaryFeatures), axis: 1), [1]);
+            string softplus = g.Add(g.Max(logit, g.Scalar(0f)), g.Log(g.Add(g.Scalar(1f), g.Exp(g.Neg(g.Abs(logit))))));
+            parts.Add(g.Sub(softplus, g.Mul(target, logit)));
+            groupedOrder.AddRange(layout.BinaryFeatures);
+        }
+        if (categoricalWidth > 0)
+        {
+            string logits = blocks[block];
+            var sizes = layout.CategoricalFeatures.Select(j => (long)layout.Features[j].Categories).ToArray();
+            var perFeature = sizes.Length == 1 ? [logits] : g.Split(logits, sizes, axis: 2);
+            for (int c = 0; c < sizes.Length; c++)
+            {
+                int j = layout.CategoricalFeatures[c];
+                var codes = new float[sizes[c]];
+                for (int k = 0; k < codes.Length; k++)
+                    codes[k] = k;
+                string index = g.Gather(x, g.Int64s(j), axis: 1); // [N, 1]
+                string oneHot = g.Unsqueeze(g.Cast(g.Equal(index, g.Initializer($"codes_{j}", codes, codes.Length)), OnnxElementType.Float), [1]);
+                string logProbability = g.LogSoftmax(perFeature[c], axis: -1);
+                parts.Add(g.Neg(g.ReduceSum(g.Mul(logProbability, oneHot), [2], keepDims: true)));
+                groupedOrder.Add(j);
+            }
+        }
+        string grouped = parts.Count == 1 ? parts[0] : g.Concat(2, [.. parts]);
+        var position = new long[f];
+        for (int p = 0; p < groupedOrder.Count; p++)
+            position[groupedOrder[p]] = p;
+        string nll = g.Mul(g.Gather(grouped, g.Initializer("feature_order", position, f), axis: 2), g.Unsqueeze(mask, [1]));
+
+        // 7. score = −log((1/L)·Σ_l exp(−Σ_j nll)), per feature likewise: log L − logsumexp_l(−nll).
+        string logL = g.Scalar(MathF.Log(samples));
+        string total = g.ReduceSum(nll, [2], keepDims: false); // [N, L]
+        g.OutputAs(g.Sub(logL, StableLogSumExp(g, g.Neg(total), axis: 1)), ModelFile.OutputScore);
+        g.OutputAs(g.Sub(logL, StableLogSumExp(g, g.Neg(nll), axis: 1)), ModelFile.OutputFeatureScores, f);
+        g.OutputAs(g.Identity(mu), ModelFile.OutputLatentMean, z);
+
+        ModelFile.WriteMetadata(g, model, schema, calibration, summary);
+        return g.ToBytes();
+    }
+
+    public static void Save(string path, VaeModel model, FeatureSchema schema, Calibration calibration, ModelTrainingSummary summary)
+    {
+        var bytes = ToBytes(model, schema, calibration, summary);
+        string temp = path + ".tmp";
+        File.WriteAllBytes(temp, bytes);
+        File.Move(temp, path, overwrite: true); // readers never see half a model
+    }
+
+    private static string Dense(OnnxGraph g, string input, IReadOnlyList<DenseLayer> layers, string prefix)
+    {
+        string h = input;
+        for (int i = 0; i < layers.Count; i++)
+        {
+            var layer = layers[i];
+            string w = g.Initializer($"{prefix}{i}.weight", layer.Weights, layer.Outputs, layer.Inputs);
+            string b = g.Initializer($"{prefix}{i}.bias", layer.Bias, layer.Outputs);
+            h = g.Gemm(h, w, b, transB: true);
+            h = layer.Activation switch
+            {
+                Activation.Identity => h,
+                Activation.Relu => g.Relu(h),
+                Activation.LeakyRelu => g.LeakyRelu(h, layer.Alpha),
+                Activation.Tanh => g.Tanh(h),
+                Activation.Elu => g.Node("Elu", [h], attributes: OnnxAttribute.Float("alpha", layer.Alpha))[0],
+                Activation.Softplus => g.Softplus(h),
+                _ => throw new NotSupportedException($"Activation {layer.Activation} has no ONNX export."),
+            };
+        }
+        return h;
+    }
+
+    /// <summary>log Σ exp(a) over <paramref name="axis"/> (dropped), shifted by the maximum so it never overflows or underflows to −∞.</summary>
+    private static string StableLogSumExp(OnnxGraph g, string a, long axis)
+    {
+        string max = g.Node("ReduceMax", [a], attributes: [OnnxAttribute.Ints("axes", axis), OnnxAttribute.Int("keepdims", 1)])[0];
+        string sum = g.ReduceSum(g.Exp(g.Sub(a, max)), [axis], keepDims: false);
+        string squeezedMax = g.Node("Squeeze", [max, g.Int64s(axis)])[0];
+        return g.Add(squeezedMax, g.Log(sum));
+    }
+
+    private static string Indices(OnnxGraph g, string name, IReadOnlyList<int> features) =>
+        g.Initializer(name, features.Select(j => (long)j).ToArray(), features.Count);
+
+    private static void CheckSchemaMatches(VaeModel model, FeatureSchema schema)
+    {
+        if (schema.Count != model.Layout.FeatureCount)
+            throw new ArgumentException($"The feature schema has {schema.Count} features, the model {model.Layout.FeatureCount}.");
+        for (int j = 0; j < schema.Count; j++)
+        {
+            var fitted = schema.Features[j];
+            var engine = model.Layout.Features[j];
+            if (fitted.Kind != engine.Kind || (fitted.Kind == FeatureKind.Categorical && fitted.Cardinality != engine.Categories))
+                throw new ArgumentException($"Feature {j} ('{fitted.Name}') differs between the schema and the model.");
+        }
+    }
+}
