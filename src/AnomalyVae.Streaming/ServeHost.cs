@@ -80,6 +80,7 @@ public static class ServeHost
         builder.Services.AddSingleton(_ => new PrometheusExposition(ServiceMetrics.MeterName));
         builder.Services.AddSingleton<ServiceHealth>();
         ReadinessChecks.Add(builder.Services);
+        Telemetry.Add(builder.Services, options.Telemetry);
         builder.Services.AddSingleton(sp =>
         {
             var loggerFactory = sp.GetRequiredService<ILoggerFactory>();

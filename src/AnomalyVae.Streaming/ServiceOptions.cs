@@ -103,6 +103,19 @@ public sealed class HttpOptions
 }
 
 
+/// <summary>Section <c>Telemetry</c>: OpenTelemetry export over OTLP (off unless an endpoint is set).</summary>
+public sealed class TelemetryOptions
+{
+    /// <summary>The collector, e.g. http://otel-collector:4318 (OTLP/HTTP) or :4317 (gRPC); unset = no export.</summary>
+    public string? OtlpEndpoint { get; set; }
+
+    /// <summary>"http/protobuf" (default) or "grpc".</summary>
+    public string OtlpProtocol { get; set; } = "http/protobuf";
+
+    /// <summary>How often metrics are pushed.</summary>
+    public int MetricsIntervalSeconds { get; set; } = 15;
+}
+
 /// <summary>The whole service configuration, bound and validated once at start-up.</summary>
 public sealed partial class ServiceOptions
 {
@@ -116,6 +129,8 @@ public sealed partial class ServiceOptions
 
     public RetrainingOptions Retraining { get; } = new();
 
+    public TelemetryOptions Telemetry { get; } = new();
+
     /// <summary>Binds the sections and checks them; every problem is listed in one exception.</summary>
     public static ServiceOptions Bind(IConfiguration configuration)
     {
@@ -127,6 +142,7 @@ public sealed partial class ServiceOptions
             configuration.GetSection("Postgres").Bind(options.Postgres);
             configuration.GetSection("Http").Bind(options.Http);
             configuration.GetSection("Retraining").Bind(options.Retraining);
+            configuration.GetSection("Telemetry").Bind(options.Telemetry);
         }
         catch (InvalidOperationException e)
         {
@@ -172,6 +188,11 @@ public sealed partial class ServiceOptions
         Check(problems, Scoring.StatsWindowSeconds, 1, 86_400, "Scoring:StatsWindowSeconds");
         Check(problems, Scoring.ShutdownTimeoutSeconds, 1, 3600, "Scoring:ShutdownTimeoutSeconds");
         Check(problems, Http.Port, 0, 65_535, "Http:Port");
+        Check(problems, Telemetry.MetricsIntervalSeconds, 1, 3600, "Telemetry:MetricsIntervalSeconds");
+        if (Telemetry.OtlpProtocol is not ("http/protobuf" or "grpc"))
+            problems.Add("Telemetry:OtlpProtocol must be \"http/protobuf\" or \"grpc\".");
+        if (Telemetry.OtlpEndpoint is { Length: > 0 } endpoint && !Uri.TryCreate(endpoint, UriKind.Absolute, out _))
+            problems.Add("Telemetry:OtlpEndpoint must be an absolute URL, e.g. http://otel-collector:4318.");
         Check(problems, Retraining.SampleSize, 0, 10_000_000, "Retraining:SampleSize");
         Check(problems, Retraining.RecentSize, 0, 10_000_000, "Retraining:RecentSize");
         CheckRate(problems, Retraining.SampleRate, "Retraining:SampleRate");

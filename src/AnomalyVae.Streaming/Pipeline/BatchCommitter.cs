@@ -71,6 +71,8 @@ public sealed class BatchCommitter
     /// shutdown deadline, so a commit under way when SIGTERM arrives finishes instead of being re-applied later.</summary>
     public async Task CommitAsync(MicroBatch batch, CancellationToken cancellationToken)
     {
+        // Npgsql's spans of this transaction become children of this one (Activity.Current flows with the await).
+        using var span = batch.StartStage("commit");
         var clock = Stopwatch.GetTimestamp();
         try
         {

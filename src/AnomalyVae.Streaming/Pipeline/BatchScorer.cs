@@ -34,6 +34,8 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
     {
         if (batch.Built)
             return;
+        batch.EndConsume();
+        using var span = batch.StartStage("score");
         long start = ThreadCpu.Now();
         Decode(batch);
         long decoded = ThreadCpu.Now();
@@ -46,6 +48,9 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
         batch.ScoreSeconds = ThreadCpu.Seconds(scored - decoded);
         batch.DecideSeconds = ThreadCpu.Seconds(decided - scored);
         batch.Built = true;
+        span?.SetTag("anomalyvae.events", batch.Count);
+        span?.SetTag("anomalyvae.flagged", batch.Record.Events.Count);
+        span?.SetTag("anomalyvae.dead_letters", batch.DeadLetters.Count);
     }
 
     private void Decode(MicroBatch batch)

@@ -279,6 +279,7 @@ public sealed class DetectorWorker : BackgroundService
             {
                 deadline = Stopwatch.GetTimestamp() + (long)(_scoring.BatchTimeoutMs * (Stopwatch.Frequency / 1000.0));
                 Bind(batch);
+                batch.StartTrace(Name);
             }
             var now = DateTime.UtcNow;
             var timestamp = result.Message.Timestamp;
@@ -311,6 +312,7 @@ public sealed class DetectorWorker : BackgroundService
         if (_current.Count == 0)
             return;
         var batch = _current;
+        batch.EndConsume();
         batch.Building = Task.Run(() => _scorer.Build(batch));
         _building = batch;
         _current = _batches.First(b => !ReferenceEquals(b, _building) && !ReferenceEquals(b, _committing));

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using AnomalyVae.Events;
 using AnomalyVae.Inference;
 using AnomalyVae.Storage;
@@ -42,6 +43,34 @@ public sealed class MicroBatch : IDisposable
     public ModelScorer Scorer => _scorer!;
 
     public bool IsBound => _model is not null;
+
+    /// <summary>The batch's trace (<see cref="Telemetry"/>): its "consume" span while it fills; score and commit
+    /// are its children. Null when nobody listens.</summary>
+    public Activity? Consuming { get; private set; }
+
+    /// <summary>Starts the batch's trace at its first event (a new root: batches are traced one by one).</summary>
+    public void StartTrace(string detector)
+    {
+        var ambient = Activity.Current;
+        Activity.Current = null;
+        Consuming = Telemetry.Source.StartActivity("consume", ActivityKind.Consumer);
+        Consuming?.SetTag("anomalyvae.detector", detector);
+        Activity.Current = ambient;
+    }
+
+    /// <summary>Ends the "consume" span when the batch is handed on.</summary>
+    public void EndConsume()
+    {
+        if (Consuming is { } activity && activity.Duration == TimeSpan.Zero)
+        {
+            activity.SetTag("anomalyvae.events", Count);
+            activity.Stop();
+        }
+    }
+
+    /// <summary>Starts a child span of this batch's trace (null without a trace).</summary>
+    public Activity? StartStage(string name) =>
+        Consuming is { } parent ? Telemetry.Source.StartActivity(name, ActivityKind.Internal, parent.Context) : null;
 
     /// <summary>Binds the (empty) batch to <paramref name="model"/>, whose reference it takes over, and lets go of
     /// the previous version (disposed once no batch and not the detector uses it).</summary>
@@ -123,6 +152,8 @@ public sealed class MicroBatch : IDisposable
         DeadLettersSent = false;
         Building = null;
         DecodeSeconds = ScoreSeconds = DecideSeconds = 0;
+        Consuming?.Dispose();
+        Consuming = null;
     }
 
     public void Dispose() => Release();
