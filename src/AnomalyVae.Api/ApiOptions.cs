@@ -1,15 +1,8 @@
 namespace AnomalyVae.Api;
 
 /// <summary>
-/// Configuration section "Api" of the HTTP API.
-/// <list type="bullet">
-/// <item><c>Api:Port</c> (8081): port of the stand-alone <c>anomalyvae api</c> host (0 = any free port).</item>
-/// <item><c>Api:Host</c> ("localhost"): address it listens on; "0.0.0.0" or "*" for all interfaces (containers).</item>
-/// <item><c>Api:Keys</c> (empty): API keys; POST endpoints need header <c>X-Api-Key</c> equal to one of them. With no
-/// keys configured every write is refused (401), so a fresh deployment is read-only until keys are set.</item>
-/// <item><c>Api:RequireKeyForReads</c> (false): when true, GET endpoints need a key too (the dashboard then asks for it).</item>
-/// <item><c>Api:Migrate</c> (true): the stand-alone host applies the database migrations at start.</item>
-/// </list>
+/// Configuration section "Api" of the HTTP API (keys, defaults and meaning: docs/query-api.md#configuration). With no
+/// <see cref="Keys"/> every write is refused (401), so a fresh deployment is read-only until keys are set.
 /// </summary>
 public sealed class ApiOptions
 {

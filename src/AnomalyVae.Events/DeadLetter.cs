@@ -8,15 +8,9 @@ using System.Text.RegularExpressions;
 namespace AnomalyVae.Events;
 
 /// <summary>
-/// An event that cannot be scored, with why and where it came from, as the JSON envelope written to the
-/// dead-letter topic (schema: schemas/dead-letter.schema.json). Kafka 0.9 has no record headers, so everything
-/// rides in the envelope:
-/// <code>{"reason": "wrong_type", "message": "...", "detector": "press", "topic": "events", "partition": 3,
-///  "offset": 1234, "received_at": "2024-05-01T12:00:00.123Z", "payload_length": 57, "payload_truncated": false,
-///  "payload_base64": "eyJ0ZW1wIjogIngifQ=="}</code>
-/// The payload is kept as base64 of its exact bytes, so an event that is not even UTF-8 survives for inspection
-/// and replay. Payloads longer than the writer's limit are truncated (payload_length keeps the original size) so
-/// that the envelope always fits in a Kafka message.
+/// An event that cannot be scored, with why and where it came from, as the JSON envelope written to the dead-letter
+/// topic (schemas/dead-letter.schema.json; Kafka 0.9 has no record headers). The payload is the base64 of its exact
+/// bytes, cut beyond the writer's limit (payload_length keeps the original size). See docs/streaming.md.
 /// </summary>
 public sealed partial class DeadLetter
 {
@@ -34,15 +28,9 @@ public sealed partial class DeadLetter
         Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
 
-    /// <summary>Creates an envelope.</summary>
+    /// <summary>Creates an envelope; <paramref name="receivedAt"/> is stored in UTC.</summary>
     /// <param name="reason">Stable snake_case code, e.g. an <see cref="EventDecodeResult.Code"/> or a scoring failure code.</param>
     /// <param name="message">Human explanation (cut to <see cref="MaxMessageLength"/>; invalid UTF-16 replaced).</param>
-    /// <param name="detector">The detector (model deployment) that consumed the event.</param>
-    /// <param name="topic">Source topic.</param>
-    /// <param name="partition">Source partition (≥ 0).</param>
-    /// <param name="offset">Source offset (≥ 0).</param>
-    /// <param name="receivedAt">When the service received the event (stored in UTC).</param>
-    /// <param name="payload">The event's bytes (possibly already truncated, see <paramref name="payloadLength"/>).</param>
     /// <param name="payloadLength">The original payload's length when <paramref name="payload"/> is a prefix of it; by default its length.</param>
     /// <exception cref="ArgumentException">A reason that is not snake_case, an empty detector or topic, negative
     /// partition/offset, or a payload length below the payload's.</exception>

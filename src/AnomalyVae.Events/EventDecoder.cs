@@ -10,37 +10,11 @@ using AnomalyVae.Model;
 namespace AnomalyVae.Events;
 
 /// <summary>
-/// Decodes one JSON event (UTF-8) straight into a raw-input row (x, mask) of a <see cref="FeatureSchema"/>, plus
-/// the optional entity and event-time fields. Allocation-free on success; never throws on any payload (only on
-/// caller mistakes such as a row of the wrong length). Immutable and thread-safe.
+/// Decodes one UTF-8 JSON event straight into a raw-input row (x, mask) of a <see cref="FeatureSchema"/>, plus the
+/// optional entity and event-time fields, allocation-free on success. Never throws on a payload: a bad one gives an
+/// <see cref="EventDecodeError"/> and an all-zero row; only caller mistakes (a row of the wrong length) throw.
+/// Immutable and thread-safe. What it accepts and how each error is chosen: docs/streaming.md#event-format.
 /// </summary>
-/// <remarks>
-/// <para><b>Fields.</b> The event is a JSON object; a property whose name equals a feature name (ordinal) is that
-/// feature. Absent features and JSON null are missing (x = 0, mask = 0). Other properties are ignored, whatever
-/// they hold (nested objects and arrays are skipped, but still checked for syntax and depth).</para>
-/// <para><b>Values.</b> Numeric: a JSON number, or a numeric string in invariant culture ("12.5", " 1e3 ", as in
-/// CSV files); true/false read as 1/0 (as <see cref="FeatureSchema.TryEncode(int, bool, out float, out float)"/>);
-/// CSV missing tokens ("", "NA", "N/A", "null", "None") are missing. NaN/±infinity — the strings "NaN",
-/// "Infinity", "inf", or a number too large for a double — are <see cref="EventDecodeError.NotFinite"/>: unlike a
-/// CSV file, an event has null for "no value", so NaN signals a producer bug. |x| &gt;
-/// <see cref="MaxAbsNumericValue"/> is <see cref="EventDecodeError.OutOfRange"/>. Categorical: strings are looked
-/// up in the vocabulary (unseen → index 0, present); numbers by their shortest round-trip text (3.0 → "3");
-/// true/false as "true"/"false". Binary: true/false, the numbers 0 and 1, or the feature's tokens as strings.</para>
-/// <para><b>Entity</b> (optional): a string or number, returned as a range of the payload
-/// (<see cref="EventEntity"/>); "" and null mean no entity; longer than <see cref="MaxEntityBytes"/> or another
-/// type is <see cref="EventDecodeError.BadEntity"/>. <b>Event time</b> (optional): an ISO-8601 string
-/// (2024-05-01, 2024-05-01T12:00:00Z, 2024-05-01T12:00:00.123+02:00; no offset means UTC) or a number of
-/// milliseconds since the Unix epoch; "" and null mean no time. Anything else present is
-/// <see cref="EventDecodeError.BadEventTime"/>: a garbled timestamp means the producer is broken, and storing
-/// such an event without its time would hide that. A field may be both a feature and the entity.</para>
-/// <para><b>Duplicates.</b> A feature, entity or time field given twice is <see cref="EventDecodeError.DuplicateKey"/>:
-/// JSON parsers disagree on which copy wins, so any choice could score a different event than the producer
-/// meant. Duplicated ignored fields are not checked.</para>
-/// <para><b>Errors.</b> Structural errors (malformed JSON, too deep) take precedence over value errors: the
-/// whole payload is read before a value error is reported. Invalid UTF-8 anywhere and \u escapes that are lone
-/// surrogates anywhere (RFC 7493, I-JSON) are malformed. A leading UTF-8 byte-order mark is skipped. On failure
-/// the row is all zeros.</para>
-/// </remarks>
 // Scratch buffers are stack-allocated per call; only what CopyString wrote is ever read and the seen-bits are
 // cleared explicitly, so zero-filling them on every event would be wasted work.
 [SkipLocalsInit]

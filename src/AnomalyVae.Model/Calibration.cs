@@ -4,27 +4,11 @@ using System.Text.Json.Serialization;
 namespace AnomalyVae.Model;
 
 /// <summary>
-/// Turns anomaly scores (higher = more anomalous) into a decision threshold and p-values, fitted on scores of
-/// held-out normal rows.
+/// Turns anomaly scores (higher = more anomalous) into a decision threshold and p-values, fitted on scores of held-out
+/// normal rows: a score strictly above their (1 − fpr) quantile is anomalous, and the p-value P(S ≥ s) is
+/// continuous, non-increasing and in (0, 1], with an exponential tail beyond the largest calibration score. How the
+/// quantiles, p-values and tail are computed: docs/concepts.md#calibration.
 /// </summary>
-/// <remarks>
-/// <para><b>Threshold.</b> The empirical (1 − fpr) quantile of the calibration scores (type-7, linear
-/// interpolation); a score strictly above it is anomalous, so about fpr of normal rows are flagged. The default
-/// target false-positive rate is 1 % (<see cref="DefaultFalsePositiveRate"/>): low enough that alerts stay rare
-/// on busy streams, high enough that a few thousand calibration rows estimate it well.</para>
-/// <para><b>Distribution.</b> Kept compactly as quantile knots (levels p, scores q): 257 evenly spaced levels,
-/// about 128 log-spaced levels in the upper tail between 0.9 and 1 − 1/n, and the threshold level itself. Between
-/// knots the CDF F is linear in the score.</para>
-/// <para><b>P-value.</b> P(S ≥ s) under normal data. Inside the observed range it is
-/// 1 − F(s)·n/(n+1), so it is 1 at the smallest score and 1/(n+1) at the largest (the conformal p-value of a new
-/// score beyond all n calibration scores). Beyond the largest score an exponential tail continues it:
-/// p = exp(−(s − max)/β)/(n+1), with β the mean excess of the top 5 % of scores over the largest score below them
-/// (the maximum-likelihood exponential fit; memorylessness makes that scale valid beyond the maximum too).
-/// So p is continuous, non-increasing, in (0, 1], and beyond the maximum decays smoothly instead of hitting 0.
-/// If the true tail is heavier than exponential, extrapolated p-values far beyond the maximum are too small.
-/// When the top scores are all equal (β = 0) β falls back to the scores' spread (IQR/1.349, then standard
-/// deviation) and finally to 1e-3·max(1, |max|).</para>
-/// </remarks>
 public sealed class Calibration
 {
     /// <summary>Target false-positive rate when none is given: 1 % of normal rows flagged.</summary>

@@ -29,14 +29,10 @@ public enum OnnxElementType
 }
 
 /// <summary>
-/// The model file's contract beyond its ONNX graph: the metadata_props it carries and the graph's tensor names.
-/// The trainer writes it, ONNX Runtime's loader and the registry read it; this is the one place that defines it.
+/// The model file's contract beyond its ONNX graph (metadata_props and tensor names; docs/cli.md#the-model-file),
+/// defined in this one place: the trainer writes it, the ONNX Runtime loader and the registry read it.
 /// </summary>
-/// <param name="FeaturesJson">The fitted feature schema (<see cref="FeatureSchema.ToJson"/>).</param>
-/// <param name="CalibrationJson">The calibration (<see cref="Calibration.ToJson"/>).</param>
-/// <param name="Version">Content-derived version: identical models share it, different ones never do.</param>
-/// <param name="TrainingJson">What the trainer recorded about the run (null when absent).</param>
-/// <param name="ArchitectureJson">Layer shapes the training engine rebuilds the model from (null when absent).</param>
+/// <param name="Version">Content-derived: identical models share it, different ones never do.</param>
 public sealed record ModelFileMetadata(string FeaturesJson, string CalibrationJson, string Version, DateTimeOffset CreatedAt,
     string? TrainingJson, string? ArchitectureJson)
 {

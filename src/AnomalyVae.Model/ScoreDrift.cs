@@ -1,18 +1,10 @@
 namespace AnomalyVae.Model;
 
 /// <summary>
-/// Drift of a detector's live score distribution from its model's calibration distribution, measured by the
-/// population stability index (PSI) over 11 score bins. The bin edges are the calibration quantiles at levels
-/// 0.1, 0.2, …, 0.9 and 0.99, so on data like the calibration data the expected shares are 0.1 (×9), 0.09 and 0.01;
-/// the upper tail gets two bins because that is where a detector's decisions are made.
+/// Drift of a detector's live scores from its model's calibration: the population stability index over 11 bins whose
+/// edges are the calibration quantiles at 0.1, …, 0.9 and 0.99. An empty observed bin counts as
+/// <see cref="EmptyBinShare"/>. Formula, bins and readings: docs/streaming.md#retraining-samples-and-drift.
 /// </summary>
-/// <remarks>
-/// PSI = Σₖ (oₖ − eₖ)·ln(oₖ / eₖ) with oₖ the observed and eₖ the expected share of bin k. It is 0 for identical
-/// shares and grows with any shift; common readings are &lt; 0.1 stable, 0.1–0.25 a moderate shift, &gt; 0.25 a large
-/// one. With n events, pure sampling noise gives about (bins − 1)/n (≈ 0.02 at n = 500). An empty observed bin
-/// counts as the share <see cref="EmptyBinShare"/> instead of 0, which keeps the index finite (an empty bin
-/// expected at 0.1 then adds about 0.69).
-/// </remarks>
 public static class ScoreDrift
 {
     /// <summary>Number of score bins (10 calibration quantile edges).</summary>

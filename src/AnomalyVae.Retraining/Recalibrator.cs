@@ -31,24 +31,10 @@ public sealed record RecalibrationOutcome(
     int TruePositivesFlaggedNew);
 
 /// <summary>
-/// Moves the active model's threshold using feedback, and makes it take effect as a new model version.
+/// Moves the active model's threshold using feedback: the larger of the (1 − α) quantile of its scores on the recent
+/// events and a pass-share quantile of the labelled false positives' scores. It takes effect as a new model version
+/// (same weights, new calibration), registered and activated. The sample and why: docs/retraining.md, "recalibrate".
 /// </summary>
-/// <remarks>
-/// <para>The sample is the recent-events ring (every scored event admitted at Retraining:RecentRate, flagged or not,
-/// so its upper tail is intact), without events of anomalies whose latest label is true_positive, plus the events of
-/// anomalies labelled false_positive that are not in the ring. The training sample is not used: it only holds
-/// events scored as normal, so its (1 − α) quantile lies below the threshold that produced it and would raise the
-/// flag rate.</para>
-/// <para>With α the target false-positive rate and S the active model's scores on the sample:
-/// τ_fpr = the (1 − α) quantile of S (type 7), so a share α of the sample is flagged. With F the scores of the m
-/// labelled false positives and q the pass share (default 0.9): τ_fp = the q quantile of F, so a share q of them
-/// pass. New threshold τ = max(τ_fpr, τ_fp), or τ_fpr when there are no labelled false positives. Labelled false
-/// positives therefore mostly pass, and the flag rate on the sample stays at most α: it never rises above the
-/// target to accommodate labels, and never falls below α unless the labels ask for it.</para>
-/// <para>The new threshold takes effect as a new model: same weights, feature schema and score distribution, a
-/// calibration with the new threshold, hence a new content-derived version; it is registered and activated, so a
-/// serve that follows the registry swaps to it.</para>
-/// </remarks>
 public sealed class Recalibrator(NpgsqlDataSource dataSource, int minSampleRows = 100)
 {
     public const double DefaultFalsePositivePassShare = 0.9;

@@ -35,49 +35,21 @@ public sealed record RetrainOutcome(
     bool FromDriftWindow = false);
 
 /// <summary>
-/// Whether the training sample was cut off at the active model's threshold in a way that matters, and what the
-/// challenger's threshold became (see <see cref="Retrainer"/>).
+/// Whether the training sample was cut off at the active model's threshold in a way that matters (PSI above the drift
+/// threshold and a flag rate above target by 3 binomial standard deviations), and the challenger's Threshold: the
+/// larger of SampleThreshold (from its validation rows) and RecentThreshold (the (1 − target) quantile on the
+/// CalibrationRows recent events; null when not truncated or under 5 / target rows). See <see cref="Retrainer"/>.
 /// </summary>
-/// <param name="ActivePsi">PSI of the active model's scores on the recent events against its calibration bins.</param>
-/// <param name="ActiveFlagRate">Share of the recent events above the active model's threshold.</param>
-/// <param name="Truncated">Both exceed their limits: the drift threshold, and the target rate by 3 binomial standard deviations.</param>
-/// <param name="SampleThreshold">The challenger's threshold calibrated on its validation rows (from the sample).</param>
-/// <param name="RecentThreshold">The (1 − target) quantile of its scores on the calibration half of the recent events; null when not
-/// truncated or when the half has fewer than 5 / target rows (then the whole slice is evaluated on).</param>
-/// <param name="Threshold">The threshold the challenger got: the larger of the two when truncated (its calibration then refitted on
-/// the calibration half).</param>
-/// <param name="CalibrationRows">Recent events the recent threshold comes from (the other half is evaluated on).</param>
 public sealed record SampleTruncation(
     double ActivePsi, double ActiveFlagRate, int Rows, bool Truncated, double SampleThreshold, double? RecentThreshold, double Threshold,
     int CalibrationRows);
 
 /// <summary>
-/// Retrains a detector's model on the sample serve keeps and promotes the challenger only when the gates pass.
+/// Retrains a detector's model on the sample serve keeps and promotes the challenger only when the gates pass. One
+/// run per detector at a time (an advisory lock; a concurrent run is recorded as skipped). A drift-triggered run
+/// trains on the drift window's sample rows only when <c>driftWindow</c> is given. The steps, that choice and the
+/// truncated-sample correction: docs/retraining.md#retraining-recalibration-and-rollback.
 /// </summary>
-/// <remarks>
-/// <para>One run: take the detector's session advisory lock (held: "skipped", nothing trained); read the training
-/// sample plus the events of anomalies whose latest label is false_positive, without events of anomalies labelled
-/// true_positive; train a challenger with the active model's feature spec (standardization, vocabularies and binary
-/// tokens refitted) and target false-positive rate; evaluate challenger and active model on the recent-events ring
-/// (held out from the sample by construction) and on the labelled anomalies; register the challenger as a candidate
-/// with its evaluation metrics; activate it when every gate passes; record the run in retrain_runs.</para>
-/// <para>A drift-triggered run (with <c>driftWindow</c> given) trains on the sample rows sampled within the drift window
-/// when there are at least MinTrainingRows of them: the reservoir spans about SampleSize / SampleRate normal events, so
-/// soon after a shift it is mostly the distribution that drifted away; with fewer it falls back to the whole sample.</para>
-/// <para>Without an active model the feature spec comes from the newest registered model, the comparisons with an
-/// active model do not apply, and the challenger is promoted when the remaining gates pass.</para>
-/// <para>Truncated sample: serve samples only events the active model scored as normal, so after a shift the sample
-/// lacks the part of the new distribution above the old threshold, and the challenger, calibrated on validation rows
-/// from that sample, gets too low a threshold. The truncation matters when the active model's scores on the recent
-/// events (all scored events, flagged or not) drift from its calibration (PSI above <c>driftThreshold</c>) and it
-/// flags more than its target there (beyond 3 binomial standard deviations): a stable stream with real anomalies only
-/// loses its anomalous tail, which is what the sample should lose. Then the recent events are split alternately into
-/// a calibration half (without labelled true positives) and an evaluation half; the challenger's calibration (knots,
-/// p-values, drift bins) is refitted on its scores on the calibration half, its threshold being that half's (1 − α)
-/// quantile or the sample's threshold when higher (at least 5 / α rows needed), and the gates see the evaluation half
-/// only. Unlabelled real anomalies in the slice count as traffic there, so when they
-/// are more than α of it the raised threshold lets some of them pass (labelled true positives are left out).</para>
-/// </remarks>
 public sealed class Retrainer(
     NpgsqlDataSource dataSource, RetrainingGateOptions gates, VaeTrainingOptions? training = null, ILogger? logger = null,
     double driftThreshold = RetrainingOptions.DefaultDriftThreshold, TimeSpan? driftWindow = null)

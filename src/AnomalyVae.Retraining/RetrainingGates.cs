@@ -3,15 +3,12 @@ using AnomalyVae.Model;
 
 namespace AnomalyVae.Retraining;
 
-/// <summary>One model's numbers on the evaluation events (the recent held-out slice and the labelled anomalies).</summary>
-/// <param name="Rows">Recent events scored (decodable by both models).</param>
-/// <param name="FlagRate">Share of them scored above the model's own threshold.</param>
-/// <param name="MeanNll">Mean scale-corrected negative log-likelihood (<see cref="RetrainingGates.ComparableNll"/>), nats.</param>
-/// <param name="TrimmedNll">The same mean without the model's own highest <see cref="RetrainingGates.NllTrimShare"/> of the events
-/// (what the held_out_nll gate compares).</param>
-/// <param name="Features">F, to state the NLL gate per feature.</param>
-/// <param name="Precision">Labelled true positives flagged / labelled anomalies flagged; null when it flags none of them.</param>
-/// <param name="Recall">Labelled true positives flagged / labelled true positives; null without true-positive labels.</param>
+/// <summary>
+/// One model's numbers on the evaluation events: the recent held-out slice (Rows decodable by both models; FlagRate
+/// above its own threshold) and the labelled anomalies (Precision, null when it flags none of them; Recall, null
+/// without true-positive labels). NLLs are scale-corrected nats (<see cref="RetrainingGates.ComparableNll"/>);
+/// TrimmedNll leaves out the model's own highest <see cref="RetrainingGates.NllTrimShare"/>, as held_out_nll compares.
+/// </summary>
 public sealed record ModelEvaluation(
     string Version,
     double Threshold,
@@ -75,18 +72,10 @@ public static class RetrainingGates
     }
 
     /// <summary>
-    /// A model's score made comparable across models with different standardization: the score plus
-    /// Σ log(scale_f) over the numeric features present in the row.
+    /// A model's score made comparable across models with different standardization: the score plus Σ log(scale_f)
+    /// over the numeric features present in the row, the change of variables back to the data's units. Why, and what
+    /// it leaves out: docs/retraining.md, the held_out_nll gate.
     /// </summary>
-    /// <remarks>
-    /// A score is −log p(z) of the standardized values z_f = (t_f − center_f) / scale_f (t = x, or the log transform
-    /// of x). By the change of variables, the density of t is p_t(t) = p_z(z) · Π 1/scale_f, so
-    /// −log p_t(t) = −log p_z(z) + Σ log scale_f. Two models fitted on different data have different scales, so their
-    /// raw scores are densities in different units; −log p_t is in the units of the data and can be compared. The log
-    /// transform's own Jacobian (t → x) depends only on x and the spec, which both models share, so it cancels in the
-    /// difference and is left out. Categorical and binary heads are probabilities of the same outcomes already (one
-    /// caveat: categories outside a model's vocabulary share its unknown bucket). The ±1e4 clamp of z is ignored.
-    /// </remarks>
     public static double ComparableNll(double score, FeatureSchema schema, ReadOnlySpan<float> rowMask) =>
         ComparableNll(score, schema, rowMask, default);
 

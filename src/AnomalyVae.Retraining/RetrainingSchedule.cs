@@ -7,13 +7,9 @@ namespace AnomalyVae.Retraining;
 
 /// <summary>
 /// In-process retraining for single-box installs: every detector on Retraining:Interval (trigger "schedule"), and a
-/// drifting detector when Retraining:OnDrift is set (trigger "drift", at most once per Retraining:DriftCooldown per
-/// detector), both looked at every Retraining:CheckInterval. The retrainer's advisory lock keeps replicas from
-/// training the same detector at once; the others record a skipped run.
+/// drifting detector when Retraining:OnDrift is set (trigger "drift"), both looked at every Retraining:CheckInterval.
+/// When a run is due, across restarts and replicas: docs/retraining.md, "Schedules".
 /// </summary>
-/// <remarks>A scheduled run is due an Interval after the detector's latest scheduled run in retrain_runs (any
-/// replica, any earlier process), or an Interval after this process started when there is none; so restarts more
-/// frequent than the Interval do not postpone retraining forever, and replicas do not each add their own run.</remarks>
 /// <param name="detectors">The detectors this process serves (their names).</param>
 public sealed class RetrainingSchedule(NpgsqlDataSource dataSource, RetrainingOptions retraining, IReadOnlyList<string> detectors,
     ILogger<RetrainingSchedule> logger) : BackgroundService

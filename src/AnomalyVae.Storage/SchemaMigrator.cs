@@ -5,21 +5,11 @@ using Npgsql;
 namespace AnomalyVae.Storage;
 
 /// <summary>
-/// Brings a PostgreSQL database up to the schema this binary expects by applying the SQL migrations embedded in
-/// the assembly (schemas/migrations/NNNN_name.sql) in version order.
+/// Brings a PostgreSQL database up to the schema this binary expects by applying the embedded SQL migrations
+/// (schemas/migrations/NNNN_name.sql) in version order, each in its own transaction: a migration must therefore be
+/// transactional (no CREATE INDEX CONCURRENTLY). Safe for several processes at once; refuses an applied migration
+/// whose file was edited since. Details: docs/deployment.md#database-migrations.
 /// </summary>
-/// <remarks>
-/// <para>Each migration runs in its own transaction together with its row in <c>schema_migrations</c> (version,
-/// file name, checksum, time), so a migration is applied completely or not at all, and never twice. Migrations
-/// must therefore be transactional (no CREATE INDEX CONCURRENTLY).</para>
-/// <para>Every transaction first takes a transaction-scoped advisory lock (<see cref="AdvisoryLockKey"/>) and
-/// then re-reads what is applied, so processes that start together (several service instances) serialize: one
-/// applies each migration, the others find it applied.</para>
-/// <para>Before applying anything the recorded checksums are compared with the embedded files: an applied
-/// migration that was edited afterwards is refused with an error naming the file (fix: restore the file and add a
-/// new migration). Versions recorded in the database but unknown to this binary (a newer binary migrated it) are
-/// tolerated with a warning, unless this binary would then apply an older migration after them.</para>
-/// </remarks>
 public sealed class SchemaMigrator
 {
     /// <summary>Key of the advisory lock that serializes migrators ("AnomVae1" in ASCII).</summary>

@@ -9,13 +9,10 @@ using Npgsql;
 namespace AnomalyVae.Streaming;
 
 /// <summary>
-/// Keeps the registry-backed detectors on their registry name's active version. At start-up (after the migrations,
-/// before the workers) it loads each one's active version, and a name without one stops start-up. Then it LISTENs
-/// on <see cref="ModelRegistry.NotifyChannel"/> on a dedicated connection (reconnecting after failures) and also
-/// polls every <see cref="PollInterval"/>, so a notification missed while disconnected still converges. A newly
-/// active version is loaded here, off the scoring path, and published to the detector; its worker binds each new
-/// batch to it. A version that does not load is logged and reported (<see cref="Detector.ModelProblem"/>) while the
-/// detector keeps scoring with the version it has.
+/// Keeps the registry-backed detectors on their registry name's active version: loads it at start-up (a name without
+/// one stops start-up), then follows activations by LISTEN plus a poll every <see cref="PollInterval"/>, loading new
+/// versions off the scoring path. A version that does not load is reported (<see cref="Detector.ModelProblem"/>)
+/// while the detector keeps the one it has. See docs/retraining.md#models-registry-hot-swap-rollback.
 /// </summary>
 public sealed class ModelRegistryFollower(
     DetectorSet detectors, ModelRegistry registry, NpgsqlDataSource dataSource, ServiceOptions options, ServiceMetrics metrics,

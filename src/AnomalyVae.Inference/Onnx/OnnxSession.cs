@@ -6,14 +6,11 @@ using Microsoft.ML.OnnxRuntime;
 namespace AnomalyVae.Inference;
 
 /// <summary>
-/// A loaded ONNX model on Microsoft.ML.OnnxRuntime's <see cref="InferenceSession"/>: its signature and metadata in
-/// our terms, the CUDA-or-CPU choice, and two ways to run it — <see cref="Run(ReadOnlySpan{FloatTensor})"/> for tests
-/// and tools, <see cref="Bind"/> for the scoring hot path.
+/// A loaded ONNX model on ONNX Runtime's <see cref="InferenceSession"/>: its signature and metadata in our terms, the
+/// CUDA-or-CPU choice, <see cref="Run(ReadOnlySpan{FloatTensor})"/> for tests and tools and <see cref="Bind"/> for the
+/// hot path. Concurrent runs are allowed, and disposing during a run is safe: the session is released when the last
+/// run returns (a model swap disposes the old model while a batch may still be scoring on it).
 /// </summary>
-/// <remarks>
-/// ORT allows concurrent runs on one session. Disposing while a run is in flight is safe: the session is released
-/// when the last run returns (a model swap disposes the old model while a batch may still be scoring on it).
-/// </remarks>
 public sealed class OnnxSession : IDisposable
 {
     private readonly InferenceSession _session;

@@ -6,15 +6,11 @@ using System.Text.Json.Serialization;
 namespace AnomalyVae.Model;
 
 /// <summary>
-/// The fitted features of a model, in model order: what the trainer fits from training rows, the ONNX export
-/// embeds as JSON metadata, and the service reads back to decode events into raw input (x, mask).
+/// The fitted features of a model, in model order: fitted by the trainer, embedded in the ONNX file as JSON, read back
+/// by the service to decode events. Raw input: numeric → the value (non-finite → missing, beyond float range →
+/// ±float.MaxValue); categorical → vocabulary index (0 = unknown, still present); binary → 0/1; missing tokens
+/// (<see cref="CellText.MissingTokens"/>) → x = 0, mask = 0.
 /// </summary>
-/// <remarks>
-/// Encoding (contract "raw input"): numeric → the value as float (non-finite → missing; beyond float range →
-/// ±float.MaxValue); categorical → vocabulary index as float (0 = unknown); binary → 0/1; missing tokens
-/// (<see cref="CellText.MissingTokens"/>) → x = 0, mask = 0. A categorical value never seen in training is
-/// present (mask 1) with index 0.
-/// </remarks>
 public sealed class FeatureSchema
 {
     /// <summary>Vocabulary entry 0, the bucket for values not seen in training.</summary>
@@ -79,9 +75,8 @@ public sealed class FeatureSchema
     }
 
     /// <summary>
-    /// Fits a schema on the remaining records of <paramref name="reader"/>: numeric center = median of t,
-    /// scale = IQR(t)/1.349 (quantiles by linear interpolation), falling back to the standard deviation and then
-    /// to 1; categorical vocabulary by frequency (capped at <see cref="MaxCategories"/>); binary token mapping.
+    /// Fits a schema (docs/cli.md#feature-spec) on the remaining records of <paramref name="reader"/>: robust numeric
+    /// center and scale, vocabularies by frequency (at most <see cref="MaxCategories"/>), binary token mappings.
     /// </summary>
     /// <exception cref="FeatureSpecException">A spec column missing from the header; a binary column with
     /// values that cannot be mapped to 0/1.</exception>
@@ -433,11 +428,7 @@ public sealed class FeatureSchema
     /// <summary>
     /// The tail squash k of a numeric column (<see cref="FittedFeature.TailScale"/>) from its training values t and
     /// their robust center and scale: k = max(<see cref="TailScaleFloor"/>, <see cref="TailScaleMultiple"/>·q95(|z|)),
-    /// z = (t − center) / scale. A column whose body is Gaussian-like gets k ≈ 6 (the squash barely touches values a
-    /// Gaussian would produce); a column with a long training tail gets a k proportional to it, so values as extreme
-    /// as the tail's shoulder stay near-linear and only the far tail is compressed. Chosen on the ADBench suite
-    /// (docs/quality.md): a fixed k = 2–3 scored higher there but cost cardio 0.06 AUROC (its anomalies are extreme
-    /// values of its heavy-tailed columns); this rule keeps cardio and most of the gain.
+    /// z = (t − center) / scale, so only the far tail is compressed. Why this rule: docs/quality.md.
     /// </summary>
     public static double FitTailScale(ReadOnlySpan<double> t, double center, double scale)
     {

@@ -10,13 +10,9 @@ namespace AnomalyVae.Model;
 public sealed record FeatureDefinition(string Name, FeatureKind Kind, bool Log = false);
 
 /// <summary>
-/// The user-editable feature spec: which columns are features, of which kind, and which columns are ignored.
-/// JSON form (schema: schemas/feature-spec.schema.json):
-/// <code>{ "features": [ {"name": "temp", "kind": "numeric", "log": false}, {"name": "status", "kind": "categorical"} ],
-///   "ignore": ["id", "ts", "label"] }</code>
-/// Parsing tolerates // comments and trailing commas (people edit this by hand) but rejects unknown properties,
-/// so that a typo such as "lgo" is reported instead of silently ignored. An optional top-level "$schema" string
-/// is allowed for editor support.
+/// The user-editable feature spec: which columns are features, of which kind, and which are ignored (JSON form:
+/// docs/cli.md#feature-spec). Parsing tolerates // comments and trailing commas (people edit it by hand) but rejects
+/// unknown properties, so that a typo such as "lgo" is reported instead of silently ignored.
 /// </summary>
 public sealed class FeatureSpec
 {

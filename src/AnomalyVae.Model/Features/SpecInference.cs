@@ -10,25 +10,9 @@ namespace AnomalyVae.Model;
 public sealed record ColumnDecision(string Column, FeatureKind? Kind, bool Log, string Reason);
 
 /// <summary>
-/// Proposes a <see cref="FeatureSpec"/> from a sample of rows. The rules, applied per column in this order
-/// (values are trimmed; <see cref="CellText.MissingTokens"/> are left out):
-/// <list type="number">
-/// <item>ignore a label-like name (<see cref="LabelNames"/>, case-insensitive);</item>
-/// <item>ignore a column with no value in the sample;</item>
-/// <item>ignore an id-named column (id or *_id, case-insensitive) whose values are all distinct, or that has more
-/// than <see cref="MaxIdCodes"/> distinct values (an entity key such as machine_id or account_id);</item>
-/// <item>binary: exactly two distinct values, both standard 0/1 tokens of opposite meaning
-/// (<see cref="CellText.StandardTrueTokens"/>, <see cref="CellText.StandardFalseTokens"/>, case-insensitive);</item>
-/// <item>all values parse as numbers (invariant culture): categorical if they are all integers with at most
-/// <see cref="MaxIntegerCodes"/> distinct values (codes such as status = 1..5), numeric otherwise;</item>
-/// <item>ignore timestamps: every value is ISO-8601 (yyyy-MM-dd, optionally with a time and offset);</item>
-/// <item>ignore id-like text: at least <see cref="MinRowsForDistinctId"/> values and all distinct;</item>
-/// <item>otherwise categorical.</item>
-/// </list>
-/// A log transform is suggested for a numeric column when its values are non-negative, the sample has at least
-/// <see cref="MinRowsForLog"/> of them, the skewness exceeds <see cref="LogSkewness"/> and the 99th percentile
-/// exceeds <see cref="LogTailRatio"/> × the median (or the median is 0 and the 99th percentile positive).
-/// Output follows column order, so the same sample always gives the same spec.
+/// Proposes a <see cref="FeatureSpec"/> from a sample of rows: label, empty, id and timestamp columns are ignored, the
+/// rest become binary, categorical or numeric (a log transform suggested for non-negative, strongly right-skewed
+/// columns). The same sample always gives the same spec. The rules, in order: docs/cli.md#feature-spec.
 /// </summary>
 public static class SpecInference
 {

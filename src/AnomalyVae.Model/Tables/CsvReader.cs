@@ -4,18 +4,10 @@ using System.Text;
 namespace AnomalyVae.Model;
 
 /// <summary>
-/// Streaming RFC 4180 reader: a header row, then records of exactly as many fields.
-/// Handles quoted fields with escaped quotes (<c>""</c>), embedded commas and line breaks, CRLF/LF/CR line
-/// endings, a UTF-8 byte-order mark and a trailing line break. Completely empty lines are skipped (so a
-/// single-column file must quote an empty value as <c>""</c>). A quote inside an unquoted field is kept as a
-/// literal character. Fields are not trimmed here; interpretation (trimming, missing tokens) belongs to
-/// <see cref="FeatureSchema"/>.
+/// Streaming RFC 4180 reader: a header row, then records of exactly as many fields (quoting and edge cases:
+/// docs/cli.md#csv-input). Fields are not trimmed (that is <see cref="FeatureSchema"/>'s job) and their spans are valid
+/// until the next <see cref="ReadRecord"/>; a record allocates nothing unless the caller asks for strings.
 /// </summary>
-/// <remarks>
-/// Reads through a fixed buffer and copies each record's unescaped fields into one reusable char buffer, so a
-/// record costs no allocation unless the caller asks for strings. Field spans are valid until the next
-/// <see cref="ReadRecord"/>.
-/// </remarks>
 public sealed class CsvReader : IDisposable
 {
     /// <summary>A record longer than this is almost certainly an unterminated quote swallowing the file.</summary>

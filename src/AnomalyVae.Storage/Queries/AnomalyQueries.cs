@@ -63,14 +63,11 @@ public sealed record AnomalyDetail(
 public sealed record AnomalyPage(IReadOnlyList<AnomalySummary> Items, AnomalyCursor? Next);
 
 /// <summary>
-/// A detector's score drift: the population stability index of its recent score bins (the scoring_stats windows of
-/// its most recent model version that started within Retraining:DriftWindow) against the calibration shares.
+/// A detector's score drift within Retraining:DriftWindow: the PSI of its latest model version's score bins against
+/// the calibration shares (docs/streaming.md#retraining-samples-and-drift). <c>Status</c> is "ok", "drift" or
+/// "unknown" (too few events), a contract: retraining triggers on "drift". <c>Psi</c> is null when the window has no
+/// scored event, <c>ModelVersion</c> when it has no window at all.
 /// </summary>
-/// <param name="Status">"ok", "drift" (PSI above Retraining:DriftThreshold) or "unknown" (fewer than
-/// Retraining:DriftMinEvents events in the window); these strings are a contract (retraining triggers on "drift").</param>
-/// <param name="Psi">The index; null when the window has no scored event.</param>
-/// <param name="Events">Scored events in the window.</param>
-/// <param name="ModelVersion">The model version whose windows were read; null when there are none.</param>
 public sealed record DetectorDrift(string Status, double? Psi, long Events, string? ModelVersion);
 
 /// <summary>A detector's state: active model, threshold, recent flag rate, drift (see <see cref="DetectorDrift"/>).</summary>

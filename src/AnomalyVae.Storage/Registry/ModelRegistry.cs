@@ -33,13 +33,10 @@ public sealed record ActiveModel(string Detector, string Version, byte[] Onnx);
 public sealed record ModelActivation(RegisteredModel Model, string? PreviousVersion);
 
 /// <summary>
-/// The model registry in PostgreSQL (table <c>models</c>): registers validated AnomalyVae ONNX models per detector
-/// and switches which one is active. A detector has at most one active model (a partial unique index enforces it);
-/// rollback is activating an older version.
+/// The model registry in PostgreSQL (table <c>models</c>): registers validated AnomalyVae models per detector and
+/// switches which one is active (at most one; rollback is activating an older version). Each activation notifies
+/// <see cref="NotifyChannel"/> in its transaction, so a LISTENing serve reloads <see cref="GetActiveAsync"/> on commit.
 /// </summary>
-/// <remarks>Every activation is announced with <c>pg_notify('anomalyvae_models', detector)</c> in the same transaction,
-/// so a running service that LISTENs on <see cref="NotifyChannel"/> sees it exactly when it commits and can reload
-/// <see cref="GetActiveAsync"/>.</remarks>
 public sealed partial class ModelRegistry(NpgsqlDataSource dataSource)
 {
     public const string NotifyChannel = "anomalyvae_models";

@@ -3,12 +3,9 @@ using Confluent.Kafka;
 namespace AnomalyVae.Streaming;
 
 /// <summary>
-/// Kafka client settings, bound from the configuration section <see cref="SectionName"/>.
-/// <see cref="Properties"/> carries any librdkafka property verbatim (for example
-/// <c>api.version.request=false</c> and <c>broker.version.fallback=0.9.0.1</c>, which the local
-/// Kafka 0.9 broker needs and a modern cluster does not), so deployments never wait for a typed
-/// option to exist. Properties are applied last: they override the typed settings and any default
-/// set here, which keeps the rule simple ("what you write in Properties is what librdkafka gets").
+/// Kafka client settings, bound from the configuration section <see cref="SectionName"/>. <see cref="Properties"/>
+/// passes any librdkafka property through verbatim and is applied last, over the typed settings and the defaults set
+/// here (docs/deployment.md#kafka-client).
 /// </summary>
 public sealed class KafkaOptions
 {

@@ -5,13 +5,9 @@ using Confluent.Kafka;
 namespace AnomalyVae.Streaming;
 
 /// <summary>
-/// Makes Confluent.Kafka use librdkafka.redist's own native build, and refuses an older librdkafka.
+/// Makes Confluent.Kafka load librdkafka.redist's self-contained centos8 build instead of silently falling back to a
+/// system librdkafka, and refuses an older librdkafka. Why: docs/deployment.md#kafka-client.
 /// </summary>
-/// <remarks>
-/// The redist's default Linux build needs libsasl2.so.3, which Debian 12 lacks; .NET then silently falls back to
-/// any system librdkafka (Debian's 2.0.2, which Confluent.Kafka 2.16 crashes on). Its centos8 build depends only on
-/// libc, libm, libdl, libpthread and librt and carries OpenSSL statically, so it loads on any glibc Linux.
-/// </remarks>
 public static class Librdkafka
 {
     /// <summary>The redist file we load; found next to the application or under runtimes/&lt;rid&gt;/native.</summary>

@@ -8,13 +8,10 @@ using Microsoft.Extensions.Logging;
 namespace AnomalyVae.Streaming;
 
 /// <summary>
-/// One detector's stream, three stages overlapped on three batches: the consumer thread reads batch n+2 from Kafka
-/// while <see cref="BatchScorer"/> decodes, scores and decides batch n+1 on a pool thread and
-/// <see cref="BatchCommitter"/> commits batch n. Commits stay strictly in order (batch n+1 starts committing only
-/// after batch n has), so stored offsets only move forward; where a partition resumes is read from PostgreSQL on
-/// assignment. Each batch is bound to one model version when its first event arrives, so a registry swap takes
-/// over between batches. While PostgreSQL (or the dead-letter topic) is away, the partitions are paused, the
-/// consumer keeps polling (staying in its group) and at most three batches wait in memory.
+/// One detector's stream: consume, score and commit overlap on three batches, and commits stay strictly in order so
+/// stored offsets only move forward. Each batch is bound to one model version when its first event arrives. While
+/// PostgreSQL or the dead-letter topic is away the partitions are paused and at most three batches wait in memory.
+/// See docs/streaming.md.
 /// </summary>
 public sealed class DetectorWorker : BackgroundService
 {

@@ -17,12 +17,9 @@ internal enum GemmOutput
 }
 
 /// <summary>
-/// Single-threaded float GEMM, C[m,n] = A[m,k]·B[k,n], with strided A and B so that one kernel serves
-/// Y = X·Wᵀ (forward), dX = dY·W and dW = dYᵀ·X (backward) without transposing copies of A.
-/// B is packed into 16-column panels (zero-padded) in caller-provided scratch; a 6×16 Vector256 FMA
-/// micro-kernel sweeps each panel. Every element of C is one FMA chain over k in increasing order,
-/// whatever tile, panel or block it lands in, so results do not depend on m, n or on how callers split
-/// rows across threads. Parallelism lives one level up (training splits a batch by rows).
+/// Single-threaded float GEMM, C[m,n] = A[m,k]·B[k,n] with strided A and B, so one kernel serves the forward and both
+/// backward products without transposing copies; B is packed into caller-provided scratch. Every C element is one FMA
+/// chain over k in order, so results do not depend on tiling or on how callers split rows across threads.
 /// </summary>
 internal static unsafe class Gemm
 {

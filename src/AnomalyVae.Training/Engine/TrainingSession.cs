@@ -6,13 +6,10 @@ using AnomalyVae.Model;
 namespace AnomalyVae.Training.Engine;
 
 /// <summary>
-/// The mutable state of one training run: parameters, Adam moments, one <see cref="VaePass"/> per thread, one
-/// gradient buffer per batch chunk, and the work items the <see cref="WorkerTeam"/> runs. A step is two parallel
-/// phases: (1) the batch is cut into a fixed number of contiguous chunks (set by the thread count); any thread
-/// may take a chunk, runs forward and backward on it and writes that chunk's gradient; (2) the parameter vector
-/// is cut into fixed slices; for each slice the chunk gradients are summed in chunk order and Adam is applied.
-/// What is summed, and in which order, depends only on the thread count, never on which thread ran what, so a
-/// given (data, seed, threads) always gives the same bits. Nothing is allocated per step.
+/// The mutable state of one training run: parameters, Adam moments, a <see cref="VaePass"/> per thread, a gradient
+/// buffer per batch chunk, and the work items the <see cref="WorkerTeam"/> runs. What is summed, and in which order,
+/// depends only on the thread count, so (data, seed, threads) always gives the same bits; nothing is allocated per
+/// step. The two phases of a step: docs/engine.md#speed-and-determinism.
 /// </summary>
 internal sealed unsafe class TrainingSession : IDisposable
 {

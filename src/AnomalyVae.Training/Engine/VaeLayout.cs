@@ -3,13 +3,8 @@ using AnomalyVae.Model;
 namespace AnomalyVae.Training.Engine;
 
 /// <summary>
-/// Where each feature lives in the encoder input and in the decoder output (the likelihood "heads").
-/// <para>Encoder input (width <see cref="InputWidth"/>): features in schema order, each as its encoded value
-/// (numeric z, categorical one-hot of width K, binary 0/1; zeros when missing), followed by the F mask values.</para>
-/// <para>Decoder output (width <see cref="HeadWidth"/>), grouped by kind so an exporter can slice whole blocks:
-/// [numeric means | numeric log-variances | binary logits | categorical logits, K per feature], each block in
-/// schema order of the features of that kind. Numeric log-variances are clamped to
-/// [<see cref="VaeModel.NumericLogVarMin"/>, <see cref="VaeModel.NumericLogVarMax"/>] before use.</para>
+/// Where each feature lives in the encoder input (encoded values in schema order, then the F mask values) and in the
+/// decoder output (the likelihood "heads", grouped by kind). The exact layout: docs/engine.md, "Model".
 /// </summary>
 public sealed class VaeLayout
 {

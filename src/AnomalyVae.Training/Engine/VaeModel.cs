@@ -19,19 +19,9 @@ public sealed record DenseLayer(int Inputs, int Outputs, float[] Weights, float[
 }
 
 /// <summary>
-/// A trained VAE, in the plain form the ONNX exporter and the C# scorer consume.
-/// <list type="bullet">
-/// <item>Encoder: <see cref="Encoder"/> layers applied in order to the encoder input (see <see cref="VaeLayout"/>);
-/// the last layer is linear with 2·<see cref="LatentSize"/> outputs: [μ | log σ²]. The latent log-variance is clamped
-/// to [<see cref="LatentLogVarMin"/>, <see cref="LatentLogVarMax"/>] and σ = exp(½·log σ²).</item>
-/// <item>Decoder: <see cref="Decoder"/> layers applied to a latent vector; the last layer is linear with
-/// <see cref="VaeLayout.HeadWidth"/> outputs laid out as <see cref="VaeLayout"/> describes.</item>
-/// <item>Likelihoods: numeric N(mean, exp(clamp(logvar, <see cref="NumericLogVarMin"/>, <see cref="NumericLogVarMax"/>)))
-/// on standardized z; categorical softmax over K logits; binary Bernoulli with logit.</item>
-/// <item>Scoring noise: <see cref="Noise"/> is row-major [<see cref="NoiseSamples"/>, <see cref="LatentSize"/>] standard
-/// normal draws fixed at training time; scoring uses z_l = μ + σ ⊙ ε_l for l = 0..L−1 and
-/// score = −log((1/L)·Σ_l p(x | z_l)).</item>
-/// </list>
+/// A trained VAE in the plain form the ONNX exporter and the C# scorer consume: encoder and decoder layers, the latent
+/// and numeric log-variance clamps, and the fixed scoring noise <see cref="Noise"/>. Layout, clamps and likelihoods:
+/// docs/engine.md, "Model" and "Scoring".
 /// </summary>
 public sealed class VaeModel
 {

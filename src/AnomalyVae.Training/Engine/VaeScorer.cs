@@ -4,19 +4,10 @@ using System.Runtime.InteropServices;
 namespace AnomalyVae.Training.Engine;
 
 /// <summary>
-/// The C# reference of what the exported ONNX graph computes. For each row x with mask m, encoder (μ, σ) and the
-/// model's fixed noise ε_1..ε_L, z_l = μ + σ ⊙ ε_l:
-/// <list type="bullet">
-/// <item>score = −log((1/L)·Σ_l p(x | z_l)) with log p(x | z_l) = Σ_j m_j·log p(x_j | z_l), by log-sum-exp;</item>
-/// <item>feature score_j = −log((1/L)·Σ_l p(x_j | z_l)) (0 for a missing feature).</item>
-/// </list>
-/// Both are reconstruction probabilities in the sense of An &amp; Cho (2015), in nats (higher = more anomalous).
-/// With L = 1 the feature scores sum exactly to the score. With L &gt; 1 each is its own Monte-Carlo marginal:
-/// their sum equals the score only when the per-feature likelihoods move together across samples, and in general
-/// differs from it (either way); use them to attribute a score to features, not to recompute it.
-/// Rows are processed in blocks of <see cref="BlockRows"/>, spread over a fixed team of threads; a row's result
-/// does not depend on the block it lands in or on the thread count. Nothing is allocated per call. Calls on one
-/// instance are serialized (it owns one set of workspaces); use one scorer per concurrent caller.
+/// The C# reference of what the exported ONNX graph computes: per row the score −log((1/L)·Σ_l p(x | z_l)) in nats
+/// (higher = more anomalous) and per-feature scores, which attribute the score but do not sum to it when L &gt; 1
+/// (docs/engine.md, "Scoring"). Nothing is allocated per call. Calls on one instance are serialized (it owns one set
+/// of workspaces): use one scorer per concurrent caller.
 /// </summary>
 public sealed unsafe class VaeScorer : IDisposable
 {

@@ -3,15 +3,12 @@ using AnomalyVae.Model;
 
 namespace AnomalyVae.Training.Engine;
 
-/// <summary>Progress after one epoch, for the CLI to render.</summary>
-/// <param name="Epoch">1-based epoch just finished.</param>
-/// <param name="Epochs">Maximum number of epochs.</param>
-/// <param name="TrainLoss">Mean per-row −ELBO over the epoch's mini-batches (with the epoch's warm-up β).</param>
-/// <param name="ValidationLoss">Mean per-row −ELBO (full β) on the validation rows; null without validation.</param>
-/// <param name="Beta">KL weight used this epoch.</param>
-/// <param name="Elapsed">Time since training started.</param>
-/// <param name="Remaining">Estimate for the remaining epochs if none stops early.</param>
-/// <param name="IsBest">Whether this epoch's weights are the best so far (kept as the result).</param>
+/// <summary>
+/// Progress after one epoch, for the CLI to render. Epoch is 1-based, of at most Epochs; the losses are mean
+/// per-row −ELBO, TrainLoss at the epoch's warm-up Beta and ValidationLoss at full β (null without validation);
+/// Elapsed counts from the start of training; Remaining assumes no early stop; IsBest marks the best weights so far
+/// (kept as the result).
+/// </summary>
 public sealed record VaeEpochProgress(
     int Epoch, int Epochs, double TrainLoss, double? ValidationLoss, float Beta, TimeSpan Elapsed, TimeSpan Remaining, bool IsBest);
 

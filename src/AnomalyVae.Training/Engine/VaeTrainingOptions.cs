@@ -15,21 +15,9 @@ public enum NumericVariance
 }
 
 /// <summary>
-/// Training settings. Null members are derived from the data by <see cref="Resolve"/>; the rule is chosen to work
-/// untuned on tables with a few to a few hundred features and thousands to millions of rows:
-/// <list type="bullet">
-/// <item>Hidden (encoder widths; the decoder mirrors them): one layer of clamp(2·D, 32, 512) units rounded up to a
-/// multiple of 8, D = encoder input width (values + mask). One tanh layer matched or beat two on every data set we
-/// measured; deeper nets reconstruct out-of-range rows better, which is the wrong thing for anomaly detection.</item>
-/// <item>Latent: clamp(⌈F / 3⌉, 2, 32) for F features.</item>
-/// <item>BatchSize: 256, or for small tables the power of two nearest n/32 (at least 32), n = training rows.</item>
-/// <item>Epochs: enough for about 20,000 optimizer steps, clamped to [3, 3000]: many epochs on small tables,
-/// few on millions of rows (early stopping usually ends sooner). The cap was 300 until the ADBench suite showed that
-/// tables of a few hundred rows (a few steps per epoch) were stopped far short of 20,000 steps (docs/quality.md).</item>
-/// <item>Patience: clamp(Epochs / 10, 5, 20). KlWarmupEpochs: min(10, Epochs / 10).</item>
-/// <item>Threads: one per 128 rows of a batch (at least 1), at most Environment.ProcessorCount and 8: smaller
-/// slices cost more in hand-offs than they gain.</item>
-/// </list>
+/// Training settings. Null members are derived from the data by <see cref="Resolve"/>, with rules chosen to work
+/// untuned on tables of a few to a few hundred features and thousands to millions of rows. The rules and why:
+/// docs/engine.md, "Training".
 /// </summary>
 public sealed record VaeTrainingOptions
 {

@@ -40,15 +40,11 @@ public sealed class OnnxAttribute
 }
 
 /// <summary>
-/// Builds one ONNX model (IR 8, default-domain opset 17, producer "AnomalyVae") over the protobuf classes generated
-/// from onnx.proto. Graph inputs and outputs are float tensors whose first dimension is the symbolic batch "N".
+/// Builds one ONNX model (IR 8, opset 17, producer "AnomalyVae") over the classes generated from onnx.proto; inputs and
+/// outputs are float tensors with the symbolic batch dimension "N". Each node method returns its output's name (pass a
+/// new one, or get one such as "Gemm_3"). Opset-17 axes, sizes, shapes and Clip bounds are inputs, which the builder
+/// adds as initializers (ReduceLogSumExp still takes axes as an attribute).
 /// </summary>
-/// <remarks>
-/// Every method that adds a node returns the name of its output value, to feed into later nodes. Names are
-/// unique: pass one to name a value (it must be new), or let the builder make one ("Gemm_3"). Opset 17 rules
-/// apply: ReduceSum axes, Split sizes, Unsqueeze axes, Reshape shape and Clip bounds are inputs (the builder
-/// adds the int64/float initializers), while ReduceLogSumExp still takes axes as an attribute.
-/// </remarks>
 public sealed class OnnxGraph
 {
     public const long IrVersion = 8;

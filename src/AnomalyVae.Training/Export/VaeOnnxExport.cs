@@ -4,16 +4,10 @@ using AnomalyVae.Training.Engine;
 namespace AnomalyVae.Training.Export;
 
 /// <summary>
-/// Writes a trained VAE as one self-contained ONNX model (opset 17) that scores raw records.
-/// <para>Inputs: <c>x</c> [N, F] raw values (numeric in original units, categorical vocabulary index, binary 0/1)
-/// and <c>mask</c> [N, F] (1 present, 0 missing). Outputs: <c>score</c> [N] = −log p̂(x) (the reconstruction
-/// probability of An &amp; Cho, averaged over the model's fixed latent noise), <c>feature_scores</c> [N, F]
-/// (each feature's own −log p̂, 0 when missing) and <c>latent_mean</c> [N, Z].</para>
-/// <para>Standardization and log transforms happen inside the graph, so callers feed raw units. The graph
-/// computes exactly what <see cref="VaeScorer"/> computes on standardized values.</para>
-/// <para>The weights are stored under fixed initializer names (<see cref="ModelFile"/>) and the architecture
-/// and feature schema in metadata, so the C# engine can rebuild the model from the file (for sampling and
-/// interpolation).</para>
+/// Writes a trained VAE as one self-contained ONNX model (opset 17) that scores raw records: standardization and log
+/// transforms are inside the graph, which then computes exactly what <see cref="VaeScorer"/> does. Weights go under
+/// fixed initializer names (<see cref="ModelFile"/>), so the engine can rebuild the model from the file. Inputs,
+/// outputs and metadata: docs/cli.md#the-model-file.
 /// </summary>
 public static class VaeOnnxExport
 {

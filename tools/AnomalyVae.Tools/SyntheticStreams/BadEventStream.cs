@@ -10,14 +10,9 @@ namespace AnomalyVae.Tools;
 public readonly record struct BadEvent(byte[] Payload, string Reason);
 
 /// <summary>
-/// Bad payloads by construction, for robustness tests and the fuzz-mix benchmark: each one is a valid event with
-/// exactly one fault put in, so its dead-letter reason is known without asking the decoder. The faults cover every
-/// reason the <see cref="EventDecoder"/> gives: malformed JSON (truncated, empty, syntax errors, bare NaN, invalid
-/// UTF-8, raw control characters, lone-surrogate escapes, trailing content), non-objects, wrong types,
-/// NaN/±infinity (strings and numbers beyond double range), values out of range, oversized payloads, duplicate
-/// keys, bad event times and entities (when those fields are configured), and nesting deeper than the maximum.
-/// The same seed and inputs give the same payloads. Payloads never contain line breaks, so they can be written
-/// one per line (kcat -l).
+/// Bad payloads by construction, for robustness tests and the fuzz-mix benchmark: each is a valid event with exactly
+/// one fault, so its dead-letter reason is known without asking the decoder; together they cover every reason
+/// <see cref="EventDecoder"/> gives. Same seed and inputs, same payloads; no line breaks, so one per line (kcat -l).
 /// </summary>
 public sealed class BadEventStream
 {

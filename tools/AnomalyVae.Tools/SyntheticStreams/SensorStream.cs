@@ -1,23 +1,10 @@
 namespace AnomalyVae.Tools;
 
 /// <summary>
-/// Readings from a fleet of machines. Machines report in turn every <see cref="ReadingIntervalMs"/> (so with
-/// 50 machines the stream's clock advances 1.2 s per event), each with its own rated speed, motor constant,
-/// vibration signature, temperature offset and base pressure. Normal physics: rpm follows a daily load cycle
-/// (peak early afternoon); current and vibration rise linearly with rpm; temperature moves towards ambient plus a
-/// load term with a lag of several readings; ambient temperature has its own daily cycle. Status is a per-machine
-/// Markov chain: running, idle (more often at night; rpm 0, idle current) and maintenance (rare, long; everything
-/// near zero, depressurised).
-/// <para>Injected anomalies (each kind gets about the same share of anomalous events):</para>
-/// <list type="bullet">
-/// <item><c>spike</c>: one reading far off (temperature, vibration, pressure or current); one event.</item>
-/// <item><c>stuck_sensor</c>: vibration frozen at one value for <see cref="StuckLength"/> consecutive readings of a
-/// machine, at a level that contradicts its state (idle-level vibration while running at speed, or running-level
-/// vibration while stopped), so each row shows the fault on its own.</item>
-/// <item><c>drift</c>: the temperature sensor reads increasingly high over <see cref="DriftLength"/> readings.</item>
-/// <item><c>broken_correlation</c>: running at speed with near-zero current.</item>
-/// <item><c>impossible_state</c>: status idle or maintenance while rpm, current and vibration say running.</item>
-/// </list>
+/// Readings from a fleet of machines reporting in turn every <see cref="ReadingIntervalMs"/>, with daily load cycles,
+/// lagged temperature and a running/idle/maintenance status, and injected anomalies (spike, stuck_sensor, drift,
+/// broken_correlation, impossible_state) in about equal shares. The physics and each kind:
+/// docs/cli.md#synthetic-streams.
 /// </summary>
 public sealed class SensorStream : SyntheticStream
 {

@@ -6,12 +6,10 @@ using AnomalyVae.Model;
 namespace AnomalyVae.Tools;
 
 /// <summary>
-/// A deterministic stream of synthetic events with injected, labelled anomalies. <see cref="Next"/> moves to the
-/// next event; the current event is then read through the properties here and written as a JSON payload
-/// (<see cref="EventJson"/>) or a CSV record (<see cref="WriteCsvRecord"/>). The label and the anomaly kind are
-/// never part of the JSON payload (a scorer must not see them); the CSV carries them as the last two columns.
-/// The same seed and settings always give the same events, byte for byte, on the same runtime and platform.
-/// Not thread-safe; one instance is one stream. Nothing is allocated per event.
+/// A deterministic stream of synthetic events with injected, labelled anomalies: <see cref="Next"/> moves on, then the
+/// properties, <see cref="EventJson"/> or <see cref="WriteCsvRecord"/> give the event. Label and anomaly kind are only
+/// in the CSV (its last two columns), never in the JSON a scorer sees. Same seed and settings, same bytes (on one
+/// runtime and platform). Not thread-safe; nothing is allocated per event.
 /// </summary>
 public abstract class SyntheticStream
 {

@@ -1,27 +1,10 @@
 namespace AnomalyVae.Tools;
 
 /// <summary>
-/// Card payments by a population of accounts. Each account has a home country (and its time zone), a typical
-/// amount scale, favourite in-store merchant categories, and its own shares of online and ATM use. Accounts pay
-/// mostly during their local day (a 24-hour activity profile), in store near home, sometimes online, rarely at an
-/// ATM (round amounts), occasionally while travelling. On average each account pays twice a day, so the stream's
-/// clock advances 43.2 s / (accounts / 1000) per event. Besides the raw fields, each event carries the features
-/// a payments pipeline computes upstream from the account's history, so that a model scoring one event at a time
-/// can see account-relative fraud: <c>account_avg_amount</c> (running mean of the account's previous amounts),
-/// <c>minutes_since_last</c> (since the account's previous payment), <c>amount_to_avg</c> (amount divided by
-/// that running mean), <c>payments_last_hour</c> (the account's payments in the hour before this one) and
-/// <c>foreign_country</c> (1 when the country differs from the account's home country).
-/// <c>hour</c> is the local hour at the account's home.
-/// <para>Injected fraud (each kind gets about the same share of fraudulent events):</para>
-/// <list type="bullet">
-/// <item><c>card_testing</c>: a burst of 5–12 consecutive tiny online payments (0.50–2.99) on one account,
-/// minutes apart, often from a new device or abroad.</item>
-/// <item><c>unusual_amount</c>: 15–50 × the account's average, in store or online, at home.</item>
-/// <item><c>foreign_new_device</c>: online, from a country the account's holders rarely visit, on a new device,
-/// thousands of kilometres from home.</item>
-/// <item><c>odd_hours</c>: between 01:00 and 05:00 local time, a large online purchase or a maximal ATM withdrawal.
-/// When no account is in its night at that moment (few accounts), an unusual_amount is injected instead.</item>
-/// </list>
+/// Card payments by a population of accounts, each event carrying the per-account history features a payments
+/// pipeline computes upstream (so a model scoring one event at a time can see account-relative fraud), with injected
+/// fraud (card_testing, unusual_amount, foreign_new_device, odd_hours) in about equal shares. The behaviour and each
+/// kind: docs/cli.md#synthetic-streams.
 /// </summary>
 public sealed class TransactionStream : SyntheticStream
 {
