@@ -6,7 +6,7 @@ namespace AnomalyVae.Retraining;
 /// <summary>
 /// One model's numbers on the evaluation events: the recent held-out slice (Rows decodable by both models; FlagRate
 /// above its own threshold) and the labelled anomalies (Precision, null when it flags none of them; Recall, null
-/// without true-positive labels). NLLs are scale-corrected nats (<see cref="RetrainingGates.ComparableNll"/>);
+/// without true-positive labels). NLLs are scale-corrected nats (<see cref="RetrainingGates.ComparableNll(double, AnomalyVae.Model.FeatureSchema, ReadOnlySpan{float})"/>);
 /// TrimmedNll leaves out the model's own highest <see cref="RetrainingGates.NllTrimShare"/>, as held_out_nll compares.
 /// </summary>
 public sealed record ModelEvaluation(

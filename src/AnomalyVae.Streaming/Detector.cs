@@ -55,7 +55,7 @@ public sealed class DetectorModel
 /// <summary>
 /// A detector: its options and the model version it scores with now. A file-backed detector loads its model once at
 /// start-up; a registry-backed one (<see cref="DetectorOptions.RegistryName"/>) loads the registry's active version
-/// after the migrations and is handed each newly activated version by <see cref="Registry.ModelRegistryFollower"/>.
+/// after the migrations and is handed each newly activated version by <see cref="ModelRegistryFollower"/>.
 /// </summary>
 public sealed class Detector : IDisposable
 {
@@ -106,7 +106,7 @@ public sealed class Detector : IDisposable
 
     /// <summary>Creates every configured detector; file-backed models load now and the first that fails stops start-up
     /// with an error naming the detector and the file (running with one model missing would silently not score its topic).
-    /// Registry-backed detectors stay unloaded until <see cref="Registry.ModelRegistryFollower"/> starts.</summary>
+    /// Registry-backed detectors stay unloaded until <see cref="ModelRegistryFollower"/> starts.</summary>
     public static IReadOnlyList<Detector> LoadAll(ServiceOptions options, ILogger logger)
     {
         var session = SessionOptions(options.Scoring);
