@@ -19,10 +19,12 @@ internal static class BenchCommands
         var data = new Option<string>("--data") { Description = "Labelled CSV file.", Required = true };
         var label = new Option<string>("--label-column") { Description = "Label column (1 = anomaly).", DefaultValueFactory = _ => "label" };
         var seeds = new Option<int>("--seeds") { Description = "Repetitions with different splits and seeds.", DefaultValueFactory = _ => 5 };
+        var ensemble = new Option<int>("--ensemble") { Description = "VAEs per split whose p̂(x) is averaged (an experiment; the product trains one).", DefaultValueFactory = _ => 1 };
         var samples = new Option<int>("--samples") { Description = "Latent samples L.", DefaultValueFactory = _ => new Training.Engine.VaeTrainingOptions().ScoringSamples };
-        var protocol = new Command("protocol", "Semi-supervised quality check: train on half the normal rows, test on the rest plus all anomalies.") { data, label, seeds, samples };
+        var protocol = new Command("protocol", "Semi-supervised quality check: train on half the normal rows, test on the rest plus all anomalies.") { data, label, seeds, samples, ensemble };
         protocol.SetAction(parse => ProtocolBenchmark.Run(CliRun.ExistingFile(parse.GetValue(data)!, "data file"), parse.GetValue(label)!,
-            Math.Clamp(parse.GetValue(seeds), 1, 100), new Training.Engine.VaeTrainingOptions { ScoringSamples = parse.GetValue(samples) }, Console.Out));
+            Math.Clamp(parse.GetValue(seeds), 1, 100), new Training.Engine.VaeTrainingOptions { ScoringSamples = parse.GetValue(samples) }, Console.Out,
+            Math.Clamp(parse.GetValue(ensemble), 1, 16)));
         var model = new Option<string>("--model") { Description = "Model file (.onnx) whose features the events carry.", Required = true };
         var input = new Option<string>("--in") { Description = "JSON events, one per line.", Required = true };
         var output = new Option<string>("--out") { Description = "File to write: the same events, a fraction of them bad.", Required = true };
@@ -94,7 +96,7 @@ internal static class BenchCommands
         var suiteSamples = new Option<int?>("--samples") { Description = "Latent samples L (default: the trainer's)." };
         var suite = new Command("suite", "Semi-supervised protocol through train → ONNX → ONNX Runtime on every table of a directory: AUROC/AUPRC per table, means, and BASELINES.md for comparison.")
         {
-            dataDir, seedList, tables, label, suiteSamples, beta, latent, hidden, maxEpochs, logVarMax, logVarMin, weightDecay,
+            dataDir, seedList, tables, label, suiteSamples, beta, latent, hidden, maxEpochs, logVarMax, logVarMin, weightDecay, ensemble,
         };
         suite.SetAction(parse =>
         {
@@ -115,7 +117,7 @@ internal static class BenchCommands
                 throw new CliException($"data directory not found: {directory}");
             int[] seeds = ParseSeeds(parse.GetValue(seedList)!);
             string[]? only = parse.GetValue(tables)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            return SuiteBenchmark.Run(directory, seeds, only, parse.GetValue(label)!, options, Console.Out);
+            return SuiteBenchmark.Run(directory, seeds, only, parse.GetValue(label)!, options, Console.Out, Math.Clamp(parse.GetValue(ensemble), 1, 16));
         });
         return new Command("bench", "Benchmarks; each prints its numbers.") { train, score, protocol, mix, quality, suite, consume };
     }

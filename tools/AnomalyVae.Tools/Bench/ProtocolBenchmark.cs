@@ -21,10 +21,10 @@ internal static class ProtocolBenchmark
     /// <summary>One seed's result: AUROC, AUPRC, the trained model and the time for the split.</summary>
     public sealed record SeedResult(int Seed, double Auroc, double Auprc, TrainedModel Trained, TimeSpan Elapsed);
 
-    public static int Run(string dataPath, string labelColumn, int seeds, VaeTrainingOptions options, TextWriter output)
+    public static int Run(string dataPath, string labelColumn, int seeds, VaeTrainingOptions options, TextWriter output, int ensemble = 1)
     {
         var c = CultureInfo.InvariantCulture;
-        var results = Measure(dataPath, labelColumn, [.. Enumerable.Range(0, seeds)], options,
+        var results = Measure(dataPath, labelColumn, [.. Enumerable.Range(0, seeds)], options, ensemble,
             (rows, anomalies, features) => output.WriteLine(
                 $"{Path.GetFileName(dataPath)}: {rows} rows, {anomalies} anomalies, {features} features; train on half the normal rows, test on the rest + all anomalies"),
             r => output.WriteLine(string.Create(c,
@@ -39,8 +39,10 @@ internal static class ProtocolBenchmark
     /// and <c>bundle.Score(table)</c>. The normal rows are shuffled with our own seeded generator, not numpy's, so
     /// the splits differ from those behind a scikit-learn baseline while following the same protocol.
     /// </summary>
+    /// <param name="ensemble">Members per split (an experiment, not yet the product's): each is trained with its own seed,
+    /// exported and scored by ONNX Runtime, and a row's score is −log of the members' mean p̂(x).</param>
     public static List<SeedResult> Measure(string dataPath, string labelColumn, IReadOnlyList<int> seeds, VaeTrainingOptions options,
-        Action<int, int, int>? onLoaded = null, Action<SeedResult>? onSeed = null)
+        int ensemble = 1, Action<int, int, int>? onLoaded = null, Action<SeedResult>? onSeed = null)
     {
         var spec = Trainer.InferSpec(dataPath);
         if (!spec.Ignore.Contains(labelColumn, StringComparer.Ordinal) && spec.Features.Any(f => f.Name == labelColumn))
@@ -68,10 +70,12 @@ internal static class ProtocolBenchmark
             // scores raw test rows with that schema.
             var schema = FeatureSchema.Fit(spec, header, [.. trainRows.Select(i => records[i])]);
             var table = FeatureTable.Load(dataPath, schema);
-            var trained = Trainer.Train(table.Select(trainRows), options with { Seed = seed });
-            using var bundle = ModelBundle.Load(trained.ToOnnx(), $"seed {seed}");
             var testTable = table.Select(testRows);
-            var scores = bundle.Score(testTable).Scores.Select(s => (double)s).ToArray();
+            var trained = Trainer.Train(table.Select(trainRows), options with { Seed = seed });
+            var members = new List<float[]> { Score(trained, testTable, $"seed {seed}") };
+            for (int m = 1; m < ensemble; m++)
+                members.Add(Score(Trainer.Train(table.Select(trainRows), options with { Seed = seed * 1000 + m }), testTable, $"seed {seed}.{m}"));
+            var scores = MeanProbabilityScore(members);
             int[] testLabels = [.. testRows.Select(i => labels[i])];
             var result = new SeedResult(seed, DetectionMetrics.Auroc(scores, testLabels), DetectionMetrics.AveragePrecision(scores, testLabels),
                 trained, clock.Elapsed);
@@ -80,6 +84,29 @@ internal static class ProtocolBenchmark
         }
 
         return results;
+    }
+
+    private static float[] Score(TrainedModel trained, FeatureTable table, string source)
+    {
+        using var bundle = ModelBundle.Load(trained.ToOnnx(), source);
+        return bundle.Score(table).Scores;
+    }
+
+    /// <summary>−log of the mean of exp(−score) over the members, per row (log-sum-exp, stable for scores in the hundreds).</summary>
+    internal static double[] MeanProbabilityScore(IReadOnlyList<float[]> members)
+    {
+        var scores = new double[members[0].Length];
+        for (int i = 0; i < scores.Length; i++)
+        {
+            double best = double.NegativeInfinity;
+            foreach (var member in members)
+                best = Math.Max(best, -member[i]);
+            double sum = 0;
+            foreach (var member in members)
+                sum += Math.Exp(-member[i] - best);
+            scores[i] = -(best + Math.Log(sum / members.Count));
+        }
+        return scores;
     }
 
     private static (IReadOnlyList<string> Header, IReadOnlyList<string>[] Records) ReadAll(string path)
