@@ -121,7 +121,12 @@ public sealed class IncidentStoreTests(TestInfrastructure infrastructure)
     {
         var record = new BatchRecord("d", "t")
         {
-            ModelVersion = "v1", Threshold = 5, WindowStart = T0, WindowSeconds = 60, IncidentGap = Gap, EventsScored = 10,
+            ModelVersion = "v1",
+            Threshold = 5,
+            WindowStart = T0,
+            WindowSeconds = 60,
+            IncidentGap = Gap,
+            EventsScored = 10,
         };
         foreach (var (partition, offset, entity, minutes, score) in flagged)
         {

@@ -64,8 +64,16 @@ public class IncidentRulesTests
     {
         var open = new Incident
         {
-            Id = 42, Entity = "m1", FirstAnomalyId = 7, FirstAt = T0, LastAt = T0.AddMinutes(1), Count = 5, PeakScore = 50, PeakAnomalyId = 9,
-            MinPValue = 0.0001, FeatureScores = new(StringComparer.Ordinal) { ["temp"] = 100 },
+            Id = 42,
+            Entity = "m1",
+            FirstAnomalyId = 7,
+            FirstAt = T0,
+            LastAt = T0.AddMinutes(1),
+            Count = 5,
+            PeakScore = 50,
+            PeakAnomalyId = 9,
+            MinPValue = 0.0001,
+            FeatureScores = new(StringComparer.Ordinal) { ["temp"] = 100 },
         };
         var changes = IncidentRules.Apply(new Dictionary<string, Incident> { ["m1"] = open },
             [A(20, "m1", 3, 40, 0.01, ("temp", 10), ("rpm", 200))], Gap);
