@@ -49,6 +49,10 @@ public sealed class DetectorOptions
     /// when the detector's clock passes its last anomaly + this gap. 00:00:00 turns incidents off.</summary>
     public TimeSpan IncidentGap { get; set; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>The gap serve uses: zero (incidents off) without an <see cref="EntityField"/>, since an anomaly without
+    /// an entity belongs to no incident and the incident writes would only cost.</summary>
+    public TimeSpan IncidentGapInEffect => string.IsNullOrEmpty(EntityField) ? TimeSpan.Zero : IncidentGap;
+
     /// <summary>
     /// The registry name <see cref="Model"/> stands for, or null when it is a file. It is a file when it names an existing
     /// file, ends in ".onnx" or cannot be a registry name (e.g. holds a '/'); otherwise it is a detector name in the

@@ -61,7 +61,7 @@ public sealed class DetectorWorker : BackgroundService
         for (int i = 0; i < _batches.Length; i++)
         {
             _batches[i] = new MicroBatch(detector.Name, detector.Options.Topic, scoring.BatchSize);
-            _batches[i].Record.IncidentGap = detector.Options.IncidentGap;
+            _batches[i].Record.IncidentGap = detector.Options.IncidentGapInEffect;
         }
         _current = _batches[0];
     }
