@@ -54,6 +54,7 @@ public static class AnomalyApi
         var drift = DriftSettings(configuration);
         services.TryAddSingleton(sp => new AnomalyQueries(sp.GetRequiredService<NpgsqlDataSource>(), drift));
         services.TryAddSingleton(sp => new FeedbackStore(sp.GetRequiredService<NpgsqlDataSource>()));
+        services.TryAddSingleton(sp => new IncidentQueries(sp.GetRequiredService<NpgsqlDataSource>()));
         services.TryAddSingleton(sp => new ModelRegistry(sp.GetRequiredService<NpgsqlDataSource>()));
         services.TryAddSingleton(sp => new ApiKeys(sp.GetRequiredService<IOptions<ApiOptions>>().Value.Keys));
         services.TryAddSingleton(_ => DashboardFiles.FromOutputDirectory());
@@ -88,10 +89,13 @@ public static class AnomalyApi
 
         reads.MapGet("/anomalies", ListAnomalies);
         reads.MapGet("/anomalies/{id}", GetAnomaly);
+        reads.MapGet("/incidents", ListIncidents);
+        reads.MapGet("/incidents/{id}", GetIncident);
         reads.MapGet("/detectors", ListDetectors);
         reads.MapGet("/models", ListModels);
         writes.MapPost("/models/{version}/activate", ActivateModel);
         writes.MapPost("/anomalies/{id}/feedback", AddFeedback);
+        writes.MapPost("/incidents/{id}/feedback", AddIncidentFeedback);
         api.MapFallback(() => Problem(StatusCodes.Status404NotFound, "Not found", "No such API endpoint."));
 
         // The page itself never needs a key: it only holds code; its API calls carry the key when reads require one.
@@ -143,22 +147,84 @@ public static class AnomalyApi
             minScore = value;
         }
 
-        var limit = AnomalyFilter.DefaultLimit;
+        long? incident = null;
+        if (Single(query, "incident") is { } incidentText)
+        {
+            if (!TryId(incidentText, out var incidentId, out problem))
+                return BadParameter("incident", $"incident must be a positive whole number, not '{incidentText}'.");
+            incident = incidentId;
+        }
+
+        if (!TryPage(query, out var limit, out var after, out var pageProblem))
+            return pageProblem!;
+        var page = await queries.ListAsync(new AnomalyFilter(detector, entity, from, to, minScore, limit, after, incident), cancellationToken);
+        return Results.Json(new AnomalyPageResponse(page.Items, page.Next?.Encode()), Json);
+    }
+
+    private static bool TryPage(IQueryCollection query, out int limit, out AnomalyCursor? after, out IResult? problem)
+    {
+        limit = AnomalyFilter.DefaultLimit;
+        after = null;
+        problem = null;
         if (Single(query, "limit") is { } limitText)
         {
             if (!int.TryParse(limitText, NumberStyles.None, CultureInfo.InvariantCulture, out limit) || limit < 1 || limit > AnomalyFilter.MaxLimit)
-                return BadParameter("limit", $"limit must be a whole number from 1 to {AnomalyFilter.MaxLimit}, not '{limitText}'.");
+            {
+                problem = BadParameter("limit", $"limit must be a whole number from 1 to {AnomalyFilter.MaxLimit}, not '{limitText}'.");
+                return false;
+            }
         }
-
-        AnomalyCursor? after = null;
-        if (Single(query, "after") is { } afterText)
+        if (Single(query, "after") is { } afterText && !AnomalyCursor.TryDecode(afterText, out after))
         {
-            if (!AnomalyCursor.TryDecode(afterText, out after))
-                return BadParameter("after", "after is not a cursor returned by this API (use the 'next' value of the previous page as it is).");
+            problem = BadParameter("after", "after is not a cursor returned by this API (use the 'next' value of the previous page as it is).");
+            return false;
         }
+        return true;
+    }
 
-        var page = await queries.ListAsync(new AnomalyFilter(detector, entity, from, to, minScore, limit, after), cancellationToken);
-        return Results.Json(new AnomalyPageResponse(page.Items, page.Next?.Encode()), Json);
+    private static async Task<IResult> ListIncidents(HttpRequest request, IncidentQueries queries, CancellationToken cancellationToken)
+    {
+        var query = request.Query;
+        if (!TryText(query, "detector", out var detector, out var problem)
+            || !TryText(query, "entity", out var entity, out problem)
+            || !TryTime(query, "from", out var from, out problem)
+            || !TryTime(query, "to", out var to, out problem))
+        {
+            return problem!;
+        }
+        if (from is not null && to is not null && from >= to)
+            return BadParameter("to", "'to' must be later than 'from'.");
+        var status = Single(query, "status");
+        if (status is not null && !IncidentFilter.IsStatus(status))
+            return BadParameter("status", $"status must be \"{IncidentFilter.Open}\" or \"{IncidentFilter.Closed}\".");
+        if (!TryPage(query, out var limit, out var after, out var pageProblem))
+            return pageProblem!;
+        var page = await queries.ListAsync(new IncidentFilter(detector, entity, status, from, to, limit, after), cancellationToken);
+        return Results.Json(new IncidentPageResponse(page.Items, page.Next?.Encode()), Json);
+    }
+
+    private static async Task<IResult> GetIncident(string id, IncidentQueries queries, CancellationToken cancellationToken)
+    {
+        if (!TryId(id, out var value, out var problem))
+            return problem;
+        var incident = await queries.GetAsync(value, cancellationToken);
+        return incident is null
+            ? Problem(StatusCodes.Status404NotFound, "Incident not found", $"There is no incident with id {value}.")
+            : Results.Json(incident, Json);
+    }
+
+    private static async Task<IResult> AddIncidentFeedback(string id, HttpContext context, FeedbackStore feedback, CancellationToken cancellationToken)
+    {
+        if (!TryId(id, out var incidentId, out var problem))
+            return problem;
+        var (body, bodyProblem) = await ReadFeedbackAsync(context.Request, cancellationToken);
+        if (bodyProblem is not null)
+            return bodyProblem;
+        var source = context.Items[KeyIdItem] as string ?? "api";
+        var labelled = await feedback.AddToIncidentAsync(incidentId, body!.Label!, body.Note, source, cancellationToken);
+        return labelled is null
+            ? Problem(StatusCodes.Status404NotFound, "Incident not found", $"There is no incident with id {incidentId}.")
+            : Results.Json(new IncidentFeedbackResponse(incidentId, body.Label!, labelled.Value), Json, statusCode: StatusCodes.Status201Created);
     }
 
     private static async Task<IResult> GetAnomaly(string id, AnomalyQueries queries, CancellationToken cancellationToken)
@@ -215,20 +281,29 @@ public static class AnomalyApi
     {
         if (!TryId(id, out var anomalyId, out var problem))
             return problem;
-        var (body, bodyProblem) = await ReadBodyAsync<FeedbackRequest>(context.Request, cancellationToken);
+        var (body, bodyProblem) = await ReadFeedbackAsync(context.Request, cancellationToken);
         if (bodyProblem is not null)
             return bodyProblem;
-        if (body is null)
-            return BadParameter("body", "Send a JSON body {\"label\": \"true_positive\" | \"false_positive\", \"note\": \"...\"}.");
-        if (!FeedbackStore.IsLabel(body.Label))
-            return BadParameter("label", $"label must be \"{FeedbackStore.TruePositive}\" or \"{FeedbackStore.FalsePositive}\".");
-        if (body.Note is { } note && (note.Length > FeedbackStore.MaxNoteLength || note.Contains('\0')))
-            return BadParameter("note", $"note must be text of at most {FeedbackStore.MaxNoteLength} characters.");
         var source = context.Items[KeyIdItem] as string ?? "api";
-        var stored = await feedback.AddAsync(anomalyId, body.Label!, body.Note, source, cancellationToken);
+        var stored = await feedback.AddAsync(anomalyId, body!.Label!, body.Note, source, cancellationToken);
         return stored is null
             ? Problem(StatusCodes.Status404NotFound, "Anomaly not found", $"There is no anomaly with id {anomalyId}.")
             : Results.Json(stored, Json, statusCode: StatusCodes.Status201Created);
+    }
+
+    /// <summary>A feedback body, checked; the problem when it is missing or invalid.</summary>
+    private static async Task<(FeedbackRequest? Body, IResult? Problem)> ReadFeedbackAsync(HttpRequest request, CancellationToken cancellationToken)
+    {
+        var (body, bodyProblem) = await ReadBodyAsync<FeedbackRequest>(request, cancellationToken);
+        if (bodyProblem is not null)
+            return (null, bodyProblem);
+        if (body is null)
+            return (null, BadParameter("body", "Send a JSON body {\"label\": \"true_positive\" | \"false_positive\", \"note\": \"...\"}."));
+        if (!FeedbackStore.IsLabel(body.Label))
+            return (null, BadParameter("label", $"label must be \"{FeedbackStore.TruePositive}\" or \"{FeedbackStore.FalsePositive}\"."));
+        if (body.Note is { } note && (note.Length > FeedbackStore.MaxNoteLength || note.Contains('\0')))
+            return (null, BadParameter("note", $"note must be text of at most {FeedbackStore.MaxNoteLength} characters."));
+        return (body, null);
     }
 
     private static async Task<(T? Body, IResult? Problem)> ReadBodyAsync<T>(HttpRequest request, CancellationToken cancellationToken)
@@ -295,6 +370,10 @@ public static class AnomalyApi
         Results.Problem(detail, statusCode: status, title: title);
 
     private sealed record AnomalyPageResponse(IReadOnlyList<AnomalySummary> Items, string? Next);
+
+    private sealed record IncidentPageResponse(IReadOnlyList<IncidentSummary> Items, string? Next);
+
+    private sealed record IncidentFeedbackResponse(long IncidentId, string Label, long AnomaliesLabelled);
 
     private sealed record ItemsResponse<T>(IReadOnlyList<T> Items);
 

@@ -25,6 +25,7 @@ internal static partial class AnomaliesCommands
         var since = new Option<string?>("--since") { Description = "Detected within this long (30s, 15m, 1h, 7d) or since an ISO 8601 time." };
         var until = new Option<string?>("--until") { Description = "Detected before this ISO 8601 time." };
         var minScore = new Option<double?>("--min-score") { Description = "Only scores at or above this." };
+        var incident = new Option<long?>("--incident") { Description = "Only the anomalies of this incident." };
         var limit = new Option<int>("--limit")
         {
             Description = $"Rows per page, 1..{AnomalyFilter.MaxLimit}.",
@@ -35,7 +36,7 @@ internal static partial class AnomaliesCommands
         format.AcceptOnlyFromAmong("table", "json", "csv");
         var command = new Command("list", "List flagged anomalies, newest first.")
         {
-            detector, entity, since, until, minScore, limit, after, format, CliDatabase.ConnectionOption, CliDatabase.ConfigOption,
+            detector, entity, since, until, minScore, incident, limit, after, format, CliDatabase.ConnectionOption, CliDatabase.ConfigOption,
         };
         command.SetAction((ParseResult parse, CancellationToken cancellationToken) =>
         {
@@ -52,7 +53,7 @@ internal static partial class AnomaliesCommands
                 parse.GetValue(detector), parse.GetValue(entity),
                 parse.GetValue(since) is { } s ? Since(s, now) : null,
                 parse.GetValue(until) is { } u ? Time(u, "--until") : null,
-                parse.GetValue(minScore), count, cursor);
+                parse.GetValue(minScore), count, cursor, parse.GetValue(incident));
             return CliDatabase.RunAsync(parse, async dataSource =>
             {
                 var page = await new AnomalyQueries(dataSource).ListAsync(filter, cancellationToken);
@@ -193,16 +194,16 @@ internal static partial class AnomaliesCommands
         return span > now - DateTimeOffset.UnixEpoch ? DateTimeOffset.UnixEpoch : now - span;
     }
 
-    private static DateTimeOffset Time(string text, string option) =>
+    internal static DateTimeOffset Time(string text, string option) =>
         DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var time)
             ? time
             : throw new CliException($"{option} '{text}' is neither a duration (30s, 15m, 1h, 7d) nor an ISO 8601 time.");
 
-    private static string Iso(DateTimeOffset time) => time.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.ffffffZ", CultureInfo.InvariantCulture);
+    internal static string Iso(DateTimeOffset time) => time.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.ffffffZ", CultureInfo.InvariantCulture);
 
-    private static string Invariant(double value) => value.ToString("R", CultureInfo.InvariantCulture);
+    internal static string Invariant(double value) => value.ToString("R", CultureInfo.InvariantCulture);
 
-    private static string Invariant(long value) => value.ToString(CultureInfo.InvariantCulture);
+    internal static string Invariant(long value) => value.ToString(CultureInfo.InvariantCulture);
 
     [GeneratedRegex("^([0-9]{1,6})([smhd])$", RegexOptions.CultureInvariant)]
     private static partial Regex Duration();

@@ -17,6 +17,7 @@ var root = new RootCommand("AnomalyVae: anomaly detection for tabular and sensor
     RetrainCommands.Retrain(),
     RetrainCommands.Recalibrate(),
     AnomaliesCommands.Create(),
+    IncidentsCommands.Create(),
     ApiCommand.Create(),
 };
 return CliRun.Invoke(root, args);

@@ -127,6 +127,20 @@ public sealed class BatchRecord
     /// <summary>Scored events admitted to <c>recent_events</c>.</summary>
     public SampleRows Recent { get; } = new();
 
+    /// <summary>The detector's incident gap (Detectors:N:IncidentGap); zero turns incidents off. Set once per batch object.</summary>
+    public TimeSpan IncidentGap { get; set; }
+
+    /// <summary>Per partition, the newest event time this batch scored (UTC; none when no event carried one): what
+    /// moves the detector's clock that closes quiet incidents.</summary>
+    public Dictionary<int, DateTime> Clocks { get; } = [];
+
+    /// <summary>Notes a scored event's time in <see cref="Clocks"/>.</summary>
+    public void AdvanceClock(int partition, DateTime eventTime)
+    {
+        if (!Clocks.TryGetValue(partition, out var clock) || eventTime > clock)
+            Clocks[partition] = eventTime;
+    }
+
     public void Clear()
     {
         Partitions.Clear();
@@ -145,6 +159,7 @@ public sealed class BatchRecord
         Array.Clear(ScoreBins);
         Training.Clear();
         Recent.Clear();
+        Clocks.Clear();
     }
 }
 
@@ -235,12 +250,21 @@ public sealed class AnomalyStore(NpgsqlDataSource dataSource)
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         await using var batch = new NpgsqlBatch(connection, transaction);
+        bool incidents = record.IncidentGap > TimeSpan.Zero;
         if (record.Scores.Count > 0)
         {
-            var insert = new NpgsqlBatchCommand(InsertAnomalies);
+            var insert = new NpgsqlBatchCommand(incidents ? InsertAnomalies + IncidentStore.Returning : InsertAnomalies);
             Add(insert, record.Detector, record.Topic, record.Threshold, record.ModelVersion, record.Partitions, record.Offsets,
                 record.Entities, record.EventTimes, record.Scores, record.PValues, record.Contributions, record.Events);
-            batch.BatchCommands.Add(insert);
+            // With incidents the insert runs first, on its own round trip: the rows it stored are grouped into incidents.
+            if (incidents)
+                await IncidentStore.InsertAndGroupAsync(connection, transaction, insert, record, batch, cancellationToken);
+            else
+                batch.BatchCommands.Add(insert);
+        }
+        else if (incidents)
+        {
+            IncidentStore.AddWrites(batch, record, null);
         }
         if (record.OffsetPartitions.Count > 0)
         {

@@ -45,6 +45,14 @@ public sealed class DetectorOptions
 
     public StartFrom StartFrom { get; set; } = StartFrom.Earliest;
 
+    /// <summary>Anomalies of one entity at most this far apart (by event time) form one incident; an incident closes
+    /// when the detector's clock passes its last anomaly + this gap. 00:00:00 turns incidents off.</summary>
+    public TimeSpan IncidentGap { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>The gap serve uses: zero (incidents off) without an <see cref="EntityField"/>, since an anomaly without
+    /// an entity belongs to no incident and the incident writes would only cost.</summary>
+    public TimeSpan IncidentGapInEffect => string.IsNullOrEmpty(EntityField) ? TimeSpan.Zero : IncidentGap;
+
     /// <summary>
     /// The registry name <see cref="Model"/> stands for, or null when it is a file. It is a file when it names an existing
     /// file, ends in ".onnx" or cannot be a registry name (e.g. holds a '/'); otherwise it is a detector name in the
@@ -177,6 +185,8 @@ public sealed partial class ServiceOptions
                 problems.Add($"{at}:Threshold must be a finite number.");
             if (!string.IsNullOrWhiteSpace(d.Topic) && d.ResolvedDeadLetterTopic == d.Topic)
                 problems.Add($"{at}:DeadLetterTopic must differ from Topic.");
+            if (d.IncidentGap < TimeSpan.Zero || d.IncidentGap > TimeSpan.FromDays(30))
+                problems.Add($"{at}:IncidentGap must be between 00:00:00 (off) and 30.00:00:00.");
             if (d.EntityField is not null && d.EntityField == d.TimestampField)
                 problems.Add($"{at}: EntityField and TimestampField are both '{d.EntityField}'.");
         }

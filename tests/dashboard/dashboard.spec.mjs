@@ -1,6 +1,7 @@
 // End-to-end check of the dashboard in headless Chromium (Debian's, driven by playwright-core; no browser download).
 //   node tests/dashboard/dashboard.spec.mjs BASE_URL SCREENSHOT.png DETECTOR [DRIFT_STATUS]
-// Loads the page, checks DETECTOR's drift badge (when DRIFT_STATUS is given), filters by DETECTOR, opens the first anomaly, waits until its contributions chart is drawn, and
+// Loads the page, checks DETECTOR's drift badge (when DRIFT_STATUS is given), filters by DETECTOR, selects its first incident
+// (the anomaly list must then show exactly that incident's anomalies), opens the first of them, waits until its contributions chart is drawn, and
 // saves a full-page screenshot. Exit code 0 only when every step worked; the reason otherwise on stderr.
 import { chromium } from 'playwright-core';
 
@@ -46,8 +47,21 @@ try {
   if (!timelinePoints || timelinePoints[0] === 0) fail(`timeline chart has no points: ${JSON.stringify(timelinePoints)}`);
   if (timelinePoints.length < 2) fail('timeline chart has no threshold line');
 
-  // Open the first anomaly and wait for its contribution bars.
-  const id = rows[0][0];
+  // Incidents first: the detector's incidents are listed; selecting one lists exactly its anomalies.
+  await page.waitForFunction((d) => {
+    const rows = [...document.querySelectorAll('#incident-table tbody tr[data-id]')];
+    return rows.length > 0 && rows.every((r) => r.children[1].textContent === d);
+  }, detector, { timeout: 15000 });
+  const incident = await page.$eval('#incident-table tbody tr[data-id]', (r) => ({ id: r.dataset.id, count: Number(r.dataset.count), entity: r.children[2].textContent }));
+  await page.click(`#incident-table tbody tr[data-id="${incident.id}"]`);
+  await page.waitForSelector(`body[data-incident="${incident.id}"]`, { timeout: 15000 });
+  const drilled = await page.$$eval('#anomaly-table tbody tr[data-id]', (trs) => trs.map((r) => r.children[2].textContent));
+  if (drilled.length !== Math.min(incident.count, 50)) fail(`incident ${incident.id} has ${incident.count} anomalies, the list shows ${drilled.length}`);
+  if (drilled.some((e) => e !== incident.entity)) fail(`incident ${incident.id} of ${incident.entity} lists anomalies of ${[...new Set(drilled)].join(', ')}`);
+  console.log(`incident ${incident.id}: ${drilled.length} anomalies of ${incident.entity}`);
+
+  // Open the incident's first anomaly and wait for its contribution bars.
+  const id = await page.$eval('#anomaly-table tbody tr[data-id]', (r) => r.dataset.id);
   await page.click(`#anomaly-table tbody tr[data-id="${id}"]`);
   await page.waitForSelector(`body[data-contributions-for="${id}"]`, { timeout: 15000 });
   const bars = await page.evaluate(() => {

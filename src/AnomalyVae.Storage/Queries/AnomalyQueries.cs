@@ -9,6 +9,7 @@ namespace AnomalyVae.Storage;
 /// <summary>Filters of an anomaly listing; every field is optional except the page size.</summary>
 /// <param name="From">Inclusive lower bound on detected_at.</param>
 /// <param name="To">Exclusive upper bound on detected_at.</param>
+/// <param name="Incident">Only the anomalies of this incident.</param>
 public sealed record AnomalyFilter(
     string? Detector = null,
     string? Entity = null,
@@ -16,7 +17,8 @@ public sealed record AnomalyFilter(
     DateTimeOffset? To = null,
     double? MinScore = null,
     int Limit = AnomalyFilter.DefaultLimit,
-    AnomalyCursor? After = null)
+    AnomalyCursor? After = null,
+    long? Incident = null)
 {
     public const int DefaultLimit = 50;
     public const int MaxLimit = 1000;
@@ -134,6 +136,8 @@ public sealed class AnomalyQueries(NpgsqlDataSource dataSource, DriftRule? drift
             sql.Append(" AND detected_at >= ").Append(Add(command, from.ToUniversalTime(), NpgsqlDbType.TimestampTz));
         if (filter.To is { } to)
             sql.Append(" AND detected_at < ").Append(Add(command, to.ToUniversalTime(), NpgsqlDbType.TimestampTz));
+        if (filter.Incident is { } incident)
+            sql.Append(" AND incident_id = ").Append(Add(command, incident, NpgsqlDbType.Bigint));
         if (filter.MinScore is { } minScore)
             sql.Append(" AND score >= ").Append(Add(command, minScore, NpgsqlDbType.Double));
         if (filter.After is { } after)

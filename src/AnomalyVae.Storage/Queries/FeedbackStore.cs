@@ -39,4 +39,32 @@ public sealed class FeedbackStore(NpgsqlDataSource dataSource)
             return null;
         return new AnomalyFeedback(reader.GetInt64(0), label, note, new DateTimeOffset(reader.GetFieldValue<DateTime>(1), TimeSpan.Zero), source);
     }
+
+    /// <summary>Labels every anomaly of incident <paramref name="incidentId"/> stored so far (one feedback row each, so
+    /// recalibration and training samples see them as any other label); returns how many, or null when there is no such
+    /// incident.</summary>
+    public async Task<long?> AddToIncidentAsync(long incidentId, string label, string? note, string source, CancellationToken cancellationToken = default)
+    {
+        if (!IsLabel(label))
+            throw new ArgumentException($"label must be '{TruePositive}' or '{FalsePositive}', not '{label}'.", nameof(label));
+        if (note is { Length: > MaxNoteLength })
+            throw new ArgumentException($"note is longer than {MaxNoteLength} characters.", nameof(note));
+        ArgumentException.ThrowIfNullOrWhiteSpace(source);
+
+        await using var command = dataSource.CreateCommand(
+            """
+            WITH labelled AS (
+              INSERT INTO anomaly_feedback (anomaly_id, label, note, source)
+              SELECT a.id, $2, $3, $4 FROM anomalies a WHERE a.incident_id = $1 AND EXISTS (SELECT 1 FROM incidents WHERE id = $1)
+              RETURNING 1)
+            SELECT EXISTS (SELECT 1 FROM incidents WHERE id = $1), (SELECT count(*) FROM labelled)
+            """);
+        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = incidentId });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = label });
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)note ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = source });
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        await reader.ReadAsync(cancellationToken);
+        return reader.GetBoolean(0) ? reader.GetInt64(1) : null;
+    }
 }

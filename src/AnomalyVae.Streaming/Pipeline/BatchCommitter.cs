@@ -112,7 +112,9 @@ public sealed class BatchCommitter
     {
         // Npgsql's classification (lost connections, timeouts, serialization failures, resource limits), plus the
         // server shutting down under a transaction (57P01, 57P02): the restarted server takes the same batch.
-        PostgresException p => p.IsTransient || p.SqlState is PostgresErrorCodes.AdminShutdown or PostgresErrorCodes.CrashShutdown,
+        PostgresException p => p.IsTransient || p.SqlState is PostgresErrorCodes.AdminShutdown or PostgresErrorCodes.CrashShutdown
+            // Two consumers of one detector opened an entity's first incident at once: the retry sees the winner's.
+            || p is { SqlState: PostgresErrorCodes.UniqueViolation, ConstraintName: "incidents_open_key" },
         NpgsqlException n => n.IsTransient,
         TimeoutException or KafkaException or IOException or System.Net.Sockets.SocketException => true,
         _ => false,

@@ -118,6 +118,8 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
             if (double.IsNaN(score))
                 continue;
             record.ScoreBins[ScoreDrift.BinOf(edges, score)]++;
+            if (pending.EventTime is { } eventTime)
+                record.AdvanceClock(pending.Partition, eventTime.UtcDateTime);
             bool flagged = score > threshold;
             // One draw per scored event decides both samples (no allocation unless admitted): [0, recentRate) →
             // recent events; [recentRate, recentRate + sampleRate) and scored as normal → training sample.

@@ -56,7 +56,10 @@ public sealed class DetectorWorker : BackgroundService
         _consumer = new DetectorConsumer(detector, kafka, offsets, _committer.Pipeline, metrics, health, logger, OnRevoked, OnLost);
         // Registry-backed models are not loaded yet here (that happens after the migrations): batches bind on first use.
         for (int i = 0; i < _batches.Length; i++)
+        {
             _batches[i] = new MicroBatch(detector.Name, detector.Options.Topic, scoring.BatchSize);
+            _batches[i].Record.IncidentGap = detector.Options.IncidentGapInEffect;
+        }
         _current = _batches[0];
     }
 

@@ -33,6 +33,7 @@ public sealed class AnomalyApiTests(AnomalyApiTests.SeededApi api) : IClassFixtu
             ConnectionString = await infrastructure.CreateDatabaseAsync("api", CancellationToken.None);
             await AnomalySeed.MigrateAsync(ConnectionString);
             Seeded = await AnomalySeed.InsertAsync(ConnectionString, 120, AnomalySeed.Detectors, Newest);
+            await AnomalySeed.GroupIntoIncidentsAsync(ConnectionString);
             Server = await ApiServer.StartAsync(ConnectionString, [Key, "second-key"]);
         }
 
@@ -234,6 +235,61 @@ public sealed class AnomalyApiTests(AnomalyApiTests.SeededApi api) : IClassFixtu
         Assert.Equal("application/problem+json", contentType);
         Assert.Equal(404, (await _server.SendAsync(HttpMethod.Get, "/api/anomalies/987654321")).Status);
         Assert.Equal(404, (await _server.SendAsync(HttpMethod.Post, "/api/models/no-such-version/activate?detector=sensors", apiKey: Key)).Status);
+    }
+
+    [Fact]
+    public async Task Incidents_are_listed_with_filters_and_paging_drill_down_to_their_anomalies_and_take_feedback()
+    {
+        var sensors = await _server.GetJsonAsync("/api/incidents?detector=sensors");
+        var items = sensors.GetProperty("items").EnumerateArray().ToList();
+        var perEntity = _seeded.Where(a => a.Detector == "sensors").GroupBy(a => a.Entity).ToDictionary(g => g.Key, g => g.Count());
+        Assert.Equal(perEntity.OrderBy(e => e.Key).Select(e => $"{e.Key}:{e.Value}"),
+            items.Select(i => $"{i.GetProperty("entity").GetString()}:{i.GetProperty("anomaly_count").GetInt64()}").Order());
+        Assert.All(items, i => Assert.Equal("temperature", i.GetProperty("top_features")[0].GetProperty("feature").GetString()));
+
+        var closed = Assert.Single((await _server.GetJsonAsync("/api/incidents?detector=sensors&status=closed")).GetProperty("items").EnumerateArray());
+        Assert.Equal(("m0", "closed"), (closed.GetProperty("entity").GetString(), closed.GetProperty("status").GetString()));
+        Assert.Equal(4, (await _server.GetJsonAsync("/api/incidents?detector=sensors&status=open")).GetProperty("items").GetArrayLength());
+        Assert.Equal(2, (await _server.GetJsonAsync("/api/incidents?entity=m3")).GetProperty("items").GetArrayLength());
+
+        // Keyset pages of 3 cover every incident once.
+        var seen = new List<long>();
+        string? next = null;
+        do
+        {
+            var page = await _server.GetJsonAsync("/api/incidents?limit=3" + (next is null ? "" : "&after=" + next));
+            seen.AddRange(page.GetProperty("items").EnumerateArray().Select(i => i.GetProperty("id").GetInt64()));
+            next = page.GetProperty("next").GetString();
+        }
+        while (next is not null);
+        Assert.Equal(10, seen.Count);
+        Assert.Equal(10, seen.Distinct().Count());
+
+        var id = closed.GetProperty("id").GetInt64();
+        var detail = await _server.GetJsonAsync($"/api/incidents/{id}");
+        Assert.Equal(3, detail.GetProperty("top_features").GetArrayLength());
+        var anomalies = (await _server.GetJsonAsync($"/api/anomalies?incident={id}&limit=1000")).GetProperty("items").EnumerateArray().ToList();
+        Assert.Equal(perEntity["m0"], anomalies.Count);
+        Assert.All(anomalies, a => Assert.Equal(("sensors", "m0"), (a.GetProperty("detector").GetString(), a.GetProperty("entity").GetString())));
+
+        Assert.Equal(401, (await _server.SendAsync(HttpMethod.Post, $"/api/incidents/{id}/feedback", new { label = "false_positive" })).Status);
+        Assert.Equal(400, (await _server.SendAsync(HttpMethod.Post, $"/api/incidents/{id}/feedback", new { label = "maybe" }, Key)).Status);
+        Assert.Equal(404, (await _server.SendAsync(HttpMethod.Post, "/api/incidents/987654321/feedback", new { label = "false_positive" }, Key)).Status);
+        var (status, _, body) = await _server.SendAsync(HttpMethod.Post, $"/api/incidents/{id}/feedback", new { label = "false_positive", note = "known maintenance" }, Key);
+        Assert.Equal(201, status);
+        Assert.Equal(perEntity["m0"], body!.Value.GetProperty("anomalies_labelled").GetInt64());
+        var one = await _server.GetJsonAsync($"/api/anomalies/{anomalies[0].GetProperty("id").GetInt64()}");
+        Assert.Contains(one.GetProperty("feedback").EnumerateArray(), f => f.GetProperty("note").GetString() == "known maintenance");
+
+        Assert.Equal(404, (await _server.SendAsync(HttpMethod.Get, "/api/incidents/987654321")).Status);
+        foreach (var (query, parameter) in new[] { ("status=stuck", "status"), ("limit=0", "limit"), ("after=xyz", "after"), ("from=yesterday", "from") })
+        {
+            var (badStatus, _, problem) = await _server.SendAsync(HttpMethod.Get, "/api/incidents?" + query);
+            Assert.Equal(400, badStatus);
+            Assert.Equal(parameter, problem!.Value.GetProperty("parameter").GetString());
+        }
+        var (badIncident, _, incidentProblem) = await _server.SendAsync(HttpMethod.Get, "/api/anomalies?incident=-1");
+        Assert.Equal((400, "incident"), (badIncident, incidentProblem!.Value.GetProperty("parameter").GetString()));
     }
 
     [Fact]

@@ -68,6 +68,28 @@ internal static class AnomalySeed
         return rows;
     }
 
+    /// <summary>
+    /// Groups the seeded anomalies into incidents as serve would have (one per detector and entity; m0's closed, the
+    /// others open) and points each anomaly at its incident: the data the incident views read.
+    /// </summary>
+    public static async Task GroupIntoIncidentsAsync(string connectionString, CancellationToken cancellationToken = default)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync(cancellationToken);
+        await using var command = new NpgsqlCommand(
+            """
+            INSERT INTO incidents (detector, entity, first_anomaly_id, first_at, last_at, anomaly_count, peak_score, min_p_value,
+                                   peak_anomaly_id, feature_scores, closed_at)
+            SELECT detector, entity, min(id), min(event_time), max(event_time), count(*), max(score), min(p_value),
+                   (array_agg(id ORDER BY score DESC))[1],
+                   jsonb_build_object('temperature', sum(score * 0.6), 'vibration', sum(score * 0.25), 'pressure', sum(score * 0.1)),
+                   CASE WHEN entity = 'm0' THEN max(event_time) + interval '5 minutes' END
+            FROM anomalies GROUP BY detector, entity;
+            UPDATE anomalies a SET incident_id = i.id FROM incidents i WHERE i.detector = a.detector AND i.entity = a.entity;
+            """, connection);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
     public static async Task<long> CountAsync(string connectionString, CancellationToken cancellationToken = default)
     {
         await using var connection = new NpgsqlConnection(connectionString);

@@ -67,6 +67,38 @@ public sealed class CliAndDashboardTests(CliAndDashboardTests.SeededDatabase dat
     }
 
     [Fact]
+    public void Incidents_list_show_and_label()
+    {
+        var ofSensors = database.Seeded.Where(a => a.Detector == "sensors").GroupBy(a => a.Entity).ToDictionary(g => g.Key, g => g.Count());
+        var json = Run("incidents", "list", "--detector", "sensors", "--format", "json", "--connection", database.ConnectionString);
+        using var document = JsonDocument.Parse(json.Stdout);
+        var items = document.RootElement.GetProperty("items").EnumerateArray().ToList();
+        Assert.Equal(ofSensors.OrderBy(e => e.Key).Select(e => $"{e.Key}:{e.Value}"),
+            items.Select(i => $"{i.GetProperty("entity").GetString()}:{i.GetProperty("anomaly_count").GetInt64()}").Order());
+        var closed = Assert.Single(items, i => i.GetProperty("status").GetString() == "closed");
+        Assert.Equal("m0", closed.GetProperty("entity").GetString());
+
+        var open = Run("incidents", "list", "--detector", "sensors", "--status", "open", "--connection", database.ConnectionString);
+        var lines = open.Stdout.TrimEnd().Split('\n');
+        Assert.StartsWith("ID", lines[0]);
+        Assert.Equal(ofSensors.Count - 1, lines.Length - 1);
+        Assert.All(lines[1..], l => Assert.Contains(" open ", l));
+
+        var id = closed.GetProperty("id").GetInt64().ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var show = Run("incidents", "show", id, "--connection", database.ConnectionString);
+        Assert.Contains($"incident {id}  detector sensors  entity m0  closed", show.Stdout);
+        Assert.Contains("temperature", show.Stdout);
+        var listed = show.Stdout.Split("  anomalies:\n")[1].Split('\n', StringSplitOptions.RemoveEmptyEntries).Skip(1).ToList();
+        Assert.Equal(ofSensors["m0"], listed.Count);
+        Assert.All(listed, l => Assert.Matches(@"^\s*\d+ .* sensors +m0 ", l));
+
+        var label = Run("incidents", "label", id, "--label", "false_positive", "--note", "maintenance", "--connection", database.ConnectionString);
+        Assert.Equal($"labelled {ofSensors["m0"]} anomalies of incident {id} false_positive", label.Stdout.Trim());
+        var missing = Run(expectedExit: 1, "incidents", "show", "99999999", "--connection", database.ConnectionString);
+        Assert.Equal("anomalyvae: error: there is no incident with id 99999999.", missing.Stderr.Trim());
+    }
+
+    [Fact]
     public void Models_commands_register_activate_and_list()
     {
         var register = Run("models", "register", "--detector", "cli-detector", "--file", TinyModels.First, "--connection", database.ConnectionString);
@@ -165,6 +197,7 @@ public sealed class CliAndDashboardTests(CliAndDashboardTests.SeededDatabase dat
         Assert.Contains("filtered to", output);
         Assert.Contains("drift badge: drift · PSI", output);
         Assert.Contains("contributions temperature, vibration, pressure, rpm", output);
+        Assert.Matches(@"incident \d+: 9 anomalies of m\d", output);
         var png = new FileInfo(screenshot);
         Assert.True(png.Exists, output);
         // A real full-page render of tables and two charts is far larger than a blank page (a few KB).
@@ -195,6 +228,7 @@ public sealed class CliAndDashboardTests(CliAndDashboardTests.SeededDatabase dat
             ConnectionString = await infrastructure.CreateDatabaseAsync("cli", CancellationToken.None);
             await AnomalySeed.MigrateAsync(ConnectionString);
             Seeded = await AnomalySeed.InsertAsync(ConnectionString, 90, AnomalySeed.Detectors, DateTimeOffset.UtcNow.AddMinutes(-2));
+            await AnomalySeed.GroupIntoIncidentsAsync(ConnectionString);
             DataSource = NpgsqlDataSource.Create(ConnectionString);
         }
 

@@ -29,6 +29,9 @@ public sealed class ServeCrashTests(TestInfrastructure infrastructure, ServeFixt
             configuration["Scoring:BatchSize"] = "256";
             // A killed member stays in the group until its session times out; keep that short.
             configuration["Kafka:Properties:session.timeout.ms"] = "6000";
+            // Incidents as long as the stream (28 h of event time): whatever order the partitions are consumed in, each
+            // entity's anomalies form exactly one incident, so its count can be compared with direct scoring.
+            configuration["Detectors:0:IncidentGap"] = "1.00:00:00";
             var configFile = await ServeProcess.WriteConfigAsync(fixture.Directory, configuration, cts.Token);
 
             var random = new Random(42);
@@ -62,6 +65,28 @@ public sealed class ServeCrashTests(TestInfrastructure infrastructure, ServeFixt
             await ServeFixture.AssertRowsAndTotalsAsync(database, flagged, expected.Count, undecodable.Count, cts.Token);
             await using var connection = new NpgsqlConnection(database);
             await connection.OpenAsync(cts.Token);
+
+            // Incidents commit with the anomalies: one per entity, counting each of its anomalies once (a replayed
+            // batch that counted again would show here), every anomaly in its entity's incident.
+            var byKey = events.ToDictionary(e => (e.Partition, e.Offset));
+            var expectedIncidents = flagged.GroupBy(k => ServeFixture.Entity(byKey[k].Payload!))
+                .Select(g => $"{g.Key}:{g.Count()}").Order(StringComparer.Ordinal).ToList();
+            var incidents = new List<string>();
+            await using (var command = new NpgsqlCommand(
+                """
+                SELECT i.entity || ':' || i.anomaly_count FROM incidents i
+                WHERE i.anomaly_count = (SELECT count(*) FROM anomalies a WHERE a.incident_id = i.id AND a.entity = i.entity)
+                  AND i.peak_score = (SELECT max(score) FROM anomalies a WHERE a.incident_id = i.id)
+                  AND i.closed_at IS NULL
+                """, connection))
+            await using (var reader = await command.ExecuteReaderAsync(cts.Token))
+            {
+                while (await reader.ReadAsync(cts.Token))
+                    incidents.Add(reader.GetString(0));
+            }
+            Assert.Equal(expectedIncidents, incidents.Order(StringComparer.Ordinal));
+            await using (var command = new NpgsqlCommand("SELECT count(*) FROM anomalies WHERE incident_id IS NULL", connection))
+                Assert.Equal(0L, (long)(await command.ExecuteScalarAsync(cts.Token))!);
 
             // The retraining samples commit with the offsets too: a replayed batch admits its events again only if
             // its first attempt did not commit, so with the default sizes (not yet full) every admission is one row,

@@ -87,6 +87,13 @@ public sealed class ServeFixture : IDisposable
         return events;
     }
 
+    /// <summary>The entity ("id") of an event made by <see cref="Events"/>.</summary>
+    internal static string Entity(byte[] payload)
+    {
+        using var json = JsonDocument.Parse(payload);
+        return json.RootElement.GetProperty("id").GetString()!;
+    }
+
     private static byte[]? Bad(int k) => (k % 8) switch
     {
         0 => Encoding.UTF8.GetBytes("not json at all"),

@@ -33,6 +33,22 @@ public sealed class ServiceOptionsTests
         Assert.Equal("sensors.dlq", Bind(Minimal).Detectors[0].ResolvedDeadLetterTopic);
     }
 
+    [Fact]
+    public void Incident_gap_binds_defaults_to_five_minutes_and_is_off_without_an_entity_field()
+    {
+        Assert.Equal(TimeSpan.FromMinutes(5), Bind(Minimal).Detectors[0].IncidentGap);
+        Assert.Equal(TimeSpan.Zero, Bind(Minimal).Detectors[0].IncidentGapInEffect);
+        var d = Bind([.. Minimal, ("Detectors:0:IncidentGap", "00:01:30"), ("Detectors:0:EntityField", "machine_id")]).Detectors[0];
+        Assert.Equal((TimeSpan.FromSeconds(90), TimeSpan.FromSeconds(90)), (d.IncidentGap, d.IncidentGapInEffect));
+        var off = Bind([.. Minimal, ("Detectors:0:IncidentGap", "00:00:00"), ("Detectors:0:EntityField", "machine_id")]).Detectors[0];
+        Assert.Equal(TimeSpan.Zero, off.IncidentGapInEffect);
+        foreach (var bad in new[] { "-00:01:00", "31.00:00:00" })
+        {
+            var e = Assert.Throws<ServiceConfigurationException>(() => Bind([.. Minimal, ("Detectors:0:IncidentGap", bad)]));
+            Assert.Contains("Detectors:0:IncidentGap", e.Message, StringComparison.Ordinal);
+        }
+    }
+
     [Theory]
     [InlineData("sensors", "sensors")]
     [InlineData("card-payments_v2.x", "card-payments_v2.x")]

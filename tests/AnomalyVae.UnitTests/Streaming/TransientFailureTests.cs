@@ -25,6 +25,13 @@ public sealed class TransientFailureTests
         Assert.False(BatchCommitter.IsTransient(new PostgresException("rejected", "ERROR", "ERROR", sqlState)));
 
     [Fact]
+    public void Two_consumers_opening_one_entitys_first_incident_at_once_retry_but_other_unique_violations_do_not()
+    {
+        Assert.True(BatchCommitter.IsTransient(new PostgresException("duplicate key", "ERROR", "ERROR", "23505", constraintName: "incidents_open_key")));
+        Assert.False(BatchCommitter.IsTransient(new PostgresException("duplicate key", "ERROR", "ERROR", "23505", constraintName: "anomalies_event_key")));
+    }
+
+    [Fact]
     public void Lost_connections_and_timeouts_are_retried()
     {
         Assert.True(BatchCommitter.IsTransient(new NpgsqlException("reading from stream", new EndOfStreamException())));

@@ -119,7 +119,17 @@ internal static class BenchCommands
             string[]? only = parse.GetValue(tables)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             return SuiteBenchmark.Run(directory, seeds, only, parse.GetValue(label)!, options, Console.Out, Math.Clamp(parse.GetValue(ensemble), 1, 16));
         });
-        return new Command("bench", "Benchmarks; each prints its numbers.") { train, score, protocol, mix, quality, suite, consume };
+        var connection = new Option<string>("--connection") { Description = "PostgreSQL connection string of a scratch database.", Required = true };
+        var batches = new Option<int>("--batches") { Description = "Timed batches per detector.", DefaultValueFactory = _ => 200 };
+        var flagRate = new Option<double>("--flag-rate") { Description = "Share of each batch's 4096 events flagged.", DefaultValueFactory = _ => 0.01 };
+        var entityCount = new Option<int>("--entities") { Description = "Entities the flagged events belong to.", DefaultValueFactory = _ => 200 };
+        var commit = new Command("commit", "Commit time of serve's batch transaction with incidents off and on (writes to the given database).")
+        {
+            connection, batches, flagRate, entityCount,
+        };
+        commit.SetAction(parse => CommitBenchmark.Run(parse.GetValue(connection)!, Math.Clamp(parse.GetValue(batches), 1, 100_000),
+            Math.Clamp(parse.GetValue(flagRate), 0, 1), Math.Clamp(parse.GetValue(entityCount), 1, 1_000_000), Console.Out));
+        return new Command("bench", "Benchmarks; each prints its numbers.") { train, score, protocol, mix, quality, suite, consume, commit };
     }
 
     private static int[] ParseSeeds(string text)

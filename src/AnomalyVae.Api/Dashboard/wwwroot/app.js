@@ -2,7 +2,7 @@
 (() => {
   'use strict';
   const $ = (sel) => document.querySelector(sel);
-  const state = { next: null, selected: null, detectors: [], charts: {} };
+  const state = { next: null, nextIncidents: null, incident: null, selected: null, detectors: [], charts: {} };
   const palette = ['#3b5bdb', '#e8590c', '#2f9e44', '#ae3ec9', '#1098ad', '#f08c00'];
 
   // Reads may require a key (Api:RequireKeyForReads); the key the user typed is kept in this browser only.
@@ -76,9 +76,54 @@
     }
   }
 
+  // Incidents first: one row per run of anomalies of an entity; selecting one narrows the anomaly list to it.
+  async function loadIncidents(append) {
+    const params = filters();
+    params.delete('minScore');
+    params.set('limit', '20');
+    if (append && state.nextIncidents) params.set('after', state.nextIncidents);
+    const page = await api('/api/incidents?' + params);
+    state.nextIncidents = page.next;
+    const body = $('#incident-table tbody');
+    if (!append) body.replaceChildren();
+    for (const i of page.items) {
+      const tr = document.createElement('tr');
+      tr.dataset.id = i.id;
+      tr.dataset.count = i.anomaly_count;
+      const status = document.createElement('td');
+      status.append(text('span', i.status, `badge incident-${i.status}`));
+      tr.append(status, text('td', i.detector), text('td', i.entity), text('td', fmtTime(i.first_at)), text('td', fmtTime(i.last_at)),
+        text('td', String(i.anomaly_count), 'num'), text('td', fmt(i.peak_score), 'num'),
+        text('td', i.top_features.map((c) => c.feature).join(' · '), 'features'));
+      tr.classList.toggle('selected', state.incident === i.id);
+      tr.addEventListener('click', () => selectIncident(i));
+      body.append(tr);
+    }
+    if (!append && page.items.length === 0) {
+      const tr = document.createElement('tr');
+      const td = text('td', 'No incidents match these filters.', 'empty');
+      td.colSpan = 8;
+      tr.append(td);
+      body.append(tr);
+    }
+    $('#more-incidents').hidden = !state.nextIncidents;
+  }
+
+  async function selectIncident(incident) {
+    state.incident = incident ? incident.id : null;
+    for (const tr of document.querySelectorAll('#incident-table tbody tr')) tr.classList.toggle('selected', tr.dataset.id === String(state.incident));
+    $('#incident-scope').textContent = incident ? `— incident #${incident.id} (${incident.entity}, ${incident.anomaly_count} anomalies)` : '';
+    $('#clear-incident').hidden = !incident;
+    await loadAnomalies(false);
+    // Lets tests see which incident the anomaly list shows.
+    document.body.dataset.incident = state.incident === null ? '' : String(state.incident);
+  }
+
   async function loadAnomalies(append) {
     const params = filters();
     params.set('limit', '50');
+    // An incident's anomalies are all of them, whatever the time filter says.
+    if (state.incident !== null) { params.delete('from'); params.set('incident', String(state.incident)); }
     if (append && state.next) params.set('after', state.next);
     const page = await api('/api/anomalies?' + params);
     state.next = page.next;
@@ -193,6 +238,10 @@
   async function refresh() {
     $('#status').textContent = '';
     try {
+      state.incident = null;
+      $('#incident-scope').textContent = '';
+      $('#clear-incident').hidden = true;
+      await loadIncidents(false);
       await loadAnomalies(false);
       await loadTimeline();
     } catch (e) { showError(e); }
@@ -201,6 +250,8 @@
   $('#filters').addEventListener('submit', (e) => { e.preventDefault(); refresh(); });
   $('#detector-filter').addEventListener('change', refresh);
   $('#more').addEventListener('click', () => loadAnomalies(true).catch(showError));
+  $('#more-incidents').addEventListener('click', () => loadIncidents(true).catch(showError));
+  $('#clear-incident').addEventListener('click', () => selectIncident(null).catch(showError));
 
   (async () => {
     try {
