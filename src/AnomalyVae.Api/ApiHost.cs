@@ -14,6 +14,12 @@ namespace AnomalyVae.Api;
 /// <summary>The stand-alone API process (<c>anomalyvae api</c>): Kestrel on Api:Host:Api:Port serving <see cref="AnomalyApi"/>.</summary>
 public static class ApiHost
 {
+    /// <summary>
+    /// Largest request body Kestrel reads for any endpoint (the largest an endpoint of ours accepts); each endpoint
+    /// lowers it to what it needs.
+    /// </summary>
+    public const long MaxRequestBodyBytes = AnomalyApi.MaxFeedbackBodyBytes;
+
     /// <summary>Builds the application from <paramref name="configuration"/> (added on top of the host defaults).</summary>
     public static WebApplication Build(IConfiguration configuration, Action<ILoggingBuilder>? logging = null)
     {
@@ -26,16 +32,24 @@ public static class ApiHost
         else
             builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
         builder.WebHost.UseKestrelCore();
+        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = MaxRequestBodyBytes);
         builder.Services.AddRoutingCore();
         builder.Services.AddAnomalyApi(builder.Configuration);
         var options = new ApiOptions();
         builder.Configuration.GetSection(ApiOptions.Section).Bind(options);
         if (options.Port is < 0 or > 65535)
             throw new InvalidOperationException($"Api:Port must be 0-65535, not {options.Port}.");
+        builder.Services.AddHostFiltering(o =>
+        {
+            o.AllowedHosts = [.. options.EffectiveAllowedHosts];
+            o.IncludeFailureMessage = false; // the status-code page writes a problem body instead
+        });
         var host = options.Host is "*" or "0.0.0.0" ? "0.0.0.0" : options.Host;
         builder.WebHost.UseUrls($"http://{(host == "0.0.0.0" ? "*" : host)}:{options.Port}");
 
         var app = builder.Build();
+        app.UseAnomalyApiErrors();
+        app.UseHostFiltering();
         app.UseRouting();
         app.MapAnomalyApi();
         return app;
@@ -45,7 +59,8 @@ public static class ApiHost
     public static async Task<IReadOnlyList<string>> StartAsync(WebApplication app, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(app);
-        if (app.Services.GetRequiredService<IOptions<ApiOptions>>().Value.Migrate)
+        var options = app.Services.GetRequiredService<IOptions<ApiOptions>>().Value;
+        if (options.Migrate)
         {
             var migrator = new SchemaMigrator(app.Services.GetRequiredService<NpgsqlDataSource>(), app.Services.GetService<ILogger<SchemaMigrator>>());
             await migrator.MigrateAsync(cancellationToken);
@@ -54,6 +69,8 @@ public static class ApiHost
         var files = app.Services.GetRequiredService<DashboardFiles>();
         if (!files.Names.Contains("index.html"))
             app.Logger.LogWarning("The dashboard is not installed in {Root}; only the API is served", files.Root);
+        app.Logger.LogInformation("Reads {ReadAccess}; accepted Host headers: {AllowedHosts}",
+            options.ReadsNeedKey ? "need an API key" : "are open (the API listens on loopback only)", string.Join(", ", options.EffectiveAllowedHosts));
         return [.. app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? []];
     }
 }

@@ -194,7 +194,7 @@ internal static partial class AnomaliesCommands
     }
 
     private static DateTimeOffset Time(string text, string option) =>
-        DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var time)
+        AnomalyVae.Api.AnomalyApi.TryParseIsoTime(text, out var time)
             ? time
             : throw new CliException($"{option} '{text}' is neither a duration (30s, 15m, 1h, 7d) nor an ISO 8601 time.");
 
