@@ -15,10 +15,11 @@ namespace AnomalyVae.Api;
 public static class ApiHost
 {
     /// <summary>
-    /// Largest request body Kestrel reads for any endpoint (the largest an endpoint of ours accepts); each endpoint
-    /// lowers it to what it needs.
+    /// Largest request body Kestrel reads for any request. Each endpoint that reads a body lowers it to what it needs
+    /// (32 KiB at most); the rest is headroom so that Kestrel can drain a small body sent where none is read (a 404 or
+    /// 405) and the client receives the answer instead of a reset connection.
     /// </summary>
-    public const long MaxRequestBodyBytes = AnomalyApi.MaxFeedbackBodyBytes;
+    public const long MaxRequestBodyBytes = 1024 * 1024;
 
     /// <summary>Builds the application from <paramref name="configuration"/> (added on top of the host defaults).</summary>
     public static WebApplication Build(IConfiguration configuration, Action<ILoggingBuilder>? logging = null)
