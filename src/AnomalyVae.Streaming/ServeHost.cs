@@ -49,6 +49,7 @@ public static class ServeHost
             // The command line keeps the last word over the file.
             builder.Configuration.AddCommandLine(args);
         }
+        builder.Configuration.AddSecretFiles();
         configure?.Invoke(builder.Configuration);
 
         var options = ServiceOptions.Bind(builder.Configuration);
