@@ -46,7 +46,15 @@ public static class ApiHost
             o.IncludeFailureMessage = false; // the status-code page writes a problem body instead
         });
         var host = options.Host is "*" or "0.0.0.0" ? "0.0.0.0" : options.Host;
-        builder.WebHost.UseUrls($"http://{(host == "0.0.0.0" ? "*" : host)}:{options.Port}");
+        // HTTPS when Kestrel's own certificate keys are set (Kestrel:Certificates:Default:Path, KeyPath, Password):
+        // then nothing is served over plain HTTP.
+        var https = UsesHttps(builder.Configuration);
+        if (https)
+        {
+            builder.WebHost.UseKestrelHttpsConfiguration();
+            builder.WebHost.ConfigureKestrel(k => k.Configure(builder.Configuration.GetSection("Kestrel")));
+        }
+        builder.WebHost.UseUrls($"{(https ? "https" : "http")}://{(host == "0.0.0.0" ? "*" : host)}:{options.Port}");
 
         var app = builder.Build();
         app.UseAnomalyApiErrors();
@@ -55,6 +63,12 @@ public static class ApiHost
         app.MapAnomalyApi();
         return app;
     }
+
+    /// <summary>Configuration key of the server certificate (PEM or PFX file); with it set, HTTP is served as HTTPS only.</summary>
+    public const string CertificatePathKey = "Kestrel:Certificates:Default:Path";
+
+    /// <summary>True when <see cref="CertificatePathKey"/> is configured.</summary>
+    public static bool UsesHttps(IConfiguration configuration) => !string.IsNullOrWhiteSpace(configuration?[CertificatePathKey]);
 
     /// <summary>Migrates the database (unless Api:Migrate is false) and starts listening; returns the bound addresses.</summary>
     public static async Task<IReadOnlyList<string>> StartAsync(WebApplication app, CancellationToken cancellationToken = default)
