@@ -177,7 +177,8 @@ public static class AnomalyApi
 
     /// <summary>
     /// An exception that means the database cannot be reached (refused or dropped connections, timeouts, a server
-    /// shutting down or out of connections), as opposed to a bug: those answer 503, a bug 500.
+    /// shutting down or out of connections, a TLS handshake that fails verification), as opposed to a bug: those
+    /// answer 503, a bug 500.
     /// </summary>
     public static bool IsDatabaseUnavailable(Exception error)
     {
@@ -189,6 +190,7 @@ public static class AnomalyApi
                     return pg.SqlState.StartsWith("08", StringComparison.Ordinal) || pg.SqlState.StartsWith("53", StringComparison.Ordinal)
                         || pg.SqlState is "57P01" or "57P02" or "57P03" || pg.IsTransient;
                 case NpgsqlException npgsql when npgsql.IsTransient:
+                case System.Security.Authentication.AuthenticationException: // TLS to the database refused (certificate)
                 case TimeoutException:
                 case System.Net.Sockets.SocketException:
                     return true;
