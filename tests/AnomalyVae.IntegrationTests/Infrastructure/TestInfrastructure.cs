@@ -143,6 +143,27 @@ public sealed class TestInfrastructure : IAsyncLifetime
         }
     }
 
+    /// <summary>
+    /// host:port of the test broker's TLS listener and the CA that signed its certificate, as deploy/local/kafka.sh
+    /// writes them to $ANOMALYVAE_DATA/kafka-ssl and kafka-ca.crt.
+    /// </summary>
+    public (string Bootstrap, string CaFile) KafkaTls
+    {
+        get
+        {
+            var data = Environment.GetEnvironmentVariable("ANOMALYVAE_DATA") is { Length: > 0 } d ? d : Path.Combine(_repoRoot, ".data", "test");
+            var bootstrap = Path.Combine(data, "kafka-ssl");
+            var ca = Path.Combine(data, "kafka-ca.crt");
+            if (!File.Exists(bootstrap) || !File.Exists(ca))
+            {
+                throw new InvalidOperationException(
+                    $"{bootstrap} or {ca} does not exist: the Kafka TLS tests need the broker deploy/local/kafka.sh starts; set ANOMALYVAE_DATA to its data directory.");
+            }
+
+            return (File.ReadAllText(bootstrap).Trim(), ca);
+        }
+    }
+
     /// <summary><paramref name="connectionString"/> over TLS, verifying the server's certificate and host name.</summary>
     public string WithVerifiedTls(string connectionString, string? rootCertificate = null) =>
         new NpgsqlConnectionStringBuilder(connectionString) { SslMode = SslMode.VerifyFull, RootCertificate = rootCertificate ?? PostgresCaFile }.ConnectionString;
