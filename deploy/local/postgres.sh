@@ -10,6 +10,10 @@
 #   ANOMALYVAE_DATA (<repo>/.data)         cluster in $ANOMALYVAE_DATA/postgres/data, log postgres.log and
 #                                          the unix socket next to it
 #   PG_START_TIMEOUT (60)                  seconds to wait for readiness
+# TLS: the server also accepts TLS connections (ssl=on) with a certificate for 127.0.0.1 and localhost, signed by a
+# local CA that start generates with openssl on first use (in the cluster's tls/ directory; never committed). Its CA
+# certificate is copied to $ANOMALYVAE_DATA/postgres-ca.crt for clients:
+#   Host=127.0.0.1;Port=5433;Username=anomalyvae;Database=anomalyvae;SSL Mode=VerifyFull;Root Certificate=<that file>
 # THIS IS A DEVELOPMENT CLUSTER: trust authentication (no passwords) for local and 127.0.0.1
 # connections, listening on 127.0.0.1 only, role anomalyvae is a superuser, and fsync /
 # synchronous_commit / full_page_writes are off (fast; an OS crash can lose or corrupt data).
@@ -111,6 +115,35 @@ EOF
   mv "$tmp" "$PGDATA_DIR"
 }
 
+# ensure_tls: a CA and a server certificate (SAN 127.0.0.1, localhost) in $BASE/tls, made once; the CA certificate
+# is copied where the invoking user's clients find it.
+TLS_DIR="$BASE/tls"
+CA_COPY="$AV_DATA/postgres-ca.crt"
+ensure_tls() {
+  command -v openssl >/dev/null 2>&1 || av_die "openssl is not installed; run deploy/local/setup.sh"
+  if [ ! -f "$TLS_DIR/server.crt" ] || [ ! -f "$TLS_DIR/server.key" ] || [ ! -f "$TLS_DIR/ca.crt" ]; then
+    av_say "generating a local CA and server certificate in $TLS_DIR"
+    local tmp="$TLS_DIR.tmp"
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    (
+      cd "$tmp"
+      openssl req -x509 -new -newkey rsa:2048 -nodes -sha256 -days 3650 -subj "/CN=AnomalyVae local CA" \
+        -keyout ca.key -out ca.crt >/dev/null 2>&1
+      openssl req -new -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr >/dev/null 2>&1
+      printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
+      openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -sha256 \
+        -extfile server.ext -out server.crt >/dev/null 2>&1
+      rm -f server.csr server.ext ca.srl ca.key # the CA signs this one certificate only
+    ) || av_die "openssl could not make the certificates"
+    chmod 600 "$tmp/server.key"
+    rm -rf "$TLS_DIR"
+    mv "$tmp" "$TLS_DIR"
+    if av_is_root; then chown -R postgres:postgres "$TLS_DIR"; fi
+  fi
+  cp "$TLS_DIR/ca.crt" "$CA_COPY.tmp" && mv -f "$CA_COPY.tmp" "$CA_COPY"
+}
+
 ensure_databases() {
   local sql db
   sql="SELECT 'CREATE ROLE $ROLE LOGIN SUPERUSER' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$ROLE')"$'\n\\gexec\n'
@@ -149,10 +182,12 @@ cmd_start() {
     av_wait_until 30 av_not av_pid_exists "$stale" || av_die "stale postmaster pid $stale does not go away"
   fi
   [ -f "$PGDATA_DIR/PG_VERSION" ] || init_cluster
+  ensure_tls
   [ -f "$LOG" ] && mv -f "$LOG" "$LOG.1"
-  # -k '' disables the unix socket (path too long); pg_ctl -w waits for readiness itself.
+  # -k '' disables the unix socket (path too long); pg_ctl -w waits for readiness itself. TLS is switched on here
+  # rather than in postgresql.conf, so clusters made before it get it too.
   if ! as_server_user "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$LOG" -w -t "$START_TIMEOUT" \
-    -o "-p $PORT -k '$SOCKET_DIR'" start >/dev/null 2>&1; then
+    -o "-p $PORT -k '$SOCKET_DIR' -c ssl=on -c ssl_cert_file='$TLS_DIR/server.crt' -c ssl_key_file='$TLS_DIR/server.key'" start >/dev/null 2>&1; then
     av_log_tail "$LOG"
     # pg_ctl may give up while the server is still coming up: do not leave it behind.
     cluster_alive && as_server_user "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1

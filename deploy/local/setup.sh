@@ -45,7 +45,7 @@ java_major() {
 }
 
 missing=()
-for pkg in postgresql-15 kcat libonnx-dev python3-onnx python3-numpy curl chromium; do
+for pkg in postgresql-15 kcat libonnx-dev python3-onnx python3-numpy curl chromium openssl; do
   pkg_installed "$pkg" || missing+=("$pkg")
 done
 jmajor=$(java_major)

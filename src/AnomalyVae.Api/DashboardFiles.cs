@@ -50,6 +50,6 @@ public sealed class DashboardFiles
             return Results.File(file.Path, file.ContentType);
         return name == "index.html"
             ? Results.Problem($"The dashboard is not installed in {Root}; build the service project after deploy/local/dashboard-assets.sh.", statusCode: StatusCodes.Status404NotFound, title: "Dashboard missing")
-            : Results.Problem($"No dashboard file '{name}'.", statusCode: StatusCodes.Status404NotFound, title: "Not found");
+            : Results.Problem($"No dashboard file {AnomalyApi.Quote(name)}.", statusCode: StatusCodes.Status404NotFound, title: "Not found");
     }
 }

@@ -195,7 +195,7 @@ internal static partial class AnomaliesCommands
     }
 
     internal static DateTimeOffset Time(string text, string option) =>
-        DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var time)
+        AnomalyApi.TryParseIsoTime(text, out var time)
             ? time
             : throw new CliException($"{option} '{text}' is neither a duration (30s, 15m, 1h, 7d) nor an ISO 8601 time.");
 

@@ -2,6 +2,7 @@ using System.CommandLine;
 using AnomalyVae.Api;
 using AnomalyVae.Model;
 using AnomalyVae.Storage;
+using AnomalyVae.Streaming;
 using Microsoft.Extensions.Configuration;
 using Npgsql;
 
@@ -10,7 +11,8 @@ namespace AnomalyVae.Cli;
 /// <summary>
 /// Configuration and database access shared by the commands that talk to PostgreSQL (anomalies, models, api).
 /// Configuration layers, later wins: appsettings.json in the working directory, environment variables
-/// (Postgres__ConnectionString, Api__Port, ...), the --config file, then --connection.
+/// (Postgres__ConnectionString, Api__Port, ...), the --config file, the secret files of ANOMALYVAE_SECRETS_DIR
+/// (<see cref="SecretFiles"/>), then --connection.
 /// </summary>
 internal sealed class CliDatabase
 {
@@ -32,6 +34,14 @@ internal sealed class CliDatabase
             .AddEnvironmentVariables();
         if (parse.GetValue(ConfigOption) is { } config)
             builder.AddJsonFile(Path.GetFullPath(CliRun.ExistingFile(config, "configuration file")), optional: false);
+        try
+        {
+            builder.AddSecretFiles();
+        }
+        catch (ServiceConfigurationException e)
+        {
+            throw new CliException(e.Message);
+        }
         if (parse.GetValue(ConnectionOption) is { } connection)
             builder.AddInMemoryCollection([new(AnomalyApi.ConnectionStringKey, connection)]);
         return builder.Build();

@@ -64,6 +64,14 @@ internal static class ServeCommands
                 .AddJsonFile("appsettings.json", optional: true).AddEnvironmentVariables();
             if (parse.GetValue(config) is { } file)
                 builder.AddJsonFile(Path.GetFullPath(CliRun.ExistingFile(file, "configuration file")), optional: false);
+            try
+            {
+                builder.AddSecretFiles();
+            }
+            catch (ServiceConfigurationException e)
+            {
+                throw new CliException(e.Message);
+            }
             var configuration = builder.AddCommandLine(parse.UnmatchedTokens.ToArray()).Build();
             var connectionString = parse.GetValue(connection) ?? configuration["Postgres:ConnectionString"];
             if (string.IsNullOrWhiteSpace(connectionString))

@@ -49,6 +49,7 @@ public static class ServeHost
             // The command line keeps the last word over the file.
             builder.Configuration.AddCommandLine(args);
         }
+        builder.Configuration.AddSecretFiles();
         configure?.Invoke(builder.Configuration);
 
         var options = ServiceOptions.Bind(builder.Configuration);
@@ -64,8 +65,15 @@ public static class ServeHost
         }
 
         builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromSeconds(options.Scoring.ShutdownTimeoutSeconds + 5));
+        // HTTPS only when Kestrel's default certificate is configured (Kestrel:Certificates:Default:Path, KeyPath,
+        // Password): UseHttps() takes that certificate.
+        var https = !string.IsNullOrWhiteSpace(builder.Configuration["Kestrel:Certificates:Default:Path"]);
         if (options.Http.Port > 0)
-            builder.WebHost.ConfigureKestrel(k => k.ListenAnyIP(options.Http.Port));
+            builder.WebHost.ConfigureKestrel(k => k.ListenAnyIP(options.Http.Port, listen =>
+            {
+                if (https)
+                    listen.UseHttps();
+            }));
         else
             builder.Services.AddSingleton<IServer, NoServer>();
 

@@ -286,7 +286,7 @@ public sealed partial class ModelRegistry(NpgsqlDataSource dataSource)
         }
     }
 
-    [GeneratedRegex("^[A-Za-z0-9._-]{1,100}$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^[A-Za-z0-9._-]{1,100}\z", RegexOptions.CultureInvariant)]
     private static partial Regex DetectorName();
 }
 

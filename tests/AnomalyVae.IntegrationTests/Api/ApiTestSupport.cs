@@ -5,10 +5,12 @@ using System.Text.Json;
 using AnomalyVae.Api;
 using AnomalyVae.Storage;
 using AnomalyVae.Streaming;
+using AnomalyVae.Tests;
 using AnomalyVae.Training;
 using AnomalyVae.Training.Engine;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging;
 using Npgsql;
 
 namespace AnomalyVae.IntegrationTests.Api;
@@ -128,22 +130,30 @@ public sealed class ApiServer : IAsyncDisposable
 
     public HttpClient Client { get; }
 
-    public static async Task<ApiServer> StartAsync(string connectionString, string[] keys, bool requireKeyForReads = false, CancellationToken cancellationToken = default)
+    public static async Task<ApiServer> StartAsync(string connectionString, string[] keys, bool requireKeyForReads = false, CancellationToken cancellationToken = default) =>
+        await StartAsync(connectionString, keys, new Dictionary<string, string?> { ["Api:RequireKeyForReads"] = requireKeyForReads ? "true" : "false" }, null, cancellationToken);
+
+    /// <summary>Starts the API with <paramref name="settings"/> on top of the test defaults; logs go to <paramref name="logs"/> when given.</summary>
+    public static async Task<ApiServer> StartAsync(
+        string connectionString, string[] keys, IDictionary<string, string?> settings, LogCapture? logs, CancellationToken cancellationToken = default)
     {
-        var settings = new Dictionary<string, string?>
+        var all = new Dictionary<string, string?>
         {
             [AnomalyApi.ConnectionStringKey] = connectionString,
             ["Api:Host"] = "127.0.0.1",
             ["Api:Port"] = "0",
-            ["Api:RequireKeyForReads"] = requireKeyForReads ? "true" : "false",
-            ["Logging:LogLevel:Default"] = "Warning",
+            ["Logging:LogLevel:Default"] = logs is null ? "Warning" : "Information",
         };
         for (var i = 0; i < keys.Length; i++)
-            settings[$"Api:Keys:{i}"] = keys[i];
-        var configuration = new ConfigurationBuilder().AddInMemoryCollection(settings).Build();
-        var app = ApiHost.Build(configuration);
+            all[$"Api:Keys:{i}"] = keys[i];
+        foreach (var (key, value) in settings)
+            all[key] = value;
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(all).Build();
+        var app = ApiHost.Build(configuration, logs is null ? null : l => l.AddProvider(logs));
         var addresses = await ApiHost.StartAsync(app, cancellationToken);
-        return new ApiServer(app, addresses.Single());
+        // Listening on every interface gives one address with "[::]" or "0.0.0.0"; the tests connect over loopback.
+        var address = addresses.First().Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal);
+        return new ApiServer(app, address);
     }
 
     public async Task<JsonElement> GetJsonAsync(string path, CancellationToken cancellationToken = default)
@@ -159,14 +169,33 @@ public sealed class ApiServer : IAsyncDisposable
     public async Task<(int Status, string? ContentType, JsonElement? Body)> SendAsync(
         HttpMethod method, string path, object? json = null, string? apiKey = null, string? rawBody = null, CancellationToken cancellationToken = default)
     {
+        var (status, contentType, body, response) = await SendFullAsync(method, path, json, apiKey, rawBody, cancellationToken: cancellationToken);
+        response.Dispose();
+        return (status, contentType, body);
+    }
+
+    /// <summary>As <see cref="SendAsync"/>, with the response headers, a raw body's media type and extra request headers.</summary>
+    public async Task<(int Status, string? ContentType, JsonElement? Body, HttpResponseMessage Response)> SendFullAsync(
+        HttpMethod method, string path, object? json = null, string? apiKey = null, string? rawBody = null, string rawMediaType = "application/json",
+        IEnumerable<(string Name, string Value)>? headers = null, HttpContent? content = null, CancellationToken cancellationToken = default)
+    {
         using var request = new HttpRequestMessage(method, path);
         if (apiKey is not null)
             request.Headers.Add(ApiOptions.KeyHeader, apiKey);
-        if (json is not null)
+        foreach (var (name, value) in headers ?? [])
+        {
+            if (name.Equals("Host", StringComparison.OrdinalIgnoreCase))
+                request.Headers.Host = value;
+            else
+                request.Headers.TryAddWithoutValidation(name, value);
+        }
+        if (content is not null)
+            request.Content = content;
+        else if (json is not null)
             request.Content = JsonContent.Create(json);
         else if (rawBody is not null)
-            request.Content = new StringContent(rawBody, Encoding.UTF8, "application/json");
-        using var response = await Client.SendAsync(request, cancellationToken);
+            request.Content = new StringContent(rawBody, Encoding.UTF8, rawMediaType);
+        var response = await Client.SendAsync(request, cancellationToken);
         var text = await response.Content.ReadAsStringAsync(cancellationToken);
         JsonElement? body = null;
         if (text.Length > 0)
@@ -174,7 +203,7 @@ public sealed class ApiServer : IAsyncDisposable
             using var document = JsonDocument.Parse(text);
             body = document.RootElement.Clone();
         }
-        return ((int)response.StatusCode, response.Content.Headers.ContentType?.MediaType, body);
+        return ((int)response.StatusCode, response.Content.Headers.ContentType?.MediaType, body, response);
     }
 
     public async ValueTask DisposeAsync()

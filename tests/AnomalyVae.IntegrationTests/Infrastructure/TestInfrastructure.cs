@@ -123,6 +123,51 @@ public sealed class TestInfrastructure : IAsyncLifetime
         return topic;
     }
 
+    /// <summary>
+    /// The CA certificate that signed the test cluster's TLS certificate: deploy/local/postgres.sh writes it to
+    /// $ANOMALYVAE_DATA/postgres-ca.crt (data dir &lt;repo&gt;/.data/test unless set).
+    /// </summary>
+    public string PostgresCaFile
+    {
+        get
+        {
+            var data = Environment.GetEnvironmentVariable("ANOMALYVAE_DATA") is { Length: > 0 } d ? d : Path.Combine(_repoRoot, ".data", "test");
+            var path = Path.Combine(data, "postgres-ca.crt");
+            if (!File.Exists(path))
+            {
+                throw new InvalidOperationException(
+                    $"{path} does not exist: the PostgreSQL TLS tests need the cluster deploy/local/postgres.sh starts (it writes the CA there); set ANOMALYVAE_DATA to its data directory.");
+            }
+
+            return path;
+        }
+    }
+
+    /// <summary>
+    /// host:port of the test broker's TLS listener and the CA that signed its certificate, as deploy/local/kafka.sh
+    /// writes them to $ANOMALYVAE_DATA/kafka-ssl and kafka-ca.crt.
+    /// </summary>
+    public (string Bootstrap, string CaFile) KafkaTls
+    {
+        get
+        {
+            var data = Environment.GetEnvironmentVariable("ANOMALYVAE_DATA") is { Length: > 0 } d ? d : Path.Combine(_repoRoot, ".data", "test");
+            var bootstrap = Path.Combine(data, "kafka-ssl");
+            var ca = Path.Combine(data, "kafka-ca.crt");
+            if (!File.Exists(bootstrap) || !File.Exists(ca))
+            {
+                throw new InvalidOperationException(
+                    $"{bootstrap} or {ca} does not exist: the Kafka TLS tests need the broker deploy/local/kafka.sh starts; set ANOMALYVAE_DATA to its data directory.");
+            }
+
+            return (File.ReadAllText(bootstrap).Trim(), ca);
+        }
+    }
+
+    /// <summary><paramref name="connectionString"/> over TLS, verifying the server's certificate and host name.</summary>
+    public string WithVerifiedTls(string connectionString, string? rootCertificate = null) =>
+        new NpgsqlConnectionStringBuilder(connectionString) { SslMode = SslMode.VerifyFull, RootCertificate = rootCertificate ?? PostgresCaFile }.ConnectionString;
+
     /// <summary>Creates an empty database with a unique name; returns its connection string.</summary>
     public async Task<string> CreateDatabaseAsync(string prefix, CancellationToken cancellationToken)
     {

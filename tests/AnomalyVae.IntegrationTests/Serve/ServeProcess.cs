@@ -35,7 +35,11 @@ internal sealed class ServeProcess : IDisposable
 
     /// <summary>Starts <c>serve</c>; <paramref name="logLevel"/> is the default log level (Information shows the
     /// workers' assignment and shutdown lines); <paramref name="overrides"/> are <c>--Section:Key=value</c> arguments.</summary>
-    public static ServeProcess Start(string configFile, string logLevel = "Warning", int httpPort = 0, params string[] overrides)
+    public static ServeProcess Start(string configFile, string logLevel = "Warning", int httpPort = 0, params string[] overrides) =>
+        StartCli(["serve", "--config", configFile, $"--Http:Port={httpPort.ToString(CultureInfo.InvariantCulture)}", .. overrides], null, logLevel, httpPort);
+
+    /// <summary>Starts any long-running <c>anomalyvae</c> command (serve, api) with extra environment variables.</summary>
+    public static ServeProcess StartCli(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment, string logLevel, int httpPort)
     {
         // Through env(1) with SIGINT and SIGTERM at their defaults: a test run started in the background (`./test.sh &`)
         // inherits SIGINT as ignored, which the child would keep, and the SIGINT test would wait for nothing.
@@ -43,16 +47,14 @@ internal sealed class ServeProcess : IDisposable
         start.ArgumentList.Add("--default-signal=INT,TERM");
         start.ArgumentList.Add("dotnet");
         start.ArgumentList.Add(CliPath());
-        start.ArgumentList.Add("serve");
-        start.ArgumentList.Add("--config");
-        start.ArgumentList.Add(configFile);
-        start.ArgumentList.Add($"--Http:Port={httpPort.ToString(CultureInfo.InvariantCulture)}");
-        foreach (var setting in overrides)
-            start.ArgumentList.Add(setting);
+        foreach (var arg in args)
+            start.ArgumentList.Add(arg);
         start.Environment["Logging__LogLevel__Default"] = logLevel;
         // One line per message, so the assertions can look for whole lines.
         start.Environment["Logging__Console__FormatterName"] = "simple";
         start.Environment["Logging__Console__FormatterOptions__SingleLine"] = "true";
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+            start.Environment[name] = value;
         var process = Process.Start(start) ?? throw new InvalidOperationException("could not start anomalyvae");
         var serve = new ServeProcess(process, httpPort);
         // Drain the pipes so the child never blocks on a full one.
