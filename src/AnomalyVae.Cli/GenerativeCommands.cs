@@ -21,7 +21,7 @@ internal static class GenerativeCommands
             int n = parse.GetValue(count);
             if (n < 1 || n > 10_000_000)
                 throw new CliException($"--n must be between 1 and 10000000; got {n}.");
-            var (vae, schema, _, _) = ModelFile.Read(CliRun.ExistingFile(parse.GetValue(model)!, "model file"));
+            var (vae, schema, _, _) = PerEvent(ModelFile.Read(CliRun.ExistingFile(parse.GetValue(model)!, "model file")));
             int z = vae.LatentSize, f = schema.Count, s = parse.GetValue(seed);
             var latent = new float[n * z];
             var rng = new DeterministicRandom((ulong)(uint)s, 0x5A4);
@@ -35,6 +35,11 @@ internal static class GenerativeCommands
         });
         return command;
     }
+
+    /// <summary>sample and interpolate generate single events; a windowed model generates windows, which they do not handle.</summary>
+    private static ModelFileContents PerEvent(ModelFileContents contents) => contents.Window is null
+        ? contents
+        : throw new CliException($"this is a windowed model ({contents.Window.Steps} events per '{contents.Window.EntityField}'); sample and interpolate work on models that score each event alone.");
 
     public static Command Interpolate()
     {
@@ -50,7 +55,7 @@ internal static class GenerativeCommands
         };
         command.SetAction((parse, cancellationToken) =>
         {
-            var (vae, schema, _, _) = ModelFile.Read(CliRun.ExistingFile(parse.GetValue(model)!, "model file"));
+            var (vae, schema, _, _) = PerEvent(ModelFile.Read(CliRun.ExistingFile(parse.GetValue(model)!, "model file")));
             var table = FeatureTable.Load(CliRun.ExistingFile(parse.GetValue(data)!, "data file"), schema, cancellationToken: cancellationToken);
             int a = parse.GetValue(from), b = parse.GetValue(to), k = parse.GetValue(steps);
             if (a < 1 || a > table.RowCount || b < 1 || b > table.RowCount)

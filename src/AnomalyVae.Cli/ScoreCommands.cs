@@ -31,7 +31,7 @@ internal static class ScoreCommands
             using var bundle = LoadModel(parse.GetValue(model)!);
             string[] keepColumns = parse.GetValue(keep)?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) ?? [];
             int topCount = Math.Clamp(parse.GetValue(top), 0, bundle.Schema.Count);
-            var table = FeatureTable.Load(CliRun.ExistingFile(parse.GetValue(data)!, "data file"), bundle.Schema, keepColumns, cancellationToken);
+            var table = FeatureTable.Load(CliRun.ExistingFile(parse.GetValue(data)!, "data file"), bundle.Schema, WithWindow(bundle, keepColumns), cancellationToken);
             var scores = bundle.Score(table, cancellationToken: cancellationToken);
             string outPath = CliRun.OutputFile(parse.GetValue(output)!);
             using var writer = CsvWriter.Create(outPath);
@@ -84,7 +84,7 @@ internal static class ScoreCommands
         {
             using var bundle = LoadModel(parse.GetValue(model)!);
             string labelColumn = parse.GetValue(label)!;
-            var table = FeatureTable.Load(CliRun.ExistingFile(parse.GetValue(data)!, "data file"), bundle.Schema, [labelColumn], cancellationToken);
+            var table = FeatureTable.Load(CliRun.ExistingFile(parse.GetValue(data)!, "data file"), bundle.Schema, WithWindow(bundle, [labelColumn]), cancellationToken);
             int[] labels = table.GetLabels(labelColumn);
             int anomalies = labels.Count(l => l == 1);
             if (anomalies == 0 || anomalies == labels.Length)
@@ -123,7 +123,7 @@ internal static class ScoreCommands
         command.SetAction((parse, cancellationToken) =>
         {
             using var bundle = LoadModel(parse.GetValue(model)!);
-            var table = FeatureTable.Load(CliRun.ExistingFile(parse.GetValue(data)!, "data file"), bundle.Schema, cancellationToken: cancellationToken);
+            var table = FeatureTable.Load(CliRun.ExistingFile(parse.GetValue(data)!, "data file"), bundle.Schema, WithWindow(bundle, []), cancellationToken);
             var scores = bundle.Score(table, cancellationToken: cancellationToken);
             string outPath = CliRun.OutputFile(parse.GetValue(output)!);
             using var writer = CsvWriter.Create(outPath);
@@ -140,6 +140,10 @@ internal static class ScoreCommands
         });
         return command;
     }
+
+    /// <summary>The extra columns to load: <paramref name="columns"/> plus a windowed model's entity and order columns.</summary>
+    private static string[] WithWindow(ModelBundle bundle, IEnumerable<string> columns) =>
+        [.. columns.Concat(bundle.Window?.Columns ?? []).Distinct(StringComparer.Ordinal)];
 
     public static ModelBundle LoadModel(string path) => ModelBundle.Load(CliRun.ExistingFile(path, "model file"));
 

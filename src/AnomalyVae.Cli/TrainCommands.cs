@@ -19,10 +19,16 @@ internal static class TrainCommands
         {
             string path = CliRun.ExistingFile(parse.GetValue(data)!, "data file");
             var (header, rows) = SpecInference.ReadSample(path);
-            foreach (var decision in SpecInference.Decide(header, rows))
+            var decisions = SpecInference.Decide(header, rows);
+            foreach (var decision in decisions)
             {
                 string kind = decision.Kind is { } k ? FeatureSpec.KindName(k) + (decision.Log ? " (log)" : "") : "ignored";
                 Console.Error.WriteLine($"  {decision.Column,-24} {kind,-18} {decision.Reason}");
+            }
+            if (SpecInference.SuggestWindow(decisions) is (string entity, var order))
+            {
+                Console.Error.WriteLine($"  each '{entity}' has a history: for a windowed model (sensors, KPIs) train with " +
+                    $"--entity-column {entity}{(order is null ? "" : $" --order-column {order}")} (docs/concepts.md, Windows)");
             }
             string json = SpecInference.Infer(header, rows).ToJson();
             if (parse.GetValue(output) is { } outPath)
@@ -58,9 +64,13 @@ internal static class TrainCommands
         var variance = new Option<NumericVariance>("--variance") { Description = "Numeric heads' variance: PerFeature (one learned value per feature) or PerRow (predicted per record).", DefaultValueFactory = _ => new VaeTrainingOptions().NumericVariance };
         var activation = new Option<Activation>("--activation") { Description = "Hidden-layer activation.", DefaultValueFactory = _ => new VaeTrainingOptions().Activation };
         var samples = new Option<int>("--samples") { Description = "Latent samples L for the reconstruction probability.", DefaultValueFactory = _ => new VaeTrainingOptions().ScoringSamples };
+        var window = new Option<int?>("--window") { Description = $"Windowed model: W events per window, the last W events of each entity (default with --entity-column: {WindowDefinition.DefaultSteps}, fewer for short series)." };
+        var entity = new Option<string?>("--entity-column") { Description = "Windowed model: the column naming each row's entity (machine, KPI); makes the model windowed." };
+        var order = new Option<string?>("--order-column") { Description = "Windowed model: the column ordering an entity's rows (number or date/time; default: row order)." };
         var command = new Command("train", "Fit a VAE on a CSV file and export one self-contained ONNX model.")
         {
             data, output, spec, report, hidden, latent, beta, epochs, batch, lr, seed, threads, validation, fpr, samples, variance, activation,
+            window, entity, order,
         };
         command.SetAction((parse, cancellationToken) =>
         {
@@ -89,14 +99,25 @@ internal static class TrainCommands
             if (featureSpec is null)
                 Console.Error.WriteLine("No --spec given: inferring one from the data (see 'anomalyvae spec infer').");
 
+            string? entityColumn = parse.GetValue(entity);
+            int? steps = parse.GetValue(window);
+            if (entityColumn is null && (steps is not null || parse.GetValue(order) is not null))
+                throw new CliException("--window and --order-column need --entity-column (whose recent events make the window).");
+            if (steps is { } w && w is < 2 or > WindowDefinition.MaxSteps)
+                throw new CliException($"--window must be between 2 and {WindowDefinition.MaxSteps}; got {steps}.");
+
             using var bar = new EpochProgress(Console.Error);
-            var trained = Trainer.Train(dataPath, featureSpec, options, targetFpr, bar.Report, cancellationToken);
+            var trained = entityColumn is null
+                ? Trainer.Train(dataPath, featureSpec, options, targetFpr, bar.Report, cancellationToken)
+                : Trainer.TrainWindowed(dataPath, featureSpec, entityColumn, parse.GetValue(order), steps, options, targetFpr, bar.Report, cancellationToken);
             bar.Finish();
             trained.Save(outPath);
 
             var s = trained.Summary;
             Console.WriteLine($"model      {outPath}");
             Console.WriteLine($"features   {trained.Schema.Count} ({Describe(trained.Schema)})");
+            if (trained.Window is { } wd)
+                Console.WriteLine($"window     {wd.Steps} events per '{wd.EntityField}', ordered by {(wd.OrderField is null ? "row order" : $"'{wd.OrderField}'")}");
             Console.WriteLine($"rows       {s.Rows} ({s.TrainingRows} train, {s.ValidationRows} held out)");
             Console.WriteLine($"network    hidden {string.Join('-', s.Hidden)}, latent {s.Latent}, L={s.ScoringSamples}, batch {s.BatchSize}, threads {s.Threads}");
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

@@ -11,8 +11,10 @@ namespace AnomalyVae.Inference;
 /// </summary>
 public sealed class ModelBundle : IDisposable
 {
-    private ModelBundle(string source, OnnxSession session, ModelFileMetadata metadata, FeatureSchema schema, Calibration calibration, int latentSize)
+    private ModelBundle(string source, OnnxSession session, ModelFileMetadata metadata, FeatureSchema schema, Calibration calibration, int latentSize,
+        WindowDefinition? window)
     {
+        Window = window;
         Source = source;
         Session = session;
         Metadata = metadata;
@@ -28,6 +30,15 @@ public sealed class ModelBundle : IDisposable
     public FeatureSchema Schema { get; }
 
     public Calibration Calibration { get; }
+
+    /// <summary>The window of a windowed model (input [N, W, F], the event at step W−1); null: each event alone.</summary>
+    public WindowDefinition? Window { get; }
+
+    /// <summary>W: 1 for a model that scores each event alone.</summary>
+    public int Steps => Window?.Steps ?? 1;
+
+    /// <summary>Input values per row: W·F.</summary>
+    public int InputWidth => Steps * Schema.Count;
 
     /// <summary>Everything the file's metadata carries.</summary>
     public ModelFileMetadata Metadata { get; }
@@ -75,14 +86,16 @@ public sealed class ModelBundle : IDisposable
         {
             var metadata = ModelFileMetadata.FromProperties(session.Metadata.Custom, source);
             var (schema, calibration) = metadata.Parse(source);
-            CheckTensor(session.Inputs, ModelFileMetadata.InputX, schema.Count, source);
-            CheckTensor(session.Inputs, ModelFileMetadata.InputMask, schema.Count, source);
+            var window = metadata.ParseWindow(source);
+            int inputWidth = (window?.Steps ?? 1) * schema.Count;
+            CheckTensor(session.Inputs, ModelFileMetadata.InputX, inputWidth, source);
+            CheckTensor(session.Inputs, ModelFileMetadata.InputMask, inputWidth, source);
             CheckTensor(session.Outputs, ModelFileMetadata.OutputScore, 1, source);
             CheckTensor(session.Outputs, ModelFileMetadata.OutputFeatureScores, schema.Count, source);
             var latent = session.Outputs.FirstOrDefault(o => o.Name == ModelFileMetadata.OutputLatentMean)
                 ?? throw new ModelFormatException($"'{source}' has no '{ModelFileMetadata.OutputLatentMean}' output.");
             int latentSize = (int)(latent.ElementsPerRow ?? throw new ModelFormatException($"'{source}': latent size is not fixed."));
-            return new ModelBundle(source, session, metadata, schema, calibration, latentSize);
+            return new ModelBundle(source, session, metadata, schema, calibration, latentSize, window);
         }
         catch (Exception e) when (e is FormatException or JsonException or FeatureSpecException or ArgumentException)
         {
@@ -99,12 +112,18 @@ public sealed class ModelBundle : IDisposable
     /// <summary>A scorer with its own buffers for batches of up to <paramref name="maxRows"/> rows (one per thread).</summary>
     public ModelScorer CreateScorer(int maxRows) => new(this, maxRows);
 
-    /// <summary>Scores a whole in-memory table in batches of <paramref name="batchRows"/> (CLI and tests).</summary>
+    /// <summary>
+    /// Scores a whole in-memory table in batches of <paramref name="batchRows"/> (CLI and tests), results in row
+    /// order. A windowed model builds each row's window from the table (which must hold the window's entity and
+    /// order columns as extra columns: see <see cref="WindowDefinition.Columns"/>).
+    /// </summary>
     public TableScores Score(FeatureTable table, int batchRows = 1024, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(table);
         if (table.FeatureCount != Schema.Count)
             throw new ArgumentException($"The table has {table.FeatureCount} features; the model expects {Schema.Count}.");
+        if (Window is not null)
+            return Score(new FeatureWindows(table, Window), batchRows, cancellationToken);
         int rows = table.RowCount, f = Schema.Count, z = LatentSize;
         var result = new TableScores(new float[rows], new float[rows * f], new float[rows * z], f, z);
         if (rows == 0)
@@ -116,6 +135,31 @@ public sealed class ModelBundle : IDisposable
             int n = Math.Min(scorer.MaxRows, rows - first);
             table.X.AsSpan(first * f, n * f).CopyTo(scorer.X);
             table.Mask.AsSpan(first * f, n * f).CopyTo(scorer.Mask);
+            scorer.Run(n);
+            scorer.Scores(n).CopyTo(result.Scores.AsSpan(first));
+            scorer.FeatureScores(n).CopyTo(result.FeatureScores.AsSpan(first * f));
+            scorer.LatentMeans(n).CopyTo(result.LatentMeans.AsSpan(first * z));
+        }
+        return result;
+    }
+
+    /// <summary>Scores every row's window (a windowed model), results in row order.</summary>
+    public TableScores Score(FeatureWindows windows, int batchRows = 1024, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(windows);
+        if (windows.Width != InputWidth)
+            throw new ArgumentException($"The windows hold {windows.Width} values per row; the model expects {InputWidth}.");
+        int rows = windows.RowCount, f = Schema.Count, z = LatentSize, width = InputWidth;
+        var result = new TableScores(new float[rows], new float[rows * f], new float[rows * z], f, z);
+        if (rows == 0)
+            return result;
+        using var scorer = CreateScorer(Math.Min(batchRows, rows));
+        for (int first = 0; first < rows; first += scorer.MaxRows)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            int n = Math.Min(scorer.MaxRows, rows - first);
+            for (int i = 0; i < n; i++)
+                windows.CopyRaw(first + i, scorer.X.Slice(i * width, width), scorer.Mask.Slice(i * width, width));
             scorer.Run(n);
             scorer.Scores(n).CopyTo(result.Scores.AsSpan(first));
             scorer.FeatureScores(n).CopyTo(result.FeatureScores.AsSpan(first * f));
@@ -169,8 +213,8 @@ public sealed class ModelScorer : IDisposable
         Bundle = bundle;
         MaxRows = maxRows;
         _features = bundle.Schema.Count;
-        _x = new float[maxRows * _features];
-        _mask = new float[maxRows * _features];
+        _x = new float[maxRows * bundle.InputWidth];
+        _mask = new float[maxRows * bundle.InputWidth];
         _binding = bundle.Session.Bind(
             [new TensorBuffer(ModelFileMetadata.InputX, _x), new TensorBuffer(ModelFileMetadata.InputMask, _mask)],
             [
@@ -184,10 +228,10 @@ public sealed class ModelScorer : IDisposable
 
     public int MaxRows { get; }
 
-    /// <summary>Raw input rows, [MaxRows, F] row-major (the contract of <see cref="FeatureSchema"/>).</summary>
+    /// <summary>Raw input rows, [MaxRows, F] row-major (the contract of <see cref="FeatureSchema"/>); a windowed model's [MaxRows, W, F].</summary>
     public Span<float> X => _x;
 
-    /// <summary>Presence mask, [MaxRows, F]: 1 present, 0 missing.</summary>
+    /// <summary>Presence mask, same shape as <see cref="X"/>: 1 present, 0 missing.</summary>
     public Span<float> Mask => _mask;
 
     /// <summary>Scores the first <paramref name="rows"/> rows of <see cref="X"/>/<see cref="Mask"/>.</summary>

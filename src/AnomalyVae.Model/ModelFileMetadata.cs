@@ -33,8 +33,9 @@ public enum OnnxElementType
 /// defined in this one place: the trainer writes it, the ONNX Runtime loader and the registry read it.
 /// </summary>
 /// <param name="Version">Content-derived: identical models share it, different ones never do.</param>
+/// <param name="WindowJson">The window definition of a windowed model (<see cref="WindowDefinition"/>); null: each event is scored alone.</param>
 public sealed record ModelFileMetadata(string FeaturesJson, string CalibrationJson, string Version, DateTimeOffset CreatedAt,
-    string? TrainingJson, string? ArchitectureJson)
+    string? TrainingJson, string? ArchitectureJson, string? WindowJson = null)
 {
     public const string FormatKey = "anomalyvae.format";
     public const string FeaturesKey = "anomalyvae.features";
@@ -43,9 +44,13 @@ public sealed record ModelFileMetadata(string FeaturesJson, string CalibrationJs
     public const string ArchitectureKey = "anomalyvae.architecture";
     public const string VersionKey = "anomalyvae.model_version";
     public const string CreatedAtKey = "anomalyvae.created_at";
+    public const string WindowKey = "anomalyvae.window";
     public const string FormatVersion = "1";
 
-    /// <summary>Graph inputs ([batch, F] each) and outputs ([batch], [batch, F], [batch, latent]).</summary>
+    /// <summary>
+    /// Graph inputs ([batch, F] each; a windowed model's [batch, W, F], the event itself at step W−1) and outputs
+    /// ([batch], [batch, F], [batch, latent]).
+    /// </summary>
     public const string InputX = "x";
     public const string InputMask = "mask";
     public const string OutputScore = "score";
@@ -62,6 +67,8 @@ public sealed record ModelFileMetadata(string FeaturesJson, string CalibrationJs
             yield return new(ArchitectureKey, ArchitectureJson);
         if (TrainingJson is not null)
             yield return new(TrainingKey, TrainingJson);
+        if (WindowJson is not null)
+            yield return new(WindowKey, WindowJson);
         yield return new(CreatedAtKey, CreatedAt.ToUniversalTime().ToString("O", CultureInfo.InvariantCulture));
         yield return new(VersionKey, Version);
     }
@@ -81,7 +88,8 @@ public sealed record ModelFileMetadata(string FeaturesJson, string CalibrationJs
         return new ModelFileMetadata(Require(properties, FeaturesKey, source), Require(properties, CalibrationKey, source),
             Require(properties, VersionKey, source), created,
             properties.TryGetValue(TrainingKey, out var training) ? training : null,
-            properties.TryGetValue(ArchitectureKey, out var architecture) ? architecture : null);
+            properties.TryGetValue(ArchitectureKey, out var architecture) ? architecture : null,
+            properties.TryGetValue(WindowKey, out var window) ? window : null);
     }
 
     /// <summary>The fitted schema and calibration this metadata carries.</summary>
@@ -93,6 +101,22 @@ public sealed record ModelFileMetadata(string FeaturesJson, string CalibrationJs
             return (FeatureSchema.FromJson(FeaturesJson), Calibration.FromJson(CalibrationJson));
         }
         catch (Exception e) when (e is FormatException or JsonException or FeatureSpecException or ArgumentException)
+        {
+            throw new ModelFormatException($"'{source}' has unreadable AnomalyVae metadata: {e.Message}", e);
+        }
+    }
+
+    /// <summary>The window definition, or null for a model that scores each event alone.</summary>
+    /// <exception cref="ModelFormatException">The window metadata does not parse.</exception>
+    public WindowDefinition? ParseWindow(string source)
+    {
+        if (WindowJson is null)
+            return null;
+        try
+        {
+            return WindowDefinition.FromJson(WindowJson);
+        }
+        catch (FormatException e)
         {
             throw new ModelFormatException($"'{source}' has unreadable AnomalyVae metadata: {e.Message}", e);
         }

@@ -86,10 +86,11 @@ public sealed class Recalibrator(NpgsqlDataSource dataSource, int minSampleRows 
         string newVersion = active.Version;
         if (threshold != old || alpha != bundle.Calibration.TargetFalsePositiveRate)
         {
-            var (model, schema, calibration, summary) = ModelFile.Read(active.Onnx, $"{detector} {active.Version}");
+            var contents = ModelFile.Read(active.Onnx, $"{detector} {active.Version}");
+            var (model, schema, calibration, summary) = contents;
             if (summary is null)
                 throw new RetrainingException($"model {active.Version} has no training summary; it cannot be re-exported (retrain it instead).");
-            var bytes = VaeOnnxExport.ToBytes(model, schema, calibration.WithThreshold(threshold, alpha), summary);
+            var bytes = VaeOnnxExport.ToBytes(model, schema, calibration.WithThreshold(threshold, alpha), summary, contents.Window);
             using (var recalibrated = ModelBundle.Load(bytes, $"{detector} recalibrated"))
                 newVersion = recalibrated.Version;
             // The same threshold chosen before gives the same version: activate that registration again.

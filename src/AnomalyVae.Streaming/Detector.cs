@@ -170,6 +170,14 @@ public sealed class Detector : IDisposable
     {
         try
         {
+            // serve decodes one event per row; a windowed model needs each entity's recent rows, which serve does
+            // not keep yet: refuse it here (start-up and registry swap alike) rather than score garbage.
+            if (bundle.Window is { } window)
+            {
+                throw new ArgumentException(
+                    $"'{bundle.Source}' is a windowed model ({window.Steps} events per '{window.EntityField}'); serve scores models that " +
+                    "take one event at a time. Score windowed models from CSV with 'anomalyvae score' (docs/streaming.md, Windowed models).");
+            }
             var decoder = new EventDecoder(bundle.Schema, Options.EntityField, Options.TimestampField, scoring.MaxPayloadBytes);
             return new DetectorModel(bundle, decoder, Options.Threshold ?? bundle.Calibration.Threshold);
         }

@@ -15,9 +15,12 @@ public sealed record TrainedModel(
     float[] LatentMeans,
     TimeSpan Elapsed)
 {
-    public byte[] ToOnnx() => VaeOnnxExport.ToBytes(Result.Model, Schema, Calibration, Summary);
+    /// <summary>The window of a windowed model (null: each event scored alone).</summary>
+    public WindowDefinition? Window { get; init; }
 
-    public void Save(string path) => VaeOnnxExport.Save(path, Result.Model, Schema, Calibration, Summary);
+    public byte[] ToOnnx() => VaeOnnxExport.ToBytes(Result.Model, Schema, Calibration, Summary, Window);
+
+    public void Save(string path) => VaeOnnxExport.Save(path, Result.Model, Schema, Calibration, Summary, Window);
 }
 
 /// <summary>
@@ -41,6 +44,96 @@ public static class Trainer
         var schema = FeatureSchema.Fit(spec, dataPath, cancellationToken);
         var table = FeatureTable.Load(dataPath, schema, cancellationToken: cancellationToken);
         return Train(table, options, targetFalsePositiveRate, progress, dataPath, cancellationToken);
+    }
+
+    /// <summary>
+    /// Trains a windowed model: each row's window holds the last W rows of its entity (ordered by
+    /// <paramref name="orderColumn"/>, else row order), the VAE fits whole windows, and a row's score is its
+    /// window's last step. <paramref name="steps"/> null: <see cref="WindowDefinition.DefaultStepsFor"/>.
+    /// The entity and order columns are never features (an inferred spec leaves them out).
+    /// </summary>
+    public static TrainedModel TrainWindowed(
+        string dataPath,
+        FeatureSpec? spec,
+        string entityColumn,
+        string? orderColumn,
+        int? steps,
+        VaeTrainingOptions options,
+        double targetFalsePositiveRate = Calibration.DefaultFalsePositiveRate,
+        Action<VaeEpochProgress>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(entityColumn);
+        string[] windowColumns = orderColumn is null ? [entityColumn] : [entityColumn, orderColumn];
+        spec ??= InferSpec(dataPath);
+        var used = spec.Features.Where(f => windowColumns.Contains(f.Name, StringComparer.Ordinal)).Select(f => f.Name).ToList();
+        if (used.Count > 0)
+        {
+            // The entity and order name a row's place in a sequence; as features they would only memorize it.
+            spec = new FeatureSpec(spec.Features.Where(f => !used.Contains(f.Name, StringComparer.Ordinal)), spec.Ignore.Concat(used));
+        }
+        var schema = FeatureSchema.Fit(spec, dataPath, cancellationToken);
+        var table = FeatureTable.Load(dataPath, schema, windowColumns, cancellationToken);
+        int w = steps ?? WindowDefinition.DefaultStepsFor(table.GetExtraColumn(entityColumn));
+        var window = new WindowDefinition(w, entityColumn, orderColumn);
+        return TrainWindowed(new FeatureWindows(table, window.Validate()), options, targetFalsePositiveRate, progress, dataPath, cancellationToken);
+    }
+
+    /// <summary>Trains on the windows of an in-memory table (see the overload on a CSV file).</summary>
+    public static TrainedModel TrainWindowed(
+        FeatureWindows windows,
+        VaeTrainingOptions options,
+        double targetFalsePositiveRate = Calibration.DefaultFalsePositiveRate,
+        Action<VaeEpochProgress>? progress = null,
+        string? dataFile = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(windows);
+        if (windows.RowCount < 2)
+            throw new ArgumentException($"Training needs at least 2 rows; the data has {windows.RowCount}.");
+        var clock = Stopwatch.StartNew();
+        var schema = windows.Table.Schema;
+        int rows = windows.RowCount;
+        // Hold out blocks of each entity's events, not a random share: a random held-out event would sit inside
+        // the training windows of its successors, and calibration on it would be optimistic (FeatureWindows.Split).
+        var (trainRows, validationRows) = options.ValidationRowIndices is null
+            ? windows.Split(options.ValidationFraction)
+            : ([.. Enumerable.Range(0, rows).Except(options.ValidationRowIndices)], [.. options.ValidationRowIndices]);
+        int[] used = [.. trainRows.Concat(validationRows).Order()];
+        var position = new Dictionary<int, int>(used.Length);
+        for (int i = 0; i < used.Length; i++)
+            position[used[i]] = i;
+        var (values, mask) = windows.Standardized(used);
+        VaeFeature[] stepFeatures = EngineFeatures(schema);
+        var features = new VaeFeature[windows.Width];
+        for (int step = 0; step < windows.Steps; step++)
+            stepFeatures.CopyTo(features, step * stepFeatures.Length);
+        // Series too short for a held-out block fall back to the engine's random split.
+        var engineOptions = validationRows.Length > 0 ? options with { ValidationRowIndices = [.. validationRows.Select(r => position[r])] } : options;
+        var result = VaeTrainer.Train(new VaeDataset(features, values, mask, used.Length), engineOptions, progress, cancellationToken);
+
+        // Calibrate on the held-out windows (without any, on every window: optimistic).
+        int[] held = result.ValidationIndices.Count > 0 ? [.. result.ValidationIndices.Select(i => used[i])] : used;
+        int threads = result.Options.Threads ?? 1;
+        int scoredFrom = windows.Width - schema.Count;
+        var (heldValues, heldMask) = windows.Standardized(held);
+        var calibrationScores = ScoreWindows(result.Model, heldValues, heldMask, held.Length, scoredFrom, null, threads);
+        var calibration = Calibration.Fit(calibrationScores, targetFalsePositiveRate);
+
+        int sampleRows = Math.Min(LatentSampleRows, rows);
+        var (sampleValues, sampleMask) = windows.Standardized([.. Enumerable.Range(0, sampleRows)]);
+        var latent = new float[sampleRows * result.Model.LatentSize];
+        ScoreWindows(result.Model, sampleValues, sampleMask, sampleRows, scoredFrom, latent, threads);
+        var summary = Summarize(result, used.Length, dataFile);
+        return new TrainedModel(result, schema, calibration, summary, calibrationScores, latent, clock.Elapsed) { Window = windows.Window };
+    }
+
+    private static double[] ScoreWindows(VaeModel model, float[] values, float[] mask, int rows, int scoredFrom, float[]? latentMeans, int threads)
+    {
+        var scores = new float[rows];
+        using var scorer = new VaeScorer(model, threads, scoredFrom);
+        scorer.Score(values, mask, scores, default, latentMeans);
+        return [.. scores.Select(s => (double)s)];
     }
 
     public static FeatureSpec InferSpec(string dataPath)
@@ -74,12 +167,18 @@ public static class Trainer
         var latent = new float[sampleRows * result.Model.LatentSize];
         ScoreRows(result.Model, sample, latent, result.Options.Threads ?? 1);
 
+        var summary = Summarize(result, table.RowCount, dataFile);
+        return new TrainedModel(result, table.Schema, calibration, summary, calibrationScores, latent, clock.Elapsed);
+    }
+
+    private static ModelTrainingSummary Summarize(VaeTrainingResult result, int rows, string? dataFile)
+    {
         var best = result.History[result.BestEpoch - 1];
         var resolved = result.Options;
-        var summary = new ModelTrainingSummary
+        return new ModelTrainingSummary
         {
-            Rows = table.RowCount,
-            TrainingRows = table.RowCount - result.ValidationIndices.Count,
+            Rows = rows,
+            TrainingRows = rows - result.ValidationIndices.Count,
             ValidationRows = result.ValidationIndices.Count,
             Epochs = result.History.Count,
             BestEpoch = result.BestEpoch,
@@ -98,7 +197,6 @@ public static class Trainer
             DataFile = dataFile is null ? null : Path.GetFileName(dataFile),
             CreatedAt = ModelTrainingSummary.Now(),
         };
-        return new TrainedModel(result, table.Schema, calibration, summary, calibrationScores, latent, clock.Elapsed);
     }
 
     /// <summary>The engine's view of the fitted features.</summary>

@@ -7,7 +7,18 @@ namespace AnomalyVae.Model;
 /// <param name="Kind">The feature kind, or null when the column is ignored.</param>
 /// <param name="Log">Numeric: whether a log transform is suggested.</param>
 /// <param name="Reason">One human-readable sentence.</param>
-public sealed record ColumnDecision(string Column, FeatureKind? Kind, bool Log, string Reason);
+public sealed record ColumnDecision(string Column, FeatureKind? Kind, bool Log, string Reason)
+{
+    /// <summary>An ignored column a windowed model could use: the entity key or the event time (null: neither).</summary>
+    public WindowRole? Role { get; init; }
+}
+
+/// <summary>What an ignored column can be to a windowed model (<see cref="WindowDefinition"/>).</summary>
+public enum WindowRole
+{
+    Entity,
+    Order,
+}
 
 /// <summary>
 /// Proposes a <see cref="FeatureSpec"/> from a sample of rows: label, empty, id and timestamp columns are ignored, the
@@ -77,6 +88,16 @@ public static class SpecInference
         return new FeatureSpec(features, decisions.Where(d => d.Kind is null).Select(d => d.Column));
     }
 
+    /// <summary>
+    /// The entity and order columns for a windowed model where obvious: the first id-named column with repeated
+    /// values and the first ISO-8601 timestamp column (either null when there is none).
+    /// </summary>
+    public static (string? Entity, string? Order) SuggestWindow(IReadOnlyList<ColumnDecision> decisions)
+    {
+        ArgumentNullException.ThrowIfNull(decisions);
+        return (decisions.FirstOrDefault(d => d.Role == WindowRole.Entity)?.Column, decisions.FirstOrDefault(d => d.Role == WindowRole.Order)?.Column);
+    }
+
     /// <summary>The per-column decisions behind <see cref="Infer"/>, in column order.</summary>
     public static IReadOnlyList<ColumnDecision> Decide(IReadOnlyList<string> header, IReadOnlyList<IReadOnlyList<string>> rows)
     {
@@ -119,7 +140,7 @@ public static class SpecInference
         if (idNamed && allDistinct)
             return Ignore(name, "ignored: named like an id and every value is distinct");
         if (idNamed && distinct > MaxIdCodes)
-            return Ignore(name, $"ignored: named like an id with {distinct} distinct values (> {MaxIdCodes}), an entity key");
+            return Ignore(name, $"ignored: named like an id with {distinct} distinct values (> {MaxIdCodes}), an entity key") with { Role = allDistinct ? null : WindowRole.Entity };
 
         var tokens = values.Distinct(StringComparer.OrdinalIgnoreCase).ToArray();
         if (tokens.Length == 2 && CellText.StandardBit(tokens[0]) is var b0 && b0 >= 0 && CellText.StandardBit(tokens[1]) is var b1 && b1 >= 0 && b0 != b1)
@@ -139,7 +160,7 @@ public static class SpecInference
         }
 
         if (values.All(IsIsoTimestamp))
-            return Ignore(name, "ignored: ISO-8601 timestamps");
+            return Ignore(name, "ignored: ISO-8601 timestamps") with { Role = WindowRole.Order };
         if (allDistinct && values.Count >= MinRowsForDistinctId)
             return Ignore(name, $"ignored: id-like, all {values.Count} values distinct");
         return new ColumnDecision(name, FeatureKind.Categorical, false, $"categorical: text with {distinct} distinct values");

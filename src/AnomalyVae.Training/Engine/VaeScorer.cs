@@ -21,6 +21,7 @@ public sealed unsafe class VaeScorer : IDisposable
     private readonly WorkerTeam _team;
     private readonly ScoreWork _work;
     private readonly int _samples;
+    private readonly int _scoredFrom;
     private readonly object _gate = new();
 
     // Inputs of the call in progress (pinned for its duration).
@@ -31,11 +32,21 @@ public sealed unsafe class VaeScorer : IDisposable
     private float* _latentMean;
     private int _rows;
 
-    public VaeScorer(VaeModel model, int threads = 1)
+    /// <param name="model">The model.</param>
+    /// <param name="threads">Worker threads.</param>
+    /// <param name="scoredFrom">
+    /// The first feature the score and the feature scores cover (0: all). A windowed model's input is W steps of F
+    /// features and only the last step is scored: pass (W−1)·F; the feature scores then hold F values per row.
+    /// The encoder still sees every feature.
+    /// </param>
+    public VaeScorer(VaeModel model, int threads = 1, int scoredFrom = 0)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(scoredFrom);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(scoredFrom, model.Layout.FeatureCount);
         Model = model;
+        _scoredFrom = scoredFrom;
         _network = VaeNetwork.FromModel(model, out _parameters);
         _noise = GC.AllocateArray<float>(model.Noise.Length, pinned: true);
         model.Noise.CopyTo(_noise, 0);
@@ -53,10 +64,13 @@ public sealed unsafe class VaeScorer : IDisposable
 
     public int LatentSize => _network.Latent;
 
+    /// <summary>Features the score covers (and feature scores per row): F − scoredFrom.</summary>
+    public int ScoredFeatureCount => FeatureCount - _scoredFrom;
+
     /// <summary>
     /// Scores <c>scores.Length</c> rows of engine-form <paramref name="values"/> and <paramref name="mask"/>
     /// ([rows, F] each). Optionally writes per-feature scores [rows, F] and the latent mean μ [rows, LatentSize]
-    /// (pass empty spans to skip them). Throws <see cref="ArgumentException"/> on malformed input.
+    /// (pass empty spans to skip them; feature scores are [rows, <see cref="ScoredFeatureCount"/>]). Throws <see cref="ArgumentException"/> on malformed input.
     /// </summary>
     public void Score(ReadOnlySpan<float> values, ReadOnlySpan<float> mask, Span<float> scores,
         Span<float> featureScores = default, Span<float> latentMean = default)
@@ -64,8 +78,8 @@ public sealed unsafe class VaeScorer : IDisposable
         int rows = scores.Length;
         int f = FeatureCount;
         VaeInput.Validate(_network.Layout, values, mask, rows);
-        if (!featureScores.IsEmpty && featureScores.Length < rows * f)
-            throw new ArgumentException($"featureScores needs {rows} × {f} values.", nameof(featureScores));
+        if (!featureScores.IsEmpty && featureScores.Length < rows * ScoredFeatureCount)
+            throw new ArgumentException($"featureScores needs {rows} × {ScoredFeatureCount} values.", nameof(featureScores));
         if (!latentMean.IsEmpty && latentMean.Length < rows * LatentSize)
             throw new ArgumentException($"latentMean needs {rows} × {LatentSize} values.", nameof(latentMean));
         if (rows == 0)
@@ -102,7 +116,7 @@ public sealed unsafe class VaeScorer : IDisposable
         var pass = _passes[worker];
         float* parameters = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_parameters));
         float* noise = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_noise));
-        int f = FeatureCount, z = LatentSize, samples = _samples;
+        int f = FeatureCount, z = LatentSize, samples = _samples, from = _scoredFrom, scored = f - from;
         float logSamples = MathF.Log(samples);
         int first = block * BlockRows;
         int rows = Math.Min(BlockRows, _rows - first);
@@ -121,7 +135,7 @@ public sealed unsafe class VaeScorer : IDisposable
             for (int l = 0; l < samples; l++)
             {
                 float sum = 0f;
-                for (int j = 0; j < f; j++)
+                for (int j = from; j < f; j++)
                     sum += nll[l * f + j];
                 total[l] = sum;
             }
@@ -129,9 +143,9 @@ public sealed unsafe class VaeScorer : IDisposable
             _scores[first + r] = NegativeLogSumExp(total, 1, samples) + logSamples;
             if (_featureScores != null)
             {
-                float* row = _featureScores + (nint)(first + r) * f;
-                for (int j = 0; j < f; j++)
-                    row[j] = NegativeLogSumExp(nll + j, f, samples) + logSamples;
+                float* row = _featureScores + (nint)(first + r) * scored;
+                for (int j = from; j < f; j++)
+                    row[j - from] = NegativeLogSumExp(nll + j, f, samples) + logSamples;
             }
 
             if (_latentMean != null)

@@ -56,6 +56,14 @@ public static class VaeTrainer
         int validationRows = resolved.ValidationRows(data.Rows);
         int[] validation = order[..validationRows];
         int[] train = order[validationRows..];
+        if (resolved.ValidationRowIndices is { } given)
+        {
+            var held = new HashSet<int>(given);
+            if (held.Any(r => (uint)r >= (uint)data.Rows) || held.Count >= data.Rows)
+                throw new ArgumentException($"ValidationRowIndices must name distinct rows of the {data.Rows} and leave some to train on.");
+            validation = [.. held];
+            train = [.. Enumerable.Range(0, data.Rows).Where(r => !held.Contains(r))];
+        }
         Array.Sort(validation);
         Array.Sort(train);
 

@@ -58,6 +58,12 @@ public sealed record VaeTrainingOptions
     /// <summary>Fraction of rows held out for validation and early stopping (0 disables both).</summary>
     public double ValidationFraction { get; init; } = 0.1;
 
+    /// <summary>
+    /// The rows that validate, instead of a seeded random <see cref="ValidationFraction"/> (null). A windowed model
+    /// holds out each entity's latest events, so no held-out step is ever inside a training window.
+    /// </summary>
+    public IReadOnlyList<int>? ValidationRowIndices { get; init; }
+
     /// <summary>Epochs without a new best validation −ELBO before stopping (counted after KL warm-up).</summary>
     public int? Patience { get; init; }
 
@@ -95,7 +101,7 @@ public sealed record VaeTrainingOptions
     public VaeTrainingOptions Resolve(int rows, VaeLayout layout)
     {
         ArgumentNullException.ThrowIfNull(layout);
-        int trainRows = Math.Max(1, rows - ValidationRows(rows));
+        int trainRows = Math.Max(1, rows - (ValidationRowIndices?.Count ?? ValidationRows(rows)));
         int d = layout.InputWidth;
         int[] hidden = Hidden ?? DefaultHidden(d);
         int latent = Latent ?? Math.Clamp((layout.FeatureCount + 2) / 3, 2, 32);

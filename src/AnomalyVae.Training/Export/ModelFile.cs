@@ -44,6 +44,19 @@ public sealed record ModelTrainingSummary
     }
 }
 
+/// <summary>A model file read back: the engine model (W·F features when windowed), schema, calibration, summary and window.</summary>
+public sealed record ModelFileContents(VaeModel Model, FeatureSchema Schema, Calibration Calibration, ModelTrainingSummary? Summary, WindowDefinition? Window)
+{
+    /// <summary>The four parts every model has (callers that do not handle windows).</summary>
+    public void Deconstruct(out VaeModel model, out FeatureSchema schema, out Calibration calibration, out ModelTrainingSummary? summary)
+    {
+        model = Model;
+        schema = Schema;
+        calibration = Calibration;
+        summary = Summary;
+    }
+}
+
 /// <summary>
 /// The layout of an AnomalyVae ONNX file beyond the scoring graph: weight initializer names and the metadata
 /// that lets the C# engine rebuild the exact <see cref="VaeModel"/> from the file (for sample, encode and
@@ -66,14 +79,15 @@ public static class ModelFile
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
     };
 
-    internal static void WriteMetadata(OnnxGraph g, VaeModel model, FeatureSchema schema, Calibration calibration, ModelTrainingSummary summary)
+    internal static void WriteMetadata(OnnxGraph g, VaeModel model, FeatureSchema schema, Calibration calibration, ModelTrainingSummary summary, WindowDefinition? window)
     {
         string features = schema.ToJson();
         string calibrationJson = calibration.ToJson();
         string architecture = JsonSerializer.Serialize(Architecture.Of(model), Json);
         g.Description = "AnomalyVae reconstruction-probability model: score = -log p(x), higher is more anomalous.";
-        var metadata = new ModelFileMetadata(features, calibrationJson, Version(model, features, calibrationJson, summary.CreatedAt), summary.CreatedAt,
-            JsonSerializer.Serialize(summary, Json), architecture);
+        string? windowJson = window?.ToJson();
+        var metadata = new ModelFileMetadata(features, calibrationJson, Version(model, features + windowJson, calibrationJson, summary.CreatedAt), summary.CreatedAt,
+            JsonSerializer.Serialize(summary, Json), architecture, windowJson);
         foreach (var (key, value) in metadata.ToProperties())
             g.SetMetadata(key, value);
     }
@@ -99,7 +113,7 @@ public static class ModelFile
 
     /// <summary>Reads a model file back into the engine's form (plus its schema and calibration).</summary>
     /// <exception cref="ModelFormatException">The file is not an AnomalyVae model or is damaged.</exception>
-    public static (VaeModel Model, FeatureSchema Schema, Calibration Calibration, ModelTrainingSummary? Summary) Read(string path)
+    public static ModelFileContents Read(string path)
     {
         OnnxProto.ModelProto proto;
         try
@@ -116,7 +130,7 @@ public static class ModelFile
 
     /// <summary>Reads a model held in memory (e.g. from the registry); <paramref name="source"/> names it in errors.</summary>
     /// <exception cref="ModelFormatException">The bytes are not an AnomalyVae model or are damaged.</exception>
-    public static (VaeModel Model, FeatureSchema Schema, Calibration Calibration, ModelTrainingSummary? Summary) Read(byte[] onnx, string source)
+    public static ModelFileContents Read(byte[] onnx, string source)
     {
         ArgumentNullException.ThrowIfNull(onnx);
         OnnxProto.ModelProto proto;
@@ -131,17 +145,18 @@ public static class ModelFile
         return Read(proto, source);
     }
 
-    private static (VaeModel Model, FeatureSchema Schema, Calibration Calibration, ModelTrainingSummary? Summary) Read(OnnxProto.ModelProto proto, string path)
+    private static ModelFileContents Read(OnnxProto.ModelProto proto, string path)
     {
         var metadata = ModelFileMetadata.FromProperties(proto.MetadataProps.ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal), path);
         var (schema, calibration) = metadata.Parse(path);
+        var window = metadata.ParseWindow(path);
         try
         {
             var architecture = JsonSerializer.Deserialize<Architecture>(metadata.ArchitectureJson ?? throw new FormatException("no architecture"), Json)
                 ?? throw new FormatException("empty architecture");
             var summary = metadata.TrainingJson is { } s ? JsonSerializer.Deserialize<ModelTrainingSummary>(s, Json) : null;
             var weights = proto.Graph.Initializer.ToDictionary(t => t.Name, FloatValues, StringComparer.Ordinal);
-            return (architecture.Build(weights), schema, calibration, summary);
+            return new ModelFileContents(architecture.Build(weights), schema, calibration, summary, window);
         }
         catch (Exception e) when (e is KeyNotFoundException or FormatException or JsonException or ArgumentException or FeatureSpecException)
         {

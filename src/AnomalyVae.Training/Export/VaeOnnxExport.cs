@@ -5,29 +5,40 @@ namespace AnomalyVae.Training.Export;
 
 /// <summary>
 /// Writes a trained VAE as one self-contained ONNX model (opset 17) that scores raw records: standardization and log
-/// transforms are inside the graph, which then computes exactly what <see cref="VaeScorer"/> does. Weights go under
-/// fixed initializer names (<see cref="ModelFile"/>), so the engine can rebuild the model from the file. Inputs,
-/// outputs and metadata: docs/cli.md#the-model-file.
+/// transforms are inside the graph, which then computes exactly what <see cref="VaeScorer"/> does. A windowed model
+/// (<see cref="WindowDefinition"/>) takes x and mask as [N, W, F] and scores the last step. Weights go under fixed
+/// initializer names (<see cref="ModelFile"/>). Inputs, outputs and metadata: docs/cli.md#the-model-file.
 /// </summary>
 public static class VaeOnnxExport
 {
     private const float Log2PiHalf = 0.918938533204672742f;
 
-    public static byte[] ToBytes(VaeModel model, FeatureSchema schema, Calibration calibration, ModelTrainingSummary summary)
+    public static byte[] ToBytes(VaeModel model, FeatureSchema schema, Calibration calibration, ModelTrainingSummary summary, WindowDefinition? window = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(schema);
         ArgumentNullException.ThrowIfNull(calibration);
         ArgumentNullException.ThrowIfNull(summary);
-        CheckSchemaMatches(model, schema);
+        var features = Steps(schema, window);
+        CheckSchemaMatches(model, features);
 
         var g = new OnnxGraph("anomalyvae");
         var layout = model.Layout;
         int f = layout.FeatureCount;
         int z = model.LatentSize;
         int samples = model.NoiseSamples;
-        string x = g.Input(ModelFile.InputX, f);
-        string mask = g.Input(ModelFile.InputMask, f);
+        string x, mask;
+        if (window is null)
+        {
+            x = g.Input(ModelFile.InputX, f);
+            mask = g.Input(ModelFile.InputMask, f);
+        }
+        else
+        {
+            // [N, W, F] → [N, W·F]: from here on the window is one wide row of W·F features, step-major.
+            x = g.Reshape(g.Input(ModelFile.InputX, window.Steps, schema.Count), [-1, f]);
+            mask = g.Reshape(g.Input(ModelFile.InputMask, window.Steps, schema.Count), [-1, f]);
+        }
 
         // 1. Raw → standardized (numeric) or as is (categorical index, binary bit): non-numeric features get
         //    center 0, scale 1 and no log, so one vector formula serves every kind.
@@ -36,7 +47,7 @@ public static class VaeOnnxExport
         var log = new float[f];
         for (int j = 0; j < f; j++)
         {
-            var feature = schema.Features[j];
+            var feature = features[j];
             bool numeric = feature.Kind == FeatureKind.Numeric;
             center[j] = numeric ? (float)feature.Center : 0f;
             scale[j] = numeric ? (float)feature.Scale : 1f;
@@ -48,7 +59,7 @@ public static class VaeOnnxExport
         string standardized = g.Clip(
             g.Div(g.Sub(transformed, g.Initializer("center", center, f)), g.Initializer("scale", scale, f)),
             -(float)FeatureSchema.StandardizedLimit, (float)FeatureSchema.StandardizedLimit);
-        if (schema.Features.Any(feature => feature.TailScale > 0))
+        if (features.Any(feature => feature.TailScale > 0))
         {
             // Tail squash k·asinh(z / k) on the features that have one; k = 1 and flag 0 elsewhere keep z as is
             // (categorical indices and bits pass through untouched).
@@ -56,7 +67,7 @@ public static class VaeOnnxExport
             var tailFlag = new float[f];
             for (int j = 0; j < f; j++)
             {
-                double k = schema.Features[j].TailScale;
+                double k = features[j].TailScale;
                 tail[j] = k > 0 ? (float)k : 1f;
                 tailFlag[j] = k > 0 ? 1f : 0f;
             }
@@ -168,21 +179,31 @@ public static class VaeOnnxExport
         for (int p = 0; p < groupedOrder.Count; p++)
             position[groupedOrder[p]] = p;
         string nll = g.Mul(g.Gather(grouped, g.Initializer("feature_order", position, f), axis: 2), g.Unsqueeze(mask, [1]));
+        int scored = f;
+        if (window is not null)
+        {
+            // Only the window's last step (the event itself) is scored; earlier steps are its context.
+            scored = schema.Count;
+            var last = new long[scored];
+            for (int j = 0; j < scored; j++)
+                last[j] = f - scored + j;
+            nll = g.Gather(nll, g.Initializer("scored_features", last, scored), axis: 2);
+        }
 
         // 7. score = −log((1/L)·Σ_l exp(−Σ_j nll)), per feature likewise: log L − logsumexp_l(−nll).
         string logL = g.Scalar(MathF.Log(samples));
         string total = g.ReduceSum(nll, [2], keepDims: false); // [N, L]
         g.OutputAs(g.Sub(logL, StableLogSumExp(g, g.Neg(total), axis: 1)), ModelFile.OutputScore);
-        g.OutputAs(g.Sub(logL, StableLogSumExp(g, g.Neg(nll), axis: 1)), ModelFile.OutputFeatureScores, f);
+        g.OutputAs(g.Sub(logL, StableLogSumExp(g, g.Neg(nll), axis: 1)), ModelFile.OutputFeatureScores, scored);
         g.OutputAs(g.Identity(mu), ModelFile.OutputLatentMean, z);
 
-        ModelFile.WriteMetadata(g, model, schema, calibration, summary);
+        ModelFile.WriteMetadata(g, model, schema, calibration, summary, window);
         return g.ToBytes();
     }
 
-    public static void Save(string path, VaeModel model, FeatureSchema schema, Calibration calibration, ModelTrainingSummary summary)
+    public static void Save(string path, VaeModel model, FeatureSchema schema, Calibration calibration, ModelTrainingSummary summary, WindowDefinition? window = null)
     {
-        var bytes = ToBytes(model, schema, calibration, summary);
+        var bytes = ToBytes(model, schema, calibration, summary, window);
         string temp = path + ".tmp";
         File.WriteAllBytes(temp, bytes);
         File.Move(temp, path, overwrite: true); // readers never see half a model
@@ -223,13 +244,24 @@ public static class VaeOnnxExport
     private static string Indices(OnnxGraph g, string name, IReadOnlyList<int> features) =>
         g.Initializer(name, features.Select(j => (long)j).ToArray(), features.Count);
 
-    private static void CheckSchemaMatches(VaeModel model, FeatureSchema schema)
+    /// <summary>The engine model's features: the schema's, once per window step (once without a window).</summary>
+    public static IReadOnlyList<FittedFeature> Steps(FeatureSchema schema, WindowDefinition? window)
     {
-        if (schema.Count != model.Layout.FeatureCount)
-            throw new ArgumentException($"The feature schema has {schema.Count} features, the model {model.Layout.FeatureCount}.");
-        for (int j = 0; j < schema.Count; j++)
+        ArgumentNullException.ThrowIfNull(schema);
+        int steps = window?.Validate().Steps ?? 1;
+        var features = new List<FittedFeature>(steps * schema.Count);
+        for (int step = 0; step < steps; step++)
+            features.AddRange(schema.Features);
+        return features;
+    }
+
+    private static void CheckSchemaMatches(VaeModel model, IReadOnlyList<FittedFeature> features)
+    {
+        if (features.Count != model.Layout.FeatureCount)
+            throw new ArgumentException($"The feature schema (times the window's steps) has {features.Count} features, the model {model.Layout.FeatureCount}.");
+        for (int j = 0; j < features.Count; j++)
         {
-            var fitted = schema.Features[j];
+            var fitted = features[j];
             var engine = model.Layout.Features[j];
             if (fitted.Kind != engine.Kind || (fitted.Kind == FeatureKind.Categorical && fitted.Cardinality != engine.Categories))
                 throw new ArgumentException($"Feature {j} ('{fitted.Name}') differs between the schema and the model.");

@@ -19,6 +19,21 @@ public class SpecInferenceTests
     private static string Inv(double v) => v.ToString("R", CultureInfo.InvariantCulture);
 
     [Fact]
+    public void AnEntityKeyWithRepeatsAndATimestampAreSuggestedForAWindow()
+    {
+        var (header, rows) = Sample(200,
+            ("event_id", r => $"e{r}"),
+            ("machine_id", r => $"m{r % 20}"),
+            ("ts", r => new DateTime(2024, 1, 1).AddMinutes(r).ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture)),
+            ("temp", r => Inv(20 + r % 7)));
+        Assert.Equal(("machine_id", "ts"), SpecInference.SuggestWindow(SpecInference.Decide(header, rows)));
+
+        // Every id distinct and no time: nothing obvious to suggest.
+        var (plainHeader, plainRows) = Sample(200, ("event_id", r => $"e{r}"), ("temp", r => Inv(20 + r % 7)));
+        Assert.Equal((null, null), SpecInference.SuggestWindow(SpecInference.Decide(plainHeader, plainRows)));
+    }
+
+    [Fact]
     public void MixedSampleGetsTheExpectedSpecInColumnOrder()
     {
         var random = new Random(1);
