@@ -23,7 +23,7 @@ public sealed class ApiFuzzTests(TestInfrastructure infrastructure, ITestOutputH
     private const int Workers = 4;
 
     private static readonly string[] Methods = ["GET", "GET", "GET", "POST", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "FOO"];
-    private static readonly string[] QueryNames = ["detector", "entity", "from", "to", "minScore", "limit", "after", "id", "label", "x", "DETECTOR", "minscore"];
+    private static readonly string[] QueryNames = ["detector", "entity", "from", "to", "minScore", "limit", "after", "id", "label", "x", "DETECTOR", "minscore", "status", "incident"];
     private static readonly string[] ContentTypes =
     [
         "application/json", "application/json; charset=utf-8", "application/problem+json", "text/plain", "application/x-www-form-urlencoded",
@@ -83,7 +83,7 @@ public sealed class ApiFuzzTests(TestInfrastructure infrastructure, ITestOutputH
                     var body = await response.Content.ReadAsStringAsync(cancellationToken);
                     Interlocked.Increment(ref statuses[Math.Clamp(status, 0, statuses.Length - 1)]);
                     if (status == 201)
-                        Interlocked.Increment(ref feedbackCreated);
+                        Interlocked.Add(ref feedbackCreated, FeedbackRows(request.RequestUri!, body));
                     var problem = Check(request.Method, request.RequestUri!, status, response, body);
                     if (problem is not null)
                     {
@@ -144,9 +144,18 @@ public sealed class ApiFuzzTests(TestInfrastructure infrastructure, ITestOutputH
         return null;
     }
 
+    /// <summary>Feedback rows a 201 created: one for an anomaly, one per labelled anomaly for an incident.</summary>
+    private static int FeedbackRows(Uri uri, string body)
+    {
+        if (!uri.AbsolutePath.StartsWith("/api/incidents/", StringComparison.Ordinal))
+            return 1;
+        using var document = JsonDocument.Parse(body);
+        return document.RootElement.GetProperty("anomalies_labelled").GetInt32();
+    }
+
     private static HttpRequestMessage RandomRequest(Random random, long[] ids, List<string> versions, string baseAddress, int port)
     {
-        var route = random.Next(12);
+        var route = random.Next(15);
         var path = route switch
         {
             0 => "/api/anomalies",
@@ -160,10 +169,13 @@ public sealed class ApiFuzzTests(TestInfrastructure infrastructure, ITestOutputH
             8 => "/api/" + Segment(random, ids),
             9 => "/" + Segment(random, ids) + "/" + Segment(random, ids),
             10 => "/api/anomalies",
+            12 => "/api/incidents",
+            13 => "/api/incidents/" + Segment(random, ids),
+            14 => $"/api/incidents/{Segment(random, ids)}/feedback",
             _ => Pick(random, ["/api/anomalies/", "/api//anomalies", "/API/ANOMALIES", "/api/anomalies/1/feedback/", "/api/models/x/activate/extra"]),
         };
         // Mostly the method the route serves, so that the handlers are reached; otherwise any method at all.
-        var natural = route is 4 or 5 ? "POST" : "GET";
+        var natural = route is 4 or 5 or 14 ? "POST" : "GET";
         var method = new HttpMethod(random.Next(10) < 7 ? natural : Pick(random, Methods));
         var query = new StringBuilder();
         for (var q = random.Next(random.Next(4) == 0 ? 8 : 4); q > 0; q--)
