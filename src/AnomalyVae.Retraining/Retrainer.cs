@@ -159,10 +159,16 @@ public sealed class Retrainer(
     {
         if (specSource is null)
             throw new RetrainingException($"detector '{detector}' has no registered model to take the feature spec from; register one (anomalyvae models register).");
+        using var reference = ModelBundle.Load(specSource, active is null ? $"{detector} (newest registered model)" : $"{detector} {active.Version}");
+        // serve does not score windowed models yet, so it samples nothing for them: say that, not "no sample yet".
+        if (reference.Window is { } window)
+        {
+            throw new RetrainingException($"detector '{detector}' has a windowed model (W = {window.Steps} events per {window.EntityField}); " +
+                "retraining does not support windowed models yet: train a new one offline (anomalyvae train --window) and register it.");
+        }
         if (sample.Count == 0)
             throw new RetrainingException($"detector '{detector}' has no training sample yet: serve fills it while it scores (Retraining:SampleSize > 0).");
 
-        using var reference = ModelBundle.Load(specSource, active is null ? $"{detector} (newest registered model)" : $"{detector} {active.Version}");
         var labelled = await RetrainingData.LabelledAsync(connection, detector, cancellationToken);
         var recent = await RetrainingData.RecentEventsAsync(connection, detector, withoutTruePositives: false, cancellationToken);
         var falsePositives = labelled.Where(l => !l.IsTruePositive).Select(l => l.Event).ToList();

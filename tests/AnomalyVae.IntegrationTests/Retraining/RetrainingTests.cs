@@ -91,6 +91,35 @@ public sealed class RetrainingTests(TestInfrastructure infrastructure, ITestOutp
     }
 
     [Fact]
+    public async Task A_windowed_model_is_refused_with_the_reason_not_as_a_missing_sample()
+    {
+        var csv = new StringBuilder("machine,ts,temperature\n");
+        var random = new Random(3);
+        for (int t = 0; t < 200; t++)
+        {
+            foreach (var machine in new[] { "m1", "m2" })
+                csv.Append(CultureInfo.InvariantCulture, $"{machine},{t},{20 + random.NextDouble():F3}\n");
+        }
+        var path = Path.Combine(Path.GetTempPath(), $"avae-retrain-window-{Guid.NewGuid():N}.csv");
+        File.WriteAllText(path, csv.ToString());
+        byte[] windowed;
+        try
+        {
+            windowed = Trainer.TrainWindowed(path, null, "machine", "ts", steps: 4, s_training with { Seed = 2 }).ToOnnx();
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+        await new ModelRegistry(_dataSource).RegisterAsync("kpis", windowed, "windowed", activate: true);
+
+        var outcome = await new Retrainer(_dataSource, new RetrainingGateOptions(), s_training).RunAsync("kpis", Retrainer.Manual);
+
+        Assert.Equal(Retrainer.Failed, outcome.Decision);
+        Assert.Contains("windowed model (W = 4 events per machine)", Assert.Single(outcome.Reasons));
+    }
+
+    [Fact]
     public async Task A_challenger_trained_on_noise_is_rejected_by_the_gates_and_the_active_model_stays()
     {
         var active = await new ModelRegistry(_dataSource).RegisterAsync(Detector, s_activeModel.Value, "active", activate: true);
