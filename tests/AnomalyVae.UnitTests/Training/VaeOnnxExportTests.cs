@@ -42,16 +42,6 @@ public sealed class VaeOnnxExportTests : IDisposable
     }
 
     [Fact]
-    public void ExportedModelPassesTheOfficialOnnxChecker()
-    {
-        string path = Path.Combine(_directory, "model.onnx");
-        TrainMixed(rows: 300).Save(path);
-        var (exitCode, stdout, stderr) = OnnxGraphTests.RunDebianChecker(path);
-        Assert.True(exitCode == 0, $"onnx.checker rejected the exported model:\n{stderr}{stdout}");
-        Assert.Contains("opset=17", stdout);
-    }
-
-    [Fact]
     public void SameDataSeedAndThreadsGiveIdenticalBytes()
     {
         var first = Fixed(TrainMixed(rows: 400)).ToOnnx();
