@@ -86,23 +86,13 @@ classpath() {
 TLS_DIR="$DIR/tls"
 TLS_PASSWORD=anomalyvae-local # protects only a throw-away development keystore
 ensure_tls() {
-  command -v openssl >/dev/null 2>&1 || av_die "openssl is not installed; run deploy/local/setup.sh"
   if [ ! -f "$TLS_DIR/broker.p12" ] || [ ! -f "$TLS_DIR/ca.crt" ]; then
     av_say "generating a local CA and broker certificate in $TLS_DIR"
     local tmp="$TLS_DIR.tmp"
-    rm -rf "$tmp"
-    mkdir -p "$tmp"
-    (
-      cd "$tmp"
-      openssl req -x509 -new -newkey rsa:2048 -nodes -sha256 -days 3650 -subj "/CN=AnomalyVae local Kafka CA" \
-        -keyout ca.key -out ca.crt >/dev/null 2>&1
-      openssl req -new -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout broker.key -out broker.csr >/dev/null 2>&1
-      printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >broker.ext
-      openssl x509 -req -in broker.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -sha256 \
-        -extfile broker.ext -out broker.crt >/dev/null 2>&1
-      openssl pkcs12 -export -in broker.crt -inkey broker.key -name broker -passout "pass:$TLS_PASSWORD" -out broker.p12
-      rm -f broker.csr broker.ext ca.srl ca.key broker.key
-    ) || av_die "openssl could not make the certificates"
+    av_make_local_tls "$TLS_DIR" "AnomalyVae local Kafka CA" broker
+    openssl pkcs12 -export -in "$tmp/broker.crt" -inkey "$tmp/broker.key" -name broker -passout "pass:$TLS_PASSWORD" \
+      -out "$tmp/broker.p12" || av_die "openssl could not make the broker keystore"
+    rm -f "$tmp/broker.key"
     rm -rf "$TLS_DIR"
     mv "$tmp" "$TLS_DIR"
   fi

@@ -135,3 +135,23 @@ av_lock() {
   exec 9>"$1"
   flock -w 120 9 || av_die "another command holds $1 (waited 120s)"
 }
+
+# av_make_local_tls DIR CA_NAME NAME: a throw-away CA and one server certificate signed by it (SAN 127.0.0.1,
+# localhost) as ca.crt, NAME.crt and NAME.key in DIR.tmp; the caller adds what it needs and moves DIR.tmp to DIR,
+# so a half-made DIR never exists. The CA key is discarded: it signs this one certificate.
+av_make_local_tls() {
+  local dir=$1 ca_name=$2 name=$3
+  command -v openssl >/dev/null 2>&1 || av_die "openssl is not installed; run deploy/local/setup.sh"
+  rm -rf "$dir.tmp"
+  mkdir -p "$dir.tmp"
+  (
+    cd "$dir.tmp"
+    openssl req -x509 -new -newkey rsa:2048 -nodes -sha256 -days 3650 -subj "/CN=$ca_name" \
+      -keyout ca.key -out ca.crt >/dev/null 2>&1
+    openssl req -new -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$name.key" -out "$name.csr" >/dev/null 2>&1
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$name.ext"
+    openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -sha256 \
+      -extfile "$name.ext" -out "$name.crt" >/dev/null 2>&1
+    rm -f "$name.csr" "$name.ext" ca.srl ca.key
+  ) || av_die "openssl could not make the certificates"
+}

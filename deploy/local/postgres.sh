@@ -120,22 +120,10 @@ EOF
 TLS_DIR="$BASE/tls"
 CA_COPY="$AV_DATA/postgres-ca.crt"
 ensure_tls() {
-  command -v openssl >/dev/null 2>&1 || av_die "openssl is not installed; run deploy/local/setup.sh"
   if [ ! -f "$TLS_DIR/server.crt" ] || [ ! -f "$TLS_DIR/server.key" ] || [ ! -f "$TLS_DIR/ca.crt" ]; then
     av_say "generating a local CA and server certificate in $TLS_DIR"
     local tmp="$TLS_DIR.tmp"
-    rm -rf "$tmp"
-    mkdir -p "$tmp"
-    (
-      cd "$tmp"
-      openssl req -x509 -new -newkey rsa:2048 -nodes -sha256 -days 3650 -subj "/CN=AnomalyVae local CA" \
-        -keyout ca.key -out ca.crt >/dev/null 2>&1
-      openssl req -new -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr >/dev/null 2>&1
-      printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
-      openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -sha256 \
-        -extfile server.ext -out server.crt >/dev/null 2>&1
-      rm -f server.csr server.ext ca.srl ca.key # the CA signs this one certificate only
-    ) || av_die "openssl could not make the certificates"
+    av_make_local_tls "$TLS_DIR" "AnomalyVae local CA" server
     chmod 600 "$tmp/server.key"
     rm -rf "$TLS_DIR"
     mv "$tmp" "$TLS_DIR"

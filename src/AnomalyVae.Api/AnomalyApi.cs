@@ -260,15 +260,8 @@ public static class AnomalyApi
     private static async Task<IResult> ListAnomalies(HttpRequest request, AnomalyQueries queries, CancellationToken cancellationToken)
     {
         var query = request.Query;
-        if (!TryText(query, "detector", out var detector, out var problem)
-            || !TryText(query, "entity", out var entity, out problem)
-            || !TryTime(query, "from", out var from, out problem)
-            || !TryTime(query, "to", out var to, out problem))
-        {
-            return problem!;
-        }
-        if (from is not null && to is not null && from >= to)
-            return BadParameter("to", "order", "'to' must be later than 'from'.");
+        if (!TryScope(query, out var detector, out var entity, out var from, out var to, out var problem))
+            return problem;
 
         double? minScore = null;
         if (Single(query, "minScore") is { } minText)
@@ -290,6 +283,27 @@ public static class AnomalyApi
             return pageProblem!;
         var page = await queries.ListAsync(new AnomalyFilter(detector, entity, from, to, minScore, limit, after, incident), cancellationToken);
         return Results.Json(new AnomalyPageResponse(page.Items, page.Next?.Encode()), Json);
+    }
+
+    /// <summary>The filters anomalies and incidents share: detector, entity and a time range with from &lt; to.</summary>
+    private static bool TryScope(IQueryCollection query, out string? detector, out string? entity, out DateTimeOffset? from,
+        out DateTimeOffset? to, out IResult problem)
+    {
+        entity = null;
+        from = to = null;
+        if (!TryText(query, "detector", out detector, out problem)
+            || !TryText(query, "entity", out entity, out problem)
+            || !TryTime(query, "from", out from, out problem)
+            || !TryTime(query, "to", out to, out problem))
+        {
+            return false;
+        }
+        if (from is not null && to is not null && from >= to)
+        {
+            problem = BadParameter("to", "order", "'to' must be later than 'from'.");
+            return false;
+        }
+        return true;
     }
 
     private static bool TryPage(IQueryCollection query, out int limit, out AnomalyCursor? after, out IResult? problem)
@@ -316,15 +330,8 @@ public static class AnomalyApi
     private static async Task<IResult> ListIncidents(HttpRequest request, IncidentQueries queries, CancellationToken cancellationToken)
     {
         var query = request.Query;
-        if (!TryText(query, "detector", out var detector, out var problem)
-            || !TryText(query, "entity", out var entity, out problem)
-            || !TryTime(query, "from", out var from, out problem)
-            || !TryTime(query, "to", out var to, out problem))
-        {
-            return problem!;
-        }
-        if (from is not null && to is not null && from >= to)
-            return BadParameter("to", "order", "'to' must be later than 'from'.");
+        if (!TryScope(query, out var detector, out var entity, out var from, out var to, out var problem))
+            return problem;
         var status = Single(query, "status");
         if (status is not null && !IncidentFilter.IsStatus(status))
             return BadParameter("status", "one_of", $"status must be \"{IncidentFilter.Open}\" or \"{IncidentFilter.Closed}\", not {Quote(status)}.");
