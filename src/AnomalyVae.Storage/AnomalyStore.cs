@@ -134,6 +134,9 @@ public sealed class BatchRecord
     /// moves the detector's clock that closes quiet incidents.</summary>
     public Dictionary<int, DateTime> Clocks { get; } = [];
 
+    /// <summary>A windowed detector's touched entity states (<see cref="WindowStateStore"/>); empty otherwise.</summary>
+    public WindowStateRows WindowState { get; } = new();
+
     /// <summary>Notes a scored event's time in <see cref="Clocks"/>.</summary>
     public void AdvanceClock(int partition, DateTime eventTime)
     {
@@ -160,6 +163,7 @@ public sealed class BatchRecord
         Training.Clear();
         Recent.Clear();
         Clocks.Clear();
+        WindowState.Clear();
     }
 }
 
@@ -266,6 +270,9 @@ public sealed class AnomalyStore(NpgsqlDataSource dataSource)
         {
             IncidentStore.AddWrites(batch, record, null);
         }
+        // The window state goes before the offsets: its guard reads the offsets as they were before this batch.
+        if (record.WindowState.Count > 0 && record.OffsetPartitions.Count > 0)
+            batch.BatchCommands.Add(WindowStateStore.Command(record));
         if (record.OffsetPartitions.Count > 0)
         {
             var offsets = new NpgsqlBatchCommand(UpsertOffsetsSamplesAndStats);

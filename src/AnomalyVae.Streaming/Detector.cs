@@ -170,13 +170,13 @@ public sealed class Detector : IDisposable
     {
         try
         {
-            // serve decodes one event per row; a windowed model needs each entity's recent rows, which serve does
-            // not keep yet: refuse it here (start-up and registry swap alike) rather than score garbage.
-            if (bundle.Window is { } window)
+            // A windowed model scores each event in its entity's window: without an entity field there is no window
+            // (start-up and registry swap alike).
+            if (bundle.Window is { } window && string.IsNullOrEmpty(Options.EntityField))
             {
                 throw new ArgumentException(
-                    $"'{bundle.Source}' is a windowed model ({window.Steps} events per '{window.EntityField}'); serve scores models that " +
-                    "take one event at a time. Score windowed models from CSV with 'anomalyvae score' (docs/streaming.md, Windowed models).");
+                    $"'{bundle.Source}' is a windowed model ({window.Steps} events per '{window.EntityField}'): set Detectors:N:EntityField to the " +
+                    $"event field naming the entity (for this model most likely \"{window.EntityField}\"); docs/streaming.md, Windowed models.");
             }
             var decoder = new EventDecoder(bundle.Schema, Options.EntityField, Options.TimestampField, scoring.MaxPayloadBytes);
             return new DetectorModel(bundle, decoder, Options.Threshold ?? bundle.Calibration.Threshold);

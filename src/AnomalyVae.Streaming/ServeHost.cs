@@ -83,6 +83,7 @@ public static class ServeHost
         builder.Services.AddSingleton(_ => NpgsqlDataSource.Create(options.Postgres.ConnectionString));
         builder.Services.AddSingleton(sp => new AnomalyStore(sp.GetRequiredService<NpgsqlDataSource>()));
         builder.Services.AddSingleton(sp => new OffsetStore(sp.GetRequiredService<NpgsqlDataSource>()));
+        builder.Services.AddSingleton(sp => new WindowStateStore(sp.GetRequiredService<NpgsqlDataSource>()));
         builder.Services.AddSingleton<DeadLetterProducer>();
         builder.Services.AddSingleton<ServiceMetrics>();
         builder.Services.AddSingleton(_ => new PrometheusExposition(ServiceMetrics.MeterName));
@@ -105,7 +106,7 @@ public static class ServeHost
             int index = i;
             builder.Services.AddSingleton<IHostedService>(sp => new DetectorWorker(
                 sp.GetRequiredService<DetectorSet>().Detectors[index], kafka, options.Scoring, options.Retraining,
-                sp.GetRequiredService<AnomalyStore>(), sp.GetRequiredService<OffsetStore>(), sp.GetRequiredService<DeadLetterProducer>(),
+                sp.GetRequiredService<AnomalyStore>(), sp.GetRequiredService<OffsetStore>(), sp.GetRequiredService<WindowStateStore>(), sp.GetRequiredService<DeadLetterProducer>(),
                 sp.GetRequiredService<ServiceMetrics>(), sp.GetRequiredService<ServiceHealth>(), sp.GetRequiredService<ILogger<DetectorWorker>>()));
         }
         if (RetrainingSchedule.IsEnabled(options.Retraining))

@@ -92,6 +92,11 @@ public sealed class ScoringOptions
 
     /// <summary>How long a graceful shutdown may take to finish and commit the in-flight batch.</summary>
     public int ShutdownTimeoutSeconds { get; set; } = 30;
+
+    /// <summary>Entities whose window state a windowed detector keeps in memory (per detector). Beyond it the least
+    /// recently seen are evicted (PostgreSQL has their state) and read back on their next event, in one query per
+    /// micro-batch. 250,000 by default: about 0.5 KB each at W = 8 and 5 features (docs/streaming.md).</summary>
+    public int MaxWindowEntities { get; set; } = 250_000;
 }
 
 /// <summary>Section <c>Postgres</c>.</summary>
@@ -197,6 +202,7 @@ public sealed partial class ServiceOptions
         Check(problems, Scoring.MaxPayloadBytes, 2, 64 << 20, "Scoring:MaxPayloadBytes");
         Check(problems, Scoring.StatsWindowSeconds, 1, 86_400, "Scoring:StatsWindowSeconds");
         Check(problems, Scoring.ShutdownTimeoutSeconds, 1, 3600, "Scoring:ShutdownTimeoutSeconds");
+        Check(problems, Scoring.MaxWindowEntities, 1, 100_000_000, "Scoring:MaxWindowEntities");
         Check(problems, Http.Port, 0, 65_535, "Http:Port");
         Check(problems, Telemetry.MetricsIntervalSeconds, 1, 3600, "Telemetry:MetricsIntervalSeconds");
         if (Telemetry.OtlpProtocol is not ("http/protobuf" or "grpc"))

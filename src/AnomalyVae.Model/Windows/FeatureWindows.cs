@@ -135,21 +135,30 @@ public sealed class FeatureWindows
 
     private void Copy(int row, float[] source, Span<float> x, Span<float> mask)
     {
-        int f = Table.FeatureCount;
-        int current = row;
-        for (int step = Steps - 1; step >= 0; step--)
+        var steps = new TableSteps(this, source, row);
+        WindowAssembly.Fill(ref steps, Steps, Table.FeatureCount, x, mask);
+    }
+
+    /// <summary>A row's entity history in the table, newest first (walks <see cref="Previous"/>).</summary>
+    private ref struct TableSteps(FeatureWindows windows, float[] source, int row) : IWindowSteps
+    {
+        private int _row = row;
+        private int _back;
+
+        public bool TryStep(int back, out ReadOnlySpan<float> values, out ReadOnlySpan<float> mask)
         {
-            var xs = x.Slice(step * f, f);
-            var ms = mask.Slice(step * f, f);
-            if (current < 0)
+            // Fill asks for back = 0, 1, 2, … in order: follow the chain one step per call.
+            for (; _back < back && _row >= 0; _back++)
+                _row = windows._previous[_row];
+            int f = windows.Table.FeatureCount;
+            if (_row < 0)
             {
-                xs.Clear();
-                ms.Clear();
-                continue;
+                values = mask = default;
+                return false;
             }
-            source.AsSpan(current * f, f).CopyTo(xs);
-            Table.Mask.AsSpan(current * f, f).CopyTo(ms);
-            current = _previous[current];
+            values = source.AsSpan(_row * f, f);
+            mask = windows.Table.Mask.AsSpan(_row * f, f);
+            return true;
         }
     }
 

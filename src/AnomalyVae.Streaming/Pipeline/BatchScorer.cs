@@ -11,10 +11,14 @@ namespace AnomalyVae.Streaming;
 /// <summary>
 /// The pure part of a detector's pipeline: decode a consumed batch into the scorer's rows (bad events become dead
 /// letters) → one ONNX Runtime run → flag scores above the threshold, draw the retraining samples, and fill the
-/// record that the committer writes. No Kafka, no database. One per detector; batches go through it one at a time.
+/// record that the committer writes. No Kafka, no database (a windowed model's <see cref="EntityWindows"/> reads
+/// stored state on a miss). One per detector; batches go through it one at a time.
 /// </summary>
-public sealed class BatchScorer(string detector, string topic, ScoringOptions scoring, RetrainingOptions retraining)
+public sealed class BatchScorer(string detector, string topic, ScoringOptions scoring, RetrainingOptions retraining, EntityWindows? windows = null)
 {
+    /// <summary>Dead-letter reason of an event without an entity when the detector's model is windowed.</summary>
+    public const string MissingEntity = "missing_entity";
+
     private ScoreWindow _window = new(scoring.StatsWindowSeconds);
     // The version the window's statistics belong to.
     private string? _windowVersion;
@@ -28,6 +32,11 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
     private int[] _order = [];
     private float[] _keys = [];
     private readonly ArrayBufferWriter<byte> _json = new(4096);
+    // Windowed models, per scorer row: the entity's history, the row's offset and its append number (−1: a replay
+    // of an event the stored state already holds, not appended again). Sized to the batch capacity once.
+    private EntityHistory[] _histories = [];
+    private long[] _rowOffsets = [];
+    private long[] _appended = [];
 
     /// <summary>Decodes, scores and decides <paramref name="batch"/> (once; a second call does nothing).</summary>
     public void Build(MicroBatch batch)
@@ -55,6 +64,12 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
 
     private void Decode(MicroBatch batch)
     {
+        if (batch.Model.Bundle.Window is { } window)
+        {
+            DecodeWindowed(batch, window);
+            return;
+        }
+        windows?.Suspend();
         var decoder = batch.Model.Decoder;
         var x = batch.Scorer.X;
         var mask = batch.Scorer.Mask;
@@ -78,6 +93,87 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
             }
         }
         batch.Rows = rows;
+    }
+
+    /// <summary>
+    /// Decodes each event into the last step of its row's window, then fills the earlier steps from its entity's
+    /// history in arrival order and appends the event to it: an entity seen several times in one batch has its
+    /// later events see its earlier ones, so a score never depends on where batches begin and end.
+    /// </summary>
+    private void DecodeWindowed(MicroBatch batch, WindowDefinition window)
+    {
+        var state = windows ?? throw new InvalidOperationException($"Detector '{detector}' has a windowed model but keeps no window state.");
+        var decoder = batch.Model.Decoder;
+        var schema = batch.Scorer.Bundle.Schema;
+        int f = schema.Count, w = window.Steps, width = w * f, last = (w - 1) * f;
+        var x = batch.Scorer.X;
+        var mask = batch.Scorer.Mask;
+        long sequence = state.BeginBatch(schema, window);
+        batch.WindowSequence = sequence;
+        if (_histories.Length < batch.Capacity)
+        {
+            _histories = new EntityHistory[batch.Capacity];
+            _rowOffsets = new long[batch.Capacity];
+            _appended = new long[batch.Capacity];
+        }
+        int rows = 0;
+        for (int i = 0; i < batch.Count; i++)
+        {
+            ref var pending = ref batch.Events[i];
+            pending.Row = -1;
+            var decoded = decoder.Decode(pending.Payload, x.Slice(rows * width + last, f), mask.Slice(rows * width + last, f));
+            if (!decoded.IsSuccess)
+            {
+                batch.DeadLetters.Add(DeadLetter.ForDecodeFailure(decoded, detector, topic, pending.Partition, pending.Offset,
+                    pending.ReceivedAt, pending.Payload));
+                continue;
+            }
+            if (!decoded.Entity.IsPresent)
+            {
+                batch.DeadLetters.Add(new DeadLetter(MissingEntity,
+                    $"the event has no entity (field '{window.EntityField}' absent, null or empty); the detector's model scores each event in a window of its entity's last {w} events",
+                    detector, topic, pending.Partition, pending.Offset, pending.ReceivedAt, pending.Payload));
+                continue;
+            }
+            _histories[rows] = state.Find(pending.Partition, decoded.Entity, pending.Payload, sequence);
+            _rowOffsets[rows] = pending.Offset;
+            pending.Row = rows++;
+            pending.Entity = decoded.Entity;
+            pending.EventTime = decoded.EventTime;
+        }
+        batch.Rows = rows;
+        state.ReadMisses();
+        for (int r = 0; r < rows; r++)
+        {
+            var history = _histories[r];
+            var row = x.Slice(r * width, width);
+            var rowMask = mask.Slice(r * width, width);
+            var steps = new HistorySteps(history, row[last..], rowMask[last..]);
+            WindowAssembly.Fill(ref steps, w, f, row, rowMask);
+            // An offset the state already holds is a replay after another owner's commit landed late: scored, not appended twice.
+            _appended[r] = _rowOffsets[r] > history.LastOffset ? history.Append(row[last..], rowMask[last..], _rowOffsets[r]) : -1;
+        }
+    }
+
+    /// <summary>Flags of the batch's events into their histories, then the touched entities' state into the record.</summary>
+    private void RecordWindowState(MicroBatch batch, ReadOnlySpan<float> scores, double threshold)
+    {
+        var rows = batch.Record.WindowState;
+        rows.Spec = windows!.Spec!;
+        for (int r = 0; r < batch.Rows; r++)
+        {
+            if (_appended[r] >= 0)
+                _histories[r].SetFlag(_appended[r], scores[r] > threshold);
+        }
+        for (int r = 0; r < batch.Rows; r++)
+        {
+            var history = _histories[r];
+            if (history.PackedIn == batch.WindowSequence)
+                continue;
+            history.PackedIn = batch.WindowSequence;
+            history.Pack(rows.Add(history.Partition, history.Entity, history.LastOffset, history.PackedLength));
+        }
+        Array.Clear(_histories, 0, batch.Rows);
     }
 
     private void Decide(MicroBatch batch)
@@ -148,6 +244,8 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
             record.OffsetPartitions.Add(partition);
             record.NextOffsets.Add(next);
         }
+        if (batch.Model.Bundle.Window is not null && batch.Rows > 0)
+            RecordWindowState(batch, scores, threshold);
     }
 
     private double[] BinEdges(Calibration calibration)
@@ -204,5 +302,37 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
             writer.WriteEndArray();
         }
         return Encoding.UTF8.GetString(_json.WrittenSpan);
+    }
+}
+
+/// <summary>An event's window as serve sees it: the event itself (decoded in place), then its entity's history.</summary>
+internal ref struct HistorySteps : IWindowSteps
+{
+    private readonly EntityHistory _history;
+    private readonly ReadOnlySpan<float> _values;
+    private readonly ReadOnlySpan<float> _mask;
+
+    public HistorySteps(EntityHistory history, ReadOnlySpan<float> values, ReadOnlySpan<float> mask)
+    {
+        _history = history;
+        _values = values;
+        _mask = mask;
+    }
+
+    public readonly bool TryStep(int back, out ReadOnlySpan<float> values, out ReadOnlySpan<float> mask)
+    {
+        if (back == 0)
+        {
+            values = _values;
+            mask = _mask;
+            return true;
+        }
+        if (back > _history.Count)
+        {
+            values = mask = default;
+            return false;
+        }
+        _history.Step(back, out values, out mask);
+        return true;
     }
 }

@@ -15,7 +15,7 @@ namespace AnomalyVae.Streaming;
 /// </summary>
 public sealed class DetectorConsumer(Detector detector, KafkaOptions kafka, OffsetStore offsets, ResiliencePipeline retries,
     ServiceMetrics metrics, ServiceHealth health, ILogger logger, Action<List<TopicPartitionOffset>> onRevoked,
-    Action<List<TopicPartitionOffset>> onLost) : IDisposable
+    Action<List<TopicPartitionOffset>> onLost, Action<IReadOnlyCollection<int>>? onAssigned = null) : IDisposable
 {
     private static readonly TimeSpan StalledPoll = TimeSpan.FromMilliseconds(250);
     private static readonly TimeSpan KafkaCommitInterval = TimeSpan.FromSeconds(1);
@@ -182,6 +182,8 @@ public sealed class DetectorConsumer(Detector detector, KafkaOptions kafka, Offs
             _assigned.Add(partition.Partition.Value);
         }
         health.SetAssignment(Name, _assigned);
+        // Before any event of these partitions is handed out: the worker reads their window state first.
+        onAssigned?.Invoke(numbers);
         logger.LogInformation("Detector {Detector}: assigned {Partitions}", Name, string.Join(", ", result.Select(r => $"{r.Partition.Value}@{r.Offset}")));
         return result;
     }

@@ -26,6 +26,8 @@ public sealed class DetectorWorker : BackgroundService
     private readonly BatchScorer _scorer;
     private readonly BatchCommitter _committer;
     private readonly DetectorConsumer _consumer;
+    // Per-entity history for windowed models (unused while the model has no window).
+    private readonly EntityWindows _windows;
     private readonly KeyValuePair<string, object?> _tag;
 
     // The batch being consumed, the one being scored (if any) and the one committing (if any).
@@ -42,7 +44,8 @@ public sealed class DetectorWorker : BackgroundService
     private readonly CancellationTokenSource _writeDeadline = new();
 
     public DetectorWorker(Detector detector, KafkaOptions kafka, ScoringOptions scoring, RetrainingOptions retraining, AnomalyStore store,
-        OffsetStore offsets, DeadLetterProducer deadLetterProducer, ServiceMetrics metrics, ServiceHealth health, ILogger<DetectorWorker> logger)
+        OffsetStore offsets, WindowStateStore windowStates, DeadLetterProducer deadLetterProducer, ServiceMetrics metrics, ServiceHealth health,
+        ILogger<DetectorWorker> logger)
     {
         _detector = detector;
         _scoring = scoring;
@@ -51,9 +54,13 @@ public sealed class DetectorWorker : BackgroundService
         _health = health;
         _logger = logger;
         _tag = new KeyValuePair<string, object?>("detector", detector.Name);
-        _scorer = new BatchScorer(detector.Name, detector.Options.Topic, scoring, retraining);
         _committer = new BatchCommitter(detector.Name, detector.Options.ResolvedDeadLetterTopic, store, deadLetterProducer, metrics, logger);
-        _consumer = new DetectorConsumer(detector, kafka, offsets, _committer.Pipeline, metrics, health, logger, OnRevoked, OnLost);
+        _windows = new EntityWindows(detector.Name, detector.Options.Topic, scoring.MaxWindowEntities, windowStates, _committer.Pipeline, logger)
+        {
+            Stopping = _writeDeadline.Token,
+        };
+        _scorer = new BatchScorer(detector.Name, detector.Options.Topic, scoring, retraining, _windows);
+        _consumer = new DetectorConsumer(detector, kafka, offsets, _committer.Pipeline, metrics, health, logger, OnRevoked, OnLost, _windows.Assigned);
         // Registry-backed models are not loaded yet here (that happens after the migrations): batches bind on first use.
         for (int i = 0; i < _batches.Length; i++)
         {
@@ -218,6 +225,8 @@ public sealed class DetectorWorker : BackgroundService
             _logger.LogWarning("Detector {Detector}: partitions revoked with uncommitted events ({Error}); the next owner re-reads them", Name, e.Message);
             DropAll();
         }
+        // Whoever owns them next advances their state; if they come back here it is read again.
+        _windows.Forget(partitions.Select(p => p.Partition.Value));
     }
 
     /// <summary>Partitions lost (session timed out): another consumer may own them already, so drop what is not
@@ -235,6 +244,7 @@ public sealed class DetectorWorker : BackgroundService
             _logger.LogDebug("Detector {Detector}: commit of a lost batch failed: {Error}", Name, e.Message);
         }
         DropAll();
+        _windows.Forget(partitions.Select(p => p.Partition.Value));
     }
 
     /// <summary>Reads events into the current batch until it is full, or Scoring:BatchTimeoutMs after its first event.</summary>
@@ -403,6 +413,8 @@ public sealed class DetectorWorker : BackgroundService
         for (int i = 0; i < batch.Count; i++)
             _metrics.EventToRowSeconds.Record((committedAt - batch.Events[i].Time).TotalSeconds, _tag);
         _consumer.Committed(batch.NextOffsets);
+        if (batch.WindowSequence > 0)
+            _windows.Committed(batch.WindowSequence);
         batch.Clear();
         if (ReferenceEquals(batch, _committing))
         {
@@ -433,5 +445,7 @@ public sealed class DetectorWorker : BackgroundService
         foreach (var batch in _batches)
             batch.Clear();
         _current = _batches[0];
+        // The window state in memory includes the dropped batches: read it again from PostgreSQL.
+        _windows.Reset();
     }
 }

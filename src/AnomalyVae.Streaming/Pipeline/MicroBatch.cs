@@ -116,6 +116,9 @@ public sealed class MicroBatch : IDisposable
 
     public bool DeadLettersSent { get; set; }
 
+    /// <summary>A windowed model's batch sequence number (<see cref="EntityWindows.BeginBatch"/>); 0 otherwise.</summary>
+    public long WindowSequence { get; set; }
+
     /// <summary>The background decode/score/decide of this batch, while one runs.</summary>
     public Task? Building { get; set; }
 
@@ -150,6 +153,7 @@ public sealed class MicroBatch : IDisposable
         Record.Clear();
         Built = false;
         DeadLettersSent = false;
+        WindowSequence = 0;
         Building = null;
         DecodeSeconds = ScoreSeconds = DecideSeconds = 0;
         Consuming?.Dispose();

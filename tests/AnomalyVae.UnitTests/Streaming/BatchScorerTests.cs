@@ -36,19 +36,6 @@ public sealed class BatchScorerTests : IDisposable
     }
 
     [Fact]
-    public void A_windowed_model_is_refused_at_start_up_with_the_reason()
-    {
-        var model = Path.Combine(_directory, "windowed.onnx");
-        var spec = FeatureSpec.Parse("""{"features":[{"name":"a","kind":"numeric"},{"name":"b","kind":"numeric"}]}""");
-        Trainer.TrainWindowed(Path.Combine(_directory, "train.csv"), spec, "id", null, steps: 3,
-            new VaeTrainingOptions { Hidden = [8], Latent = 2, Epochs = 2, Threads = 1, Seed = 1 }).Save(model);
-        var options = new ServiceOptions();
-        options.Detectors.Add(new DetectorOptions { Name = "w", Topic = "t", Model = model, EntityField = "id" });
-        var error = Assert.Throws<ServiceConfigurationException>(() => Detector.LoadAll(options, NullLogger.Instance));
-        Assert.Contains("windowed model (3 events per 'id')", error.Message);
-    }
-
-    [Fact]
     public void A_batch_is_decoded_scored_and_decided_like_direct_scoring()
     {
         var scoring = new ScoringOptions { BatchSize = 16 };
