@@ -47,7 +47,24 @@ public sealed class ServeFixture : IDisposable
         var options = new VaeTrainingOptions { Hidden = [16, 8], Latent = 3, Epochs = 5, Threads = 1, Seed = 7, ValidationFraction = 0.25 };
         ModelPath = Path.Combine(Directory, "sensors.onnx");
         Trainer.Train(data, spec, options).Save(ModelPath);
+        _windowed = new Lazy<string>(() =>
+        {
+            // The same data as a windowed model: each machine's last 4 events ("id" is the entity, rows in order).
+            var path = Path.Combine(Directory, "sensors-windowed.onnx");
+            var features = FeatureSpec.Parse(
+                """{"features":[{"name":"a","kind":"numeric"},{"name":"b","kind":"numeric"},{"name":"c","kind":"numeric","log":true},{"name":"color","kind":"categorical"},{"name":"flag","kind":"binary"}]}""");
+            Trainer.TrainWindowed(data, features, "id", null, steps: WindowSteps, options).Save(path);
+            return path;
+        });
     }
+
+    /// <summary>W of <see cref="WindowedModelPath"/>.</summary>
+    internal const int WindowSteps = 4;
+
+    private readonly Lazy<string> _windowed;
+
+    /// <summary>A windowed model (W = <see cref="WindowSteps"/>, entity "id") of the same features, trained on first use.</summary>
+    public string WindowedModelPath => _windowed.Value;
 
     public string Directory { get; }
 
@@ -212,6 +229,60 @@ public sealed class ServeFixture : IDisposable
         for (int i = 0; i < rows; i++)
             byKey[keys[i]] = scores[i];
         return byKey;
+    }
+
+    /// <summary>The scores the windowed model gives each decodable event through CSV-style scoring
+    /// (<see cref="FeatureWindows"/>, no service involved): each (partition, entity)'s events in offset order.</summary>
+    internal Dictionary<(int Partition, long Offset), float> DirectWindowedScores(IReadOnlyList<ProducedEvent> events, out double threshold,
+        out HashSet<(int Partition, long Offset)> undecodable)
+    {
+        using var bundle = ModelBundle.Load(WindowedModelPath);
+        threshold = bundle.Calibration.Threshold;
+        var decoder = new EventDecoder(bundle.Schema, "id", "ts", EventDecoder.DefaultMaxPayloadBytes);
+        int f = bundle.Schema.Count;
+        var x = new List<float>();
+        var mask = new List<float>();
+        var entities = new List<string>();
+        var keys = new List<(int, long)>();
+        var row = new float[f];
+        var present = new float[f];
+        undecodable = [];
+        foreach (var e in events.OrderBy(e => e.Partition).ThenBy(e => e.Offset))
+        {
+            var result = decoder.Decode(e.Payload ?? [], row, present);
+            if (!result.IsSuccess)
+            {
+                undecodable.Add((e.Partition, e.Offset));
+                continue;
+            }
+            x.AddRange(row);
+            mask.AddRange(present);
+            entities.Add($"{e.Partition}/{result.Entity.GetString(e.Payload)}");
+            keys.Add((e.Partition, e.Offset));
+        }
+        var table = new FeatureTable(bundle.Schema, [.. x], [.. mask], extraColumns: new Dictionary<string, string[]> { ["id"] = [.. entities] });
+        var scores = bundle.Score(table).Scores;
+        return keys.Select((k, i) => (k, i)).ToDictionary(p => p.k, p => scores[p.i]);
+    }
+
+    /// <summary>Asserts that the anomaly rows are exactly the events of <paramref name="expected"/> above
+    /// <paramref name="threshold"/>, each with its expected score (float noise only).</summary>
+    internal static async Task AssertScoresAsync(string database, Dictionary<(int Partition, long Offset), float> expected, double threshold,
+        CancellationToken cancellationToken)
+    {
+        await using var connection = new NpgsqlConnection(database);
+        await connection.OpenAsync(cancellationToken);
+        var rows = new Dictionary<(int, long), double>();
+        await using (var command = new NpgsqlCommand("SELECT \"partition\", \"offset\", score FROM anomalies", connection))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+                rows.Add((reader.GetInt32(0), reader.GetInt64(1)), reader.GetDouble(2));
+        }
+        var flagged = expected.Where(e => e.Value > threshold).ToDictionary(e => e.Key, e => e.Value);
+        Assert.Equal(flagged.Keys.Order(), rows.Keys.Order());
+        int differ = flagged.Count(e => Math.Abs(e.Value - rows[e.Key]) > 1e-4 * Math.Max(1, Math.Abs(e.Value)));
+        Assert.True(differ == 0, $"{differ} of {flagged.Count} stored scores differ from those of one uninterrupted run");
     }
 
     /// <summary>Waits until the stored offsets reach the end of every partition that received events.</summary>
