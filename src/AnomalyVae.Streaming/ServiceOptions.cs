@@ -139,6 +139,8 @@ public sealed partial class ServiceOptions
 
     public TelemetryOptions Telemetry { get; } = new();
 
+    public StorageOptions Storage { get; } = new();
+
     /// <summary>Binds the sections and checks them; every problem is listed in one exception.</summary>
     public static ServiceOptions Bind(IConfiguration configuration)
     {
@@ -151,6 +153,7 @@ public sealed partial class ServiceOptions
             configuration.GetSection("Http").Bind(options.Http);
             configuration.GetSection("Retraining").Bind(options.Retraining);
             configuration.GetSection("Telemetry").Bind(options.Telemetry);
+            configuration.GetSection(StorageOptions.SectionName).Bind(options.Storage);
         }
         catch (InvalidOperationException e)
         {
@@ -217,6 +220,7 @@ public sealed partial class ServiceOptions
         if (Retraining.DriftCooldown < TimeSpan.Zero)
             problems.Add("Retraining:DriftCooldown must not be negative.");
         problems.AddRange(Retraining.Gates.Problems());
+        problems.AddRange(Storage.Problems());
         if (string.IsNullOrWhiteSpace(Postgres.ConnectionString))
             problems.Add("Postgres:ConnectionString is empty.");
         if (problems.Count > 0)
