@@ -18,6 +18,7 @@ var root = new RootCommand("AnomalyVae: anomaly detection for tabular and sensor
     RetrainCommands.Recalibrate(),
     AnomaliesCommands.Create(),
     IncidentsCommands.Create(),
+    PartitionsCommands.Create(),
     ApiCommand.Create(),
 };
 return CliRun.Invoke(root, args);

@@ -168,20 +168,39 @@ public sealed class BatchRecord
 }
 
 /// <summary>
-/// Writes a batch to PostgreSQL in one transaction: the anomaly rows (idempotent on the event's Kafka
-/// coordinates), the events admitted to the retraining samples, the partitions' next offsets, the window statistics. Either all of it is visible or none,
+/// Writes a batch to PostgreSQL in one transaction: the anomaly rows (fenced by the partitions' committed offsets,
+/// so a replay inserts none), the events admitted to the retraining samples, the partitions' next offsets, the window statistics. Either all of it is visible or none,
 /// which is what makes a crash at any instant lose and duplicate nothing.
 /// </summary>
-public sealed class AnomalyStore(NpgsqlDataSource dataSource)
+/// <param name="dataSource">The database.</param>
+/// <param name="time">The clock that stamps detected_at (the partition key of anomalies); the system clock when null.</param>
+public sealed class AnomalyStore(NpgsqlDataSource dataSource, TimeProvider? time = null)
 {
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+
     // One statement for any number of rows: arrays in, unnest out. Flagged rows are a small fraction of a batch,
     // so a temp table + binary COPY would only add round trips here.
+    // Fencing (what makes a replay insert nothing, across partitions of the table too): "fence" takes the row lock of
+    // each of the batch's partitions in consumer_offsets (creating the row, at the batch's first offset, where none
+    // exists yet) and reads its committed next offset; only rows at or after it are inserted. Offsets only move
+    // forward and are written in this same transaction, so a row below the committed next offset was stored by the
+    // transaction that moved it there; a concurrent writer of the same partition (a stale owner after a rebalance)
+    // waits on the lock and then reads the offset that writer committed (READ COMMITTED re-reads the locked row).
+    // ON CONFLICT DO NOTHING without a target still honours the legacy partition's old unique key (migration 0009).
+    // $13 is detected_at, the partition key: the writer's clock (TimeProvider), the same for every row of the batch.
     private const string InsertAnomalies = """
-        INSERT INTO anomalies (detector, topic, "partition", "offset", entity, event_time, score, p_value, threshold, model_version, contributions, event)
-        SELECT $1, $2, u.p, u.o, u.e, u.t, u.s, u.pv, $3, $4, u.c::jsonb, u.ev::jsonb
+        WITH fence AS (
+          INSERT INTO consumer_offsets AS c (detector, topic, "partition", next_offset, updated_at)
+          SELECT $1, $2, u.p, min(u.o), now() FROM unnest($5::integer[], $6::bigint[]) AS u(p, o) GROUP BY u.p ORDER BY u.p
+          ON CONFLICT (detector, topic, "partition") DO UPDATE SET next_offset = c.next_offset
+          RETURNING c."partition", c.next_offset)
+        INSERT INTO anomalies (detector, topic, "partition", "offset", entity, event_time, detected_at, score, p_value, threshold, model_version, contributions, event)
+        SELECT $1, $2, u.p, u.o, u.e, u.t, $13, u.s, u.pv, $3, $4, u.c::jsonb, u.ev::jsonb
         FROM unnest($5::integer[], $6::bigint[], $7::text[], $8::timestamptz[], $9::float8[], $10::float8[], $11::text[], $12::text[])
              AS u(p, o, e, t, s, pv, c, ev)
-        ON CONFLICT ON CONSTRAINT anomalies_event_key DO NOTHING
+             JOIN fence f ON f."partition" = u.p
+        WHERE u.o >= f.next_offset
+        ON CONFLICT DO NOTHING
         """;
 
     // Offsets only move forward, and the batch's statistics and sample admissions count only when its offsets moved:
@@ -259,7 +278,8 @@ public sealed class AnomalyStore(NpgsqlDataSource dataSource)
         {
             var insert = new NpgsqlBatchCommand(incidents ? InsertAnomalies + IncidentStore.Returning : InsertAnomalies);
             Add(insert, record.Detector, record.Topic, record.Threshold, record.ModelVersion, record.Partitions, record.Offsets,
-                record.Entities, record.EventTimes, record.Scores, record.PValues, record.Contributions, record.Events);
+                record.Entities, record.EventTimes, record.Scores, record.PValues, record.Contributions, record.Events,
+                _time.GetUtcNow().UtcDateTime);
             // With incidents the insert runs first, on its own round trip: the rows it stored are grouped into incidents.
             if (incidents)
                 await IncidentStore.InsertAndGroupAsync(connection, transaction, insert, record, batch, cancellationToken);

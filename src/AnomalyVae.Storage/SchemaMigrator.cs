@@ -38,8 +38,9 @@ public sealed class SchemaMigrator
     }
 
     /// <summary>A migrator for the given migrations (tests; tools that ship their own).</summary>
-    /// <exception cref="SchemaMigrationException">Versions that are repeated or do not run 1, 2, 3, ... without gaps
-    /// (a gap usually means a file was lost in a merge).</exception>
+    /// <exception cref="SchemaMigrationException">A version that is repeated. Gaps are allowed (branches reserve numbers:
+    /// 0009 may arrive before 0008); a migration lost in a merge is still caught when a database has a later one applied
+    /// (<see cref="MigrateAsync"/> refuses to apply out of order).</exception>
     public SchemaMigrator(NpgsqlDataSource dataSource, IEnumerable<Migration> migrations, ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(dataSource);
@@ -47,12 +48,12 @@ public sealed class SchemaMigrator
         _dataSource = dataSource;
         _logger = logger ?? NullLogger.Instance;
         _migrations = [.. migrations.OrderBy(m => m.Version)];
-        for (var i = 0; i < _migrations.Length; i++)
+        for (var i = 1; i < _migrations.Length; i++)
         {
-            if (_migrations[i].Version != i + 1)
+            if (_migrations[i].Version == _migrations[i - 1].Version)
             {
                 throw new SchemaMigrationException(
-                    $"migrations must be numbered 1, 2, 3, ... without gaps or repeats, but found {string.Join(", ", _migrations.Select(m => m.FileName))}");
+                    $"migrations must have distinct version numbers, but found {string.Join(", ", _migrations.Select(m => m.FileName))}");
             }
         }
     }
@@ -143,7 +144,8 @@ public sealed class SchemaMigrator
             }
         }
 
-        var unknown = recorded.Keys.Where(v => v > _migrations.Length).Order().ToArray();
+        int latest = _migrations.Length == 0 ? 0 : _migrations[^1].Version;
+        var unknown = recorded.Keys.Where(v => v > latest).Order().ToArray();
         var next = _migrations.FirstOrDefault(m => !recorded.ContainsKey(m.Version));
         if (next is not null && recorded.Keys.Any(v => v > next.Version))
         {

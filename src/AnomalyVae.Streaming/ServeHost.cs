@@ -100,6 +100,11 @@ public static class ServeHost
         // Registered first, so the schema exists before any worker starts; then the registry-backed models load
         // (after the migrations, before the workers), and the follower keeps them on their active version.
         builder.Services.AddHostedService<DatabaseMigration>();
+        // Next: today's and the coming days' partitions exist before the workers write (and expired ones go).
+        builder.Services.AddSingleton(options.Storage);
+        builder.Services.AddSingleton(sp => new PartitionMaintenance(sp.GetRequiredService<NpgsqlDataSource>(), options.Storage, TimeProvider.System,
+            sp.GetRequiredService<ILogger<PartitionMaintenance>>()));
+        builder.Services.AddHostedService<PartitionMaintenanceService>();
         builder.Services.AddHostedService<ModelRegistryFollower>();
         for (int i = 0; i < options.Detectors.Count; i++)
         {

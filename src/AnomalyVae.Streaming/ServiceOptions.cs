@@ -144,6 +144,8 @@ public sealed partial class ServiceOptions
 
     public TelemetryOptions Telemetry { get; } = new();
 
+    public StorageOptions Storage { get; } = new();
+
     /// <summary>Binds the sections and checks them; every problem is listed in one exception.</summary>
     public static ServiceOptions Bind(IConfiguration configuration)
     {
@@ -156,6 +158,7 @@ public sealed partial class ServiceOptions
             configuration.GetSection("Http").Bind(options.Http);
             configuration.GetSection("Retraining").Bind(options.Retraining);
             configuration.GetSection("Telemetry").Bind(options.Telemetry);
+            configuration.GetSection(StorageOptions.SectionName).Bind(options.Storage);
         }
         catch (InvalidOperationException e)
         {
@@ -223,6 +226,7 @@ public sealed partial class ServiceOptions
         if (Retraining.DriftCooldown < TimeSpan.Zero)
             problems.Add("Retraining:DriftCooldown must not be negative.");
         problems.AddRange(Retraining.Gates.Problems());
+        problems.AddRange(Storage.Problems());
         if (string.IsNullOrWhiteSpace(Postgres.ConnectionString))
             problems.Add("Postgres:ConnectionString is empty.");
         if (problems.Count > 0)

@@ -45,8 +45,9 @@ public sealed class IncidentStoreTests(TestInfrastructure infrastructure)
             await store.WriteAsync(third, cts.Token);
             Assert.Equal("m1:3:50:closed@9,m2:1:8:closed@6", await IncidentsAsync(dataSource, cts.Token));
 
-            // m1 again at 31 min: a new incident.
-            var fourth = Record(next: 30, (0, 21, "m1", 31, 7));
+            // m1 again at 31 min: a new incident (offset 26: partition 0 committed up to 25, and a row below the
+            // committed offset is a replay that the insert's fence skips).
+            var fourth = Record(next: 30, (0, 26, "m1", 31, 7));
             fourth.AdvanceClock(1, T0.AddMinutes(31));
             await store.WriteAsync(fourth, cts.Token);
             Assert.Equal("m1:3:50:closed@9,m1:1:7:open,m2:1:8:closed@6", await IncidentsAsync(dataSource, cts.Token));

@@ -31,7 +31,9 @@ public class SchemaMigratorTests(TestInfrastructure infrastructure)
         Assert.Contains("anomalies_detector_detected_idx", indexes);
         Assert.Contains("anomalies_entity_detected_idx", indexes);
         Assert.Contains("anomalies_event_time_idx", indexes);
-        Assert.Contains("anomalies_event_key", indexes);
+        // Partitioned by day (migration 0009): the legacy partition and a week ahead.
+        Assert.Equal("p", await database.ScalarAsync<string>("SELECT relkind::text FROM pg_class WHERE relname = 'anomalies'"));
+        Assert.True(await database.ScalarAsync<long>("SELECT count(*) FROM pg_inherits WHERE inhparent = 'anomalies'::regclass") >= 8);
     }
 
     [Fact]
@@ -81,7 +83,7 @@ public class SchemaMigratorTests(TestInfrastructure infrastructure)
         await new SchemaMigrator(database.DataSource).MigrateAsync();
 
         var edited = embedded.Select(m => m.Version == 2 ? new Migration(m.FileName, m.Sql + "\n-- edited\n") : m)
-            .Append(new Migration($"{embedded.Count + 1:D4}_later.sql", "CREATE TABLE later_table (x int)"));
+            .Append(new Migration($"{embedded[^1].Version + 1:D4}_later.sql", "CREATE TABLE later_table (x int)"));
         var e = await Assert.ThrowsAsync<SchemaMigrationException>(() => new SchemaMigrator(database.DataSource, edited).MigrateAsync());
         Assert.Contains(embedded[1].FileName, e.Message);
         Assert.Contains("changed after it was applied", e.Message);
@@ -96,7 +98,7 @@ public class SchemaMigratorTests(TestInfrastructure infrastructure)
     {
         await using var database = await CreateDatabaseAsync();
         var embedded = SchemaMigrator.EmbeddedMigrations();
-        var broken = new Migration($"{embedded.Count + 1:D4}_broken.sql", "CREATE TABLE half_done (x int);\nSELECT 1 / 0;");
+        var broken = new Migration($"{embedded[^1].Version + 1:D4}_broken.sql", "CREATE TABLE half_done (x int);\nSELECT 1 / 0;");
         var e = await Assert.ThrowsAsync<SchemaMigrationException>(() => new SchemaMigrator(database.DataSource, [.. embedded, broken]).MigrateAsync());
         Assert.Contains(broken.FileName, e.Message);
         Assert.Contains("division by zero", e.Message);
@@ -110,7 +112,7 @@ public class SchemaMigratorTests(TestInfrastructure infrastructure)
     {
         await using var database = await CreateDatabaseAsync();
         var embedded = SchemaMigrator.EmbeddedMigrations();
-        var newer = new Migration($"{embedded.Count + 1:D4}_newer.sql", "CREATE TABLE newer_table (x int)");
+        var newer = new Migration($"{embedded[^1].Version + 1:D4}_newer.sql", "CREATE TABLE newer_table (x int)");
         Assert.Equal(embedded.Count + 1, (await new SchemaMigrator(database.DataSource, [.. embedded, newer]).MigrateAsync()).Count);
         Assert.Empty(await new SchemaMigrator(database.DataSource).MigrateAsync());
     }
@@ -119,35 +121,35 @@ public class SchemaMigratorTests(TestInfrastructure infrastructure)
     public async Task MigrationsAreNeverAppliedOutOfOrder()
     {
         await using var database = await CreateDatabaseAsync();
-        // A database where version 9 is recorded but 1 is not (migrated from a diverged branch).
+        // A database where version 999 is recorded but 1 is not (migrated from a diverged branch).
         await database.ExecuteAsync("""
             CREATE TABLE schema_migrations (version integer PRIMARY KEY, file_name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());
-            INSERT INTO schema_migrations (version, file_name, checksum) VALUES (9, '0009_elsewhere.sql', 'x');
+            INSERT INTO schema_migrations (version, file_name, checksum) VALUES (999, '0999_elsewhere.sql', 'x');
             """);
         var e = await Assert.ThrowsAsync<SchemaMigrationException>(() => new SchemaMigrator(database.DataSource).MigrateAsync());
         Assert.Contains("out of order", e.Message);
-        Assert.Contains("0009_elsewhere.sql", e.Message);
+        Assert.Contains("0999_elsewhere.sql", e.Message);
         Assert.False(await database.ScalarAsync<bool>("SELECT to_regclass('public.anomalies') IS NOT NULL"));
     }
 
     [Fact]
-    public async Task TheUniqueKeyRejectsASecondRowForTheSameEvent()
+    public async Task RowsLandInTheirDaysPartitionAndARowNoPartitionTakesIsRefused()
     {
         await using var database = await CreateDatabaseAsync();
         await new SchemaMigrator(database.DataSource).MigrateAsync();
         const string insert = """
-            INSERT INTO anomalies (detector, topic, "partition", "offset", entity, event_time, score, p_value, threshold, model_version, contributions, event)
-            VALUES ('press', 'events', 3, {0}, 'm-1', '2024-05-01T12:00:00Z', 42.5, 0.0001, 30, 'v1', '[{{"feature": "temp", "score": 40.1}}]', '{{"temp": 99}}')
+            INSERT INTO anomalies (detector, topic, "partition", "offset", entity, event_time, detected_at, score, p_value, threshold, model_version, contributions, event)
+            VALUES ('press', 'events', 3, 1234, 'm-1', '2024-05-01T12:00:00Z', {0}, 42.5, 0.0001, 30, 'v1', '[{{"feature": "temp", "score": 40.1}}]', '{{"temp": 99}}')
+            RETURNING tableoid::regclass::text
             """;
-        await database.ExecuteAsync(string.Format(System.Globalization.CultureInfo.InvariantCulture, insert, 1234));
-        var duplicate = await Assert.ThrowsAsync<PostgresException>(() => database.ExecuteAsync(string.Format(System.Globalization.CultureInfo.InvariantCulture, insert, 1234)));
-        Assert.Equal(PostgresErrorCodes.UniqueViolation, duplicate.SqlState);
-        Assert.Equal("anomalies_event_key", duplicate.ConstraintName);
-
-        // Another offset is another event; a replayed batch uses ON CONFLICT DO NOTHING and inserts nothing.
-        await database.ExecuteAsync(string.Format(System.Globalization.CultureInfo.InvariantCulture, insert, 1235));
-        Assert.Equal(0, await database.ExecuteAsync(string.Format(System.Globalization.CultureInfo.InvariantCulture, insert, 1234) + " ON CONFLICT DO NOTHING"));
-        Assert.Equal(2, await database.ScalarAsync<long>("SELECT count(*) FROM anomalies"));
+        string At(string detectedAt) => string.Format(System.Globalization.CultureInfo.InvariantCulture, insert, detectedAt);
+        Assert.Equal("anomalies_legacy", await database.ScalarAsync<string>(At("now()")));
+        var inTwoDays = DateTime.UtcNow.Date.AddDays(2);
+        Assert.Equal($"anomalies_p{inTwoDays:yyyyMMdd}", await database.ScalarAsync<string>(At($"'{inTwoDays:yyyy-MM-dd}T06:00:00Z'")));
+        // Past the partitions made ahead: an error (no DEFAULT partition to park it in).
+        var e = await Assert.ThrowsAsync<PostgresException>(() => database.ExecuteAsync(At("now() + interval '30 days'")));
+        Assert.Equal(PostgresErrorCodes.CheckViolation, e.SqlState);
+        Assert.Contains("no partition", e.MessageText);
     }
 
     [Theory]

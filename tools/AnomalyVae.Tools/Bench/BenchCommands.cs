@@ -129,7 +129,20 @@ internal static class BenchCommands
         };
         commit.SetAction(parse => CommitBenchmark.Run(parse.GetValue(connection)!, Math.Clamp(parse.GetValue(batches), 1, 100_000),
             Math.Clamp(parse.GetValue(flagRate), 0, 1), Math.Clamp(parse.GetValue(entityCount), 1, 1_000_000), Console.Out));
-        return new Command("bench", "Benchmarks; each prints its numbers.") { train, score, protocol, mix, quality, suite, consume, commit };
+        var load = new Option<bool>("--load") { Description = "Fill the database first (drops and reloads the daily anomalies partitions of the last --days days)." };
+        var rows = new Option<long>("--rows") { Description = "Rows to load.", DefaultValueFactory = _ => 50_000_000 };
+        var days = new Option<int>("--days") { Description = "Days (daily partitions) the rows spread over, ending today.", DefaultValueFactory = _ => 30 };
+        var detectorCount = new Option<int>("--detectors") { Description = "Detectors the rows belong to.", DefaultValueFactory = _ => 3 };
+        var entitiesPerDetector = new Option<int>("--entities") { Description = "Entities per detector (plus a hot one with 5 % of the rows).", DefaultValueFactory = _ => 20_000 };
+        var runs = new Option<int>("--runs") { Description = "Timed runs per query shape.", DefaultValueFactory = _ => 200 };
+        var queries = new Command("queries", "p50/p95 of the API's anomaly list/filter queries on a large partitioned table (with --load: fills a scratch database first).")
+        {
+            connection, load, rows, days, detectorCount, entitiesPerDetector, runs,
+        };
+        queries.SetAction(parse => QueryBenchmark.Run(parse.GetValue(connection)!, parse.GetValue(load), Math.Clamp(parse.GetValue(rows), 1, 10_000_000_000),
+            Math.Clamp(parse.GetValue(days), 1, 365), Math.Clamp(parse.GetValue(detectorCount), 1, 1000), Math.Clamp(parse.GetValue(entitiesPerDetector), 1, 10_000_000),
+            Math.Clamp(parse.GetValue(runs), 1, 100_000), Console.Out));
+        return new Command("bench", "Benchmarks; each prints its numbers.") { train, score, protocol, mix, quality, suite, consume, commit, queries };
     }
 
     private static int[] ParseSeeds(string text)
