@@ -42,7 +42,8 @@ public sealed class DetectorWorker : BackgroundService
     private readonly CancellationTokenSource _writeDeadline = new();
 
     public DetectorWorker(Detector detector, KafkaOptions kafka, ScoringOptions scoring, RetrainingOptions retraining, AnomalyStore store,
-        OffsetStore offsets, DeadLetterProducer deadLetterProducer, ServiceMetrics metrics, ServiceHealth health, ILogger<DetectorWorker> logger)
+        OffsetStore offsets, DeadLetterProducer deadLetterProducer, ServiceMetrics metrics, ServiceHealth health, ILogger<DetectorWorker> logger,
+        DetectorAlerts? alerts = null)
     {
         _detector = detector;
         _scoring = scoring;
@@ -52,7 +53,7 @@ public sealed class DetectorWorker : BackgroundService
         _logger = logger;
         _tag = new KeyValuePair<string, object?>("detector", detector.Name);
         _scorer = new BatchScorer(detector.Name, detector.Options.Topic, scoring, retraining);
-        _committer = new BatchCommitter(detector.Name, detector.Options.ResolvedDeadLetterTopic, store, deadLetterProducer, metrics, logger);
+        _committer = new BatchCommitter(detector.Name, detector.Options.ResolvedDeadLetterTopic, store, deadLetterProducer, metrics, logger, alerts);
         _consumer = new DetectorConsumer(detector, kafka, offsets, _committer.Pipeline, metrics, health, logger, OnRevoked, OnLost);
         // Registry-backed models are not loaded yet here (that happens after the migrations): batches bind on first use.
         for (int i = 0; i < _batches.Length; i++)
