@@ -11,6 +11,8 @@
 # ONNX Runtime and librdkafka come from NuGet with the build (Microsoft.ML.OnnxRuntime.Gpu.Linux, librdkafka.redist).
 # - Prometheus (its /metrics scrape test): Debian's `prometheus` package, downloaded with `apt-get download` and
 #   unpacked into $CACHE/prometheus (not installed: the package would start a system service).
+# - Alertmanager (the alert tests): Debian's `prometheus-alertmanager` package (0.25), unpacked the same way into
+#   $CACHE/alertmanager; the tests start it with their own configuration and storage under $ANOMALYVAE_DATA.
 # - The dashboard's npm packages (chart.js; playwright-core for its test) from the committed lock files, through
 #   deploy/local/dashboard-assets.sh.
 # The .NET 10 SDK must already be installed (it is not in Debian's repositories); missing -> clear error.
@@ -152,6 +154,40 @@ else
   rm -rf "$AV_CACHE/prometheus"
   mv "$tmp/root" "$AV_CACHE/prometheus"
   rm -rf "$tmp"
+fi
+
+# Alertmanager: only the binary, from Debian's package (same reason as Prometheus).
+ALERTMANAGER="$AV_CACHE/alertmanager/usr/bin/prometheus-alertmanager"
+if [ -x "$ALERTMANAGER" ]; then
+  av_say "Alertmanager present at $ALERTMANAGER"
+else
+  av_say "downloading Debian's prometheus-alertmanager package (unpacked, not installed)"
+  tmp=$(mktemp -d "$AV_CACHE/.alertmanager.XXXXXX")
+  chmod 777 "$tmp"
+  if ! (cd "$tmp" && apt-get download -qq prometheus-alertmanager >/dev/null 2>&1); then
+    av_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    (cd "$tmp" && apt-get download -qq prometheus-alertmanager) || {
+      rm -rf "$tmp"
+      av_die "apt-get download prometheus-alertmanager failed"
+    }
+  fi
+  mkdir -p "$tmp/root"
+  dpkg-deb -x "$tmp"/prometheus-alertmanager_*.deb "$tmp/root"
+  [ -x "$tmp/root/usr/bin/prometheus-alertmanager" ] || {
+    rm -rf "$tmp"
+    av_die "the prometheus-alertmanager package has no usr/bin/prometheus-alertmanager"
+  }
+  rm -rf "$AV_CACHE/alertmanager"
+  mv "$tmp/root" "$AV_CACHE/alertmanager"
+  rm -rf "$tmp"
+fi
+# Debian's build reads its default notification templates from a fixed path (no flag moves it) and exits without
+# them: put the package's two template files there (only those; no service, no configuration).
+AM_TEMPLATES=/usr/share/prometheus/alertmanager
+if [ ! -f "$AM_TEMPLATES/default.tmpl" ]; then
+  av_say "placing Alertmanager's default templates in $AM_TEMPLATES"
+  av_as_root mkdir -p "$AM_TEMPLATES"
+  av_as_root cp "$AV_CACHE/alertmanager$AM_TEMPLATES/default.tmpl" "$AV_CACHE/alertmanager$AM_TEMPLATES/email.tmpl" "$AM_TEMPLATES/"
 fi
 
 # Dashboard front-end packages (chart.js) and its end-to-end test driver (playwright-core).

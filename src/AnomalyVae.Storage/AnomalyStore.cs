@@ -268,12 +268,23 @@ public sealed class AnomalyStore(NpgsqlDataSource dataSource, TimeProvider? time
     private static readonly SampleRows NoRows = new();
 
     /// <summary>Commits <paramref name="record"/> in one transaction (one round trip for the statements).</summary>
-    public async Task WriteAsync(BatchRecord record, CancellationToken cancellationToken)
+    public Task WriteAsync(BatchRecord record, CancellationToken cancellationToken) => WriteAsync(record, null, cancellationToken);
+
+    /// <summary>
+    /// Commits <paramref name="record"/> in one transaction; <paramref name="beforeCommit"/>, when given, is called with the
+    /// incident transitions of the transaction (empty when it opened or closed none, or incidents are off) after every
+    /// statement ran and before COMMIT: what it sends is out before the batch counts as done (at-least-once), and when it
+    /// throws the transaction rolls back. It costs one more round trip when the batch opened or closed an incident.
+    /// </summary>
+    public async Task WriteAsync(BatchRecord record, Func<IReadOnlyList<IncidentTransition>, CancellationToken, Task>? beforeCommit,
+        CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         await using var batch = new NpgsqlBatch(connection, transaction);
         bool incidents = record.IncidentGap > TimeSpan.Zero;
+        bool alerts = beforeCommit is not null && incidents;
+        IncidentChanges? changes = null;
         if (record.Scores.Count > 0)
         {
             var insert = new NpgsqlBatchCommand(incidents ? InsertAnomalies + IncidentStore.Returning : InsertAnomalies);
@@ -282,13 +293,13 @@ public sealed class AnomalyStore(NpgsqlDataSource dataSource, TimeProvider? time
                 _time.GetUtcNow().UtcDateTime);
             // With incidents the insert runs first, on its own round trip: the rows it stored are grouped into incidents.
             if (incidents)
-                await IncidentStore.InsertAndGroupAsync(connection, transaction, insert, record, batch, cancellationToken);
+                changes = await IncidentStore.InsertAndGroupAsync(connection, transaction, insert, record, batch, alerts, cancellationToken);
             else
                 batch.BatchCommands.Add(insert);
         }
         else if (incidents)
         {
-            IncidentStore.AddWrites(batch, record, null);
+            IncidentStore.AddWrites(batch, record, null, alerts);
         }
         // The window state goes before the offsets: its guard reads the offsets as they were before this batch.
         if (record.WindowState.Count > 0 && record.OffsetPartitions.Count > 0)
@@ -307,8 +318,33 @@ public sealed class AnomalyStore(NpgsqlDataSource dataSource, TimeProvider? time
                 (long)record.RecentSize, (long)r.Count, r.Partitions, r.Offsets, r.EventTimes, r.Scores, r.Flagged, r.Events);
             batch.BatchCommands.Add(offsets);
         }
-        if (batch.BatchCommands.Count > 0)
-            await batch.ExecuteNonQueryAsync(cancellationToken);
+        if (alerts)
+        {
+            // The only statement that returns rows here is the close of quiet incidents (RETURNING id).
+            var closed = new List<long>();
+            await using (var reader = await batch.ExecuteReaderAsync(cancellationToken))
+            {
+                do
+                {
+                    while (await reader.ReadAsync(cancellationToken))
+                        closed.Add(reader.GetInt64(0));
+                }
+                while (await reader.NextResultAsync(cancellationToken));
+            }
+            // Closed by the rules (a later anomaly of the entity came after the gap): loaded incidents with a close time.
+            closed.AddRange(changes?.Incidents.Where(i => !i.IsNew && i.ClosedAt is not null).Select(i => i.Id) ?? []);
+            long[] opened = changes?.Incidents.Where(i => i.IsNew).Select(i => i.FirstAnomalyId).ToArray() ?? [];
+            var transitions = await IncidentTransitions.ReadAsync(connection, transaction, record.Detector, [.. closed.Distinct()], opened,
+                cancellationToken);
+            await beforeCommit!(transitions, cancellationToken);
+        }
+        else
+        {
+            if (batch.BatchCommands.Count > 0)
+                await batch.ExecuteNonQueryAsync(cancellationToken);
+            if (beforeCommit is not null)
+                await beforeCommit([], cancellationToken);
+        }
         await transaction.CommitAsync(cancellationToken);
     }
 

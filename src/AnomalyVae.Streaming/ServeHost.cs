@@ -88,6 +88,7 @@ public static class ServeHost
         builder.Services.AddSingleton<ServiceMetrics>();
         builder.Services.AddSingleton(_ => new PrometheusExposition(ServiceMetrics.MeterName));
         builder.Services.AddSingleton<ServiceHealth>();
+        Alerts.Add(builder.Services, options);
         ReadinessChecks.Add(builder.Services);
         Telemetry.Add(builder.Services, options.Telemetry);
         builder.Services.AddSingleton(sp =>
@@ -112,7 +113,8 @@ public static class ServeHost
             builder.Services.AddSingleton<IHostedService>(sp => new DetectorWorker(
                 sp.GetRequiredService<DetectorSet>().Detectors[index], kafka, options.Scoring, options.Retraining,
                 sp.GetRequiredService<AnomalyStore>(), sp.GetRequiredService<OffsetStore>(), sp.GetRequiredService<WindowStateStore>(), sp.GetRequiredService<DeadLetterProducer>(),
-                sp.GetRequiredService<ServiceMetrics>(), sp.GetRequiredService<ServiceHealth>(), sp.GetRequiredService<ILogger<DetectorWorker>>()));
+                sp.GetRequiredService<ServiceMetrics>(), sp.GetRequiredService<ServiceHealth>(), sp.GetRequiredService<ILogger<DetectorWorker>>(),
+                sp.GetRequiredService<AlertPublisher>().For(options.Detectors[index])));
         }
         if (RetrainingSchedule.IsEnabled(options.Retraining))
         {
@@ -134,6 +136,7 @@ public static class ServeHost
             // The exposition must listen before the instruments are created.
             app.Services.GetRequiredService<PrometheusExposition>();
             app.Services.GetRequiredService<ServiceMetrics>();
+            app.Services.GetRequiredService<AlertMetrics>();
             app.Logger.LogInformation("{Build}", BuildInfo.Current);
         }
         catch

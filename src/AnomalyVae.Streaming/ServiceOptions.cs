@@ -51,6 +51,9 @@ public sealed class DetectorOptions
 
     /// <summary>The gap serve uses: zero (incidents off) without an <see cref="EntityField"/>, since an anomaly without
     /// an entity belongs to no incident and the incident writes would only cost.</summary>
+    /// <summary>Where this detector's incidents are published (Kafka topic, Alertmanager).</summary>
+    public DetectorAlertOptions Alerts { get; set; } = new();
+
     public TimeSpan IncidentGapInEffect => string.IsNullOrEmpty(EntityField) ? TimeSpan.Zero : IncidentGap;
 
     /// <summary>
@@ -145,6 +148,7 @@ public sealed partial class ServiceOptions
     public TelemetryOptions Telemetry { get; } = new();
 
     public StorageOptions Storage { get; } = new();
+    public AlertmanagerOptions Alertmanager { get; } = new();
 
     /// <summary>Binds the sections and checks them; every problem is listed in one exception.</summary>
     public static ServiceOptions Bind(IConfiguration configuration)
@@ -159,6 +163,7 @@ public sealed partial class ServiceOptions
             configuration.GetSection("Retraining").Bind(options.Retraining);
             configuration.GetSection("Telemetry").Bind(options.Telemetry);
             configuration.GetSection(StorageOptions.SectionName).Bind(options.Storage);
+            configuration.GetSection("Alertmanager").Bind(options.Alertmanager);
         }
         catch (InvalidOperationException e)
         {
@@ -195,6 +200,8 @@ public sealed partial class ServiceOptions
                 problems.Add($"{at}:DeadLetterTopic must differ from Topic.");
             if (d.IncidentGap < TimeSpan.Zero || d.IncidentGap > TimeSpan.FromDays(30))
                 problems.Add($"{at}:IncidentGap must be between 00:00:00 (off) and 30.00:00:00.");
+            if (d.Alerts.Topic is { } alertTopic && (string.IsNullOrWhiteSpace(alertTopic) || alertTopic == d.Topic || alertTopic == d.ResolvedDeadLetterTopic))
+                problems.Add($"{at}:Alerts:Topic must be a topic name other than Topic and DeadLetterTopic.");
             if (d.EntityField is not null && d.EntityField == d.TimestampField)
                 problems.Add($"{at}: EntityField and TimestampField are both '{d.EntityField}'.");
         }
@@ -227,6 +234,7 @@ public sealed partial class ServiceOptions
             problems.Add("Retraining:DriftCooldown must not be negative.");
         problems.AddRange(Retraining.Gates.Problems());
         problems.AddRange(Storage.Problems());
+        problems.AddRange(Alertmanager.Problems());
         if (string.IsNullOrWhiteSpace(Postgres.ConnectionString))
             problems.Add("Postgres:ConnectionString is empty.");
         if (problems.Count > 0)

@@ -4,7 +4,7 @@ using Npgsql;
 namespace AnomalyVae.Storage;
 
 /// <summary>
-/// The incident part of a batch's transaction (<see cref="AnomalyStore.WriteAsync"/>): the anomaly insert returns the
+/// The incident part of a batch's transaction (<see cref="AnomalyStore.WriteAsync(BatchRecord, CancellationToken)"/>): the anomaly insert returns the
 /// rows it stored, the open incidents of their entities are read under a row lock, <see cref="IncidentRules"/> groups
 /// the new rows, and the changes are appended to the batch's remaining statements. Only rows the insert stored are
 /// grouped: a replayed batch (its anomalies already there) changes no incident, which keeps incidents exactly-once
@@ -63,10 +63,11 @@ internal static class IncidentStore
 
     /// <summary>
     /// Runs <paramref name="insert"/> (the anomaly insert with <see cref="Returning"/>) with the load of the open
-    /// incidents in one round trip, groups the stored rows and appends the incident writes to <paramref name="rest"/>.
+    /// incidents in one round trip, groups the stored rows and appends the incident writes to <paramref name="rest"/>
+    /// (the close of quiet incidents returning their ids when <paramref name="returnClosed"/>). Returns the grouping.
     /// </summary>
-    public static async Task InsertAndGroupAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, NpgsqlBatchCommand insert,
-        BatchRecord record, NpgsqlBatch rest, CancellationToken cancellationToken)
+    public static async Task<IncidentChanges> InsertAndGroupAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, NpgsqlBatchCommand insert,
+        BatchRecord record, NpgsqlBatch rest, bool returnClosed, CancellationToken cancellationToken)
     {
         var entities = record.Entities.OfType<string>().Distinct(StringComparer.Ordinal).ToArray();
         await using var first = new NpgsqlBatch(connection, transaction);
@@ -113,11 +114,14 @@ internal static class IncidentStore
             anomalies.Add(new IncidentAnomaly(id, entity, record.EventTimes[i] ?? detectedAt, record.Scores[i], record.PValues[i],
                 Features(record.Contributions[i])));
         }
-        AddWrites(rest, record, IncidentRules.Apply(open, anomalies, record.IncidentGap));
+        var changes = IncidentRules.Apply(open, anomalies, record.IncidentGap);
+        AddWrites(rest, record, changes, returnClosed);
+        return changes;
     }
 
-    /// <summary>Appends the writes of <paramref name="changes"/> (none: only the clocks and the close of quiet incidents).</summary>
-    public static void AddWrites(NpgsqlBatch batch, BatchRecord record, IncidentChanges? changes)
+    /// <summary>Appends the writes of <paramref name="changes"/> (none: only the clocks and the close of quiet incidents);
+    /// with <paramref name="returnClosed"/> the close returns the ids it closed (for alerts).</summary>
+    public static void AddWrites(NpgsqlBatch batch, BatchRecord record, IncidentChanges? changes, bool returnClosed)
     {
         var loaded = changes?.Incidents.Where(i => !i.IsNew).ToList() ?? [];
         if (loaded.Count > 0)
@@ -138,7 +142,7 @@ internal static class IncidentStore
             Add(clocks, record.Detector, record.Topic, record.Clocks.Keys.ToArray(), record.Clocks.Values.ToArray());
             batch.BatchCommands.Add(clocks);
         }
-        var close = new NpgsqlBatchCommand(CloseQuiet);
+        var close = new NpgsqlBatchCommand(returnClosed ? CloseQuiet + " RETURNING id" : CloseQuiet);
         Add(close, record.Detector, record.IncidentGap);
         batch.BatchCommands.Add(close);
     }

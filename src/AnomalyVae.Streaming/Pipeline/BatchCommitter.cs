@@ -25,10 +25,13 @@ public sealed class BatchCommitter
     private readonly ILogger _logger;
     private readonly KeyValuePair<string, object?> _tag;
     private readonly ResiliencePipeline _pipeline;
+    private readonly DetectorAlerts? _alerts;
 
+    /// <param name="alerts">The detector's alerts (alerts topic before COMMIT, Alertmanager after it); null: none.</param>
     public BatchCommitter(string detector, string deadLetterTopic, AnomalyStore store, DeadLetterProducer deadLetters, ServiceMetrics metrics,
-        ILogger logger)
+        ILogger logger, DetectorAlerts? alerts = null)
     {
+        _alerts = alerts;
         _detector = detector;
         _deadLetterTopic = deadLetterTopic;
         _store = store;
@@ -74,9 +77,10 @@ public sealed class BatchCommitter
         // Npgsql's spans of this transaction become children of this one (Activity.Current flows with the await).
         using var span = batch.StartStage("commit");
         var clock = Stopwatch.GetTimestamp();
+        var alerts = _alerts is null ? null : new CommitAlerts(_alerts, batch.Record);
         try
         {
-            await _pipeline.ExecuteAsync(static (state, ct) => state.Committer.WriteAsync(state.Batch, ct), (Committer: this, Batch: batch),
+            await _pipeline.ExecuteAsync(static (state, ct) => state.Committer.WriteAsync(state.Batch, state.Alerts, ct), (Committer: this, Batch: batch, Alerts: alerts),
                 cancellationToken);
         }
         catch (PostgresException e) when (e.SqlState.StartsWith("22", StringComparison.Ordinal))
@@ -90,13 +94,14 @@ public sealed class BatchCommitter
                 for (int i = 0; i < sample.Count; i++)
                     sample.Events[i] = EventJson.ForJsonb(sample.Payloads[i], wrap: true);
             }
-            await _pipeline.ExecuteAsync(static (state, ct) => state.Committer.WriteAsync(state.Batch, ct), (Committer: this, Batch: batch),
+            await _pipeline.ExecuteAsync(static (state, ct) => state.Committer.WriteAsync(state.Batch, state.Alerts, ct), (Committer: this, Batch: batch, Alerts: alerts),
                 cancellationToken);
         }
         _metrics.CommitSeconds.Record(Stopwatch.GetElapsedTime(clock).TotalSeconds, _tag);
+        alerts?.Committed();
     }
 
-    private async ValueTask WriteAsync(MicroBatch batch, CancellationToken cancellationToken)
+    private async ValueTask WriteAsync(MicroBatch batch, CommitAlerts? alerts, CancellationToken cancellationToken)
     {
         if (!batch.DeadLettersSent)
         {
@@ -104,7 +109,7 @@ public sealed class BatchCommitter
             // Sent once per batch: a database retry must not send them again.
             batch.DeadLettersSent = true;
         }
-        await _store.WriteAsync(batch.Record, cancellationToken);
+        await _store.WriteAsync(batch.Record, alerts is null ? null : alerts.BeforeCommitAsync, cancellationToken);
     }
 
     /// <summary>Failures worth retrying: the database or Kafka away, timeouts. Not: bad SQL, rejected data.</summary>

@@ -45,7 +45,7 @@ public sealed class DetectorWorker : BackgroundService
 
     public DetectorWorker(Detector detector, KafkaOptions kafka, ScoringOptions scoring, RetrainingOptions retraining, AnomalyStore store,
         OffsetStore offsets, WindowStateStore windowStates, DeadLetterProducer deadLetterProducer, ServiceMetrics metrics, ServiceHealth health,
-        ILogger<DetectorWorker> logger)
+        ILogger<DetectorWorker> logger, DetectorAlerts? alerts = null)
     {
         _detector = detector;
         _scoring = scoring;
@@ -54,7 +54,7 @@ public sealed class DetectorWorker : BackgroundService
         _health = health;
         _logger = logger;
         _tag = new KeyValuePair<string, object?>("detector", detector.Name);
-        _committer = new BatchCommitter(detector.Name, detector.Options.ResolvedDeadLetterTopic, store, deadLetterProducer, metrics, logger);
+        _committer = new BatchCommitter(detector.Name, detector.Options.ResolvedDeadLetterTopic, store, deadLetterProducer, metrics, logger, alerts);
         _windows = new EntityWindows(detector.Name, detector.Options.Topic, scoring.MaxWindowEntities, windowStates, _committer.Pipeline, logger)
         {
             Stopping = _writeDeadline.Token,
