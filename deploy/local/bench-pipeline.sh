@@ -19,9 +19,11 @@
 #   6. fuzz mix: the same EVENTS events with a fraction FUZZ_FRACTION (default 0.1; 0 skips this stage) replaced
 #      by bad payloads (`anomalyvae-tools bench mix-bad-events`: every dead-letter reason), in a third topic produced
 #      up front; a fresh serve process measures its rate as in (b) and the script prints it, the ratio to the
-#      clean rate (b), and checks that every event was scored or dead-lettered exactly once.
+#      clean rate (b), and checks that every event was scored or dead-lettered exactly once,
+#   7. (e) a windowed detector (W = 8 events per machine_id, WINDOWED=1, the default; 0 skips) on the topic of (b), a
+#      fresh process measured as in (b): its rate beside the per-event rate.
 # Environment: KAFKA_BOOTSTRAP (127.0.0.1:9092), ZK_CONNECT (127.0.0.1:2181), PG_HOST (127.0.0.1), PG_PORT (5433),
-#   TWO_PROCESSES (1), PG_USER (anomalyvae), PG_DATABASE (anomalyvae: an existing database to connect to while creating the
+#   TWO_PROCESSES (1), WINDOWED (1), PG_USER (anomalyvae), PG_DATABASE (anomalyvae: an existing database to connect to while creating the
 #   benchmark's own), EVENTS, RATE, LIVE_SECONDS, FUZZ_FRACTION, BENCH_DIR (a temporary directory), ANOMALYVAE / ANOMALYVAE_TOOLS (the CLI and tools commands;
 #   default: build src/AnomalyVae.Cli in Release and run it), HTTP_PORT (18089, serve's metrics port),
 #   SERVE_KAFKA_PROPERTIES (extra librdkafka properties for serve as JSON members, e.g. '"queued.min.messages": "300000"'),
@@ -89,6 +91,7 @@ with open(f"{work}/events.jsonl", "w") as f:
 spec = {"features": [{"name": f"x{i}", "kind": "numeric"} for i in range(8)] + [{"name": "kind", "kind": "categorical"}],
         "ignore": ["machine_id"]}
 json.dump(spec, open(f"{work}/spec.json", "w"))
+json.dump({"features": spec["features"]}, open(f"{work}/spec-windowed.json", "w"))
 PY
 $ANOMALYVAE train --data "$WORK/train.csv" --spec "$WORK/spec.json" --out "$WORK/model.onnx" --epochs 5 --threads 1 >/dev/null
 
@@ -241,6 +244,25 @@ if fuzzing; then
   else
     printf 'fuzz mix totals WRONG: %s scored + %s dead-lettered, expected %s dead-lettered of %s events\n' "$scored" "$dead" "$BAD" "$EVENTS"
   fi
+  kill -TERM $SERVE; wait $SERVE || true
+  trap - EXIT
+fi
+if [ "${WINDOWED:-1}" = 1 ]; then
+  # (e) A windowed detector (W = 8 events per machine_id) on the bulk topic, a fresh process measured like (b): the
+  # per-entity state read, kept and written in each batch's transaction. kcat produces without keys, so a machine's
+  # events spread over the 4 partitions and serve keeps a history per (partition, machine).
+  $ANOMALYVAE train --data "$WORK/train.csv" --spec "$WORK/spec-windowed.json" --entity-column machine_id --window 8 \
+    --out "$WORK/model-windowed.onnx" --epochs 5 --threads 1 >/dev/null
+  serve_config "$WORK/serve-windowed.json" "bench-$RUN_ID" "\"Http\": { \"Port\": $HTTP_PORT }," \
+    "$(printf '{ "Name": "windowed", "Topic": "%s", "Model": "%s", "DeadLetterTopic": "%s.dlq", "EntityField": "machine_id", "TimestampField": "ts" }' \
+      "$TOPIC" "$WORK/model-windowed.onnx" "$TOPIC")"
+  $ANOMALYVAE serve --config "$WORK/serve-windowed.json" >"$WORK/serve-windowed.log" 2>&1 &
+  SERVE=$!
+  trap 'kill $SERVE 2>/dev/null || true' EXIT
+  measure windowed
+  states=$(psql_db "SELECT count(*) FROM window_state WHERE detector = 'windowed'")
+  printf '(e) windowed serve (W = 8, %s entity states): %.0f events/s (%.1f us CPU/event) vs per-event (b) %.0f events/s: windowed/per-event = %.2f\n' \
+    "$states" "$rate" "$cpu_us" "$serve_rate" "$(echo "$rate / $serve_rate" | bc -l)"
   kill -TERM $SERVE; wait $SERVE || true
   trap - EXIT
 fi

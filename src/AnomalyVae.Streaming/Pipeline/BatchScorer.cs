@@ -306,7 +306,7 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
 }
 
 /// <summary>An event's window as serve sees it: the event itself (decoded in place), then its entity's history.</summary>
-internal ref struct HistorySteps : IWindowSteps
+public ref struct HistorySteps : IWindowSteps
 {
     private readonly EntityHistory _history;
     private readonly ReadOnlySpan<float> _values;

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using AnomalyVae.Cli;
 using AnomalyVae.Events;
+using AnomalyVae.Model;
 using AnomalyVae.Streaming;
 using AnomalyVae.Training.Engine;
 
@@ -142,7 +143,19 @@ internal static class BenchCommands
         queries.SetAction(parse => QueryBenchmark.Run(parse.GetValue(connection)!, parse.GetValue(load), Math.Clamp(parse.GetValue(rows), 1, 10_000_000_000),
             Math.Clamp(parse.GetValue(days), 1, 365), Math.Clamp(parse.GetValue(detectorCount), 1, 1000), Math.Clamp(parse.GetValue(entitiesPerDetector), 1, 10_000_000),
             Math.Clamp(parse.GetValue(runs), 1, 100_000), Console.Out));
-        return new Command("bench", "Benchmarks; each prints its numbers.") { train, score, protocol, mix, quality, suite, consume, commit, queries };
+        var stateConnection = new Option<string?>("--connection") { Description = "PostgreSQL connection string of a scratch database (omit: memory only)." };
+        var stateEntities = new Option<int>("--entities") { Description = "Entities held in memory (and stored).", DefaultValueFactory = _ => 100_000 };
+        var stateSteps = new Option<int>("--window") { Description = "W, events per window.", DefaultValueFactory = _ => 8 };
+        var stateFeatures = new Option<int>("--features") { Description = "Numeric features per event.", DefaultValueFactory = _ => 6 };
+        var stateBatches = new Option<int>("--batches") { Description = "Timed batches per case.", DefaultValueFactory = _ => 50 };
+        var windows = new Command("windows", "A windowed detector's state: memory (heap, RSS) for --entities entities, per-event state CPU, and the commit time of 4096-event batches without and with state.")
+        {
+            stateConnection, stateEntities, stateSteps, stateFeatures, stateBatches,
+        };
+        windows.SetAction(parse => WindowStateBenchmark.Run(parse.GetValue(stateConnection), Math.Clamp(parse.GetValue(stateEntities), 4096, 10_000_000),
+            Math.Clamp(parse.GetValue(stateSteps), 2, WindowDefinition.MaxSteps), Math.Clamp(parse.GetValue(stateFeatures), 1, 1000),
+            Math.Clamp(parse.GetValue(stateBatches), 1, 100_000), Console.Out));
+        return new Command("bench", "Benchmarks; each prints its numbers.") { train, score, protocol, mix, quality, suite, consume, commit, queries, windows };
     }
 
     private static int[] ParseSeeds(string text)
