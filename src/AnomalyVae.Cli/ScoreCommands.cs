@@ -74,17 +74,20 @@ internal static class ScoreCommands
         var model = ModelOption();
         var data = DataOption();
         var label = new Option<string>("--label-column") { Description = "Column with the true label (1/true = anomaly).", DefaultValueFactory = _ => "label" };
+        var kind = new Option<string?>("--kind-column") { Description = "Column naming each anomaly's kind (e.g. anomaly_kind): also print caught/injected per kind." };
         var format = new Option<string>("--format") { Description = "Output format.", DefaultValueFactory = _ => "table" };
         format.AcceptOnlyFromAmong("table", "json");
         var command = new Command("evaluate", "Detection quality on labelled data: AUROC, AUPRC, and precision/recall/F1 at the calibrated threshold.")
         {
-            model, data, label, format,
+            model, data, label, kind, format,
         };
         command.SetAction((parse, cancellationToken) =>
         {
             using var bundle = LoadModel(parse.GetValue(model)!);
             string labelColumn = parse.GetValue(label)!;
-            var table = FeatureTable.Load(CliRun.ExistingFile(parse.GetValue(data)!, "data file"), bundle.Schema, WithWindow(bundle, [labelColumn]), cancellationToken);
+            string? kindColumn = parse.GetValue(kind);
+            string[] extra = kindColumn is null ? [labelColumn] : [labelColumn, kindColumn];
+            var table = FeatureTable.Load(CliRun.ExistingFile(parse.GetValue(data)!, "data file"), bundle.Schema, WithWindow(bundle, extra), cancellationToken);
             int[] labels = table.GetLabels(labelColumn);
             int anomalies = labels.Count(l => l == 1);
             if (anomalies == 0 || anomalies == labels.Length)
@@ -92,7 +95,8 @@ internal static class ScoreCommands
             var scores = bundle.Score(table, cancellationToken: cancellationToken).Scores.Select(s => (double)s).ToArray();
             var at = DetectionMetrics.AtThreshold(scores, labels, bundle.Calibration.Threshold);
             var result = new EvaluationResult(table.RowCount, anomalies, DetectionMetrics.Auroc(scores, labels), DetectionMetrics.AveragePrecision(scores, labels),
-                bundle.Calibration.Threshold, at.Precision, at.Recall, at.F1, at.FalsePositiveRate, at.TruePositives + at.FalsePositives);
+                bundle.Calibration.Threshold, at.Precision, at.Recall, at.F1, at.FalsePositiveRate, at.TruePositives + at.FalsePositives,
+                kindColumn is null ? null : DetectionMetrics.CaughtByKind(scores, labels, table.GetExtraColumn(kindColumn), bundle.Calibration.Threshold));
             if (parse.GetValue(format) == "json")
             {
                 Console.WriteLine(JsonSerializer.Serialize(result, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true }));
@@ -108,6 +112,8 @@ internal static class ScoreCommands
                 Console.WriteLine(string.Create(c, $"recall      {result.Recall:F4}"));
                 Console.WriteLine(string.Create(c, $"F1          {result.F1:F4}"));
                 Console.WriteLine(string.Create(c, $"FPR         {result.FalsePositiveRate:F4}"));
+                foreach (var k in result.Kinds ?? [])
+                    Console.WriteLine(string.Create(c, $"kind        {k.Kind} {k.Caught}/{k.Injected}"));
             }
             return Task.FromResult(0);
         });
@@ -148,5 +154,5 @@ internal static class ScoreCommands
     public static ModelBundle LoadModel(string path) => ModelBundle.Load(CliRun.ExistingFile(path, "model file"));
 
     private sealed record EvaluationResult(int Rows, int Anomalies, double Auroc, double Auprc, double Threshold,
-        double Precision, double Recall, double F1, double FalsePositiveRate, long Flagged);
+        double Precision, double Recall, double F1, double FalsePositiveRate, long Flagged, IReadOnlyList<KindCatch>? Kinds);
 }

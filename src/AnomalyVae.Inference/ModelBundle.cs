@@ -165,7 +165,54 @@ public sealed class ModelBundle : IDisposable
             scorer.FeatureScores(n).CopyTo(result.FeatureScores.AsSpan(first * f));
             scorer.LatentMeans(n).CopyTo(result.LatentMeans.AsSpan(first * z));
         }
+        if (windows.Window.MaskFlaggedHistory)
+            RescoreFlaggedHistory(windows, scorer, result, cancellationToken);
         return result;
+    }
+
+    /// <summary>
+    /// <see cref="WindowDefinition.MaskFlaggedHistory"/>: after the whole windows are scored (done by the caller),
+    /// goes wave by wave (<see cref="FeatureWindows.Waves"/>) so every row sees its predecessors' final flags; a row
+    /// whose window holds flagged steps is scored again with them masked and keeps the lower of the two scores
+    /// (<see cref="FlaggedHistory.PrefersMasked"/>).
+    /// </summary>
+    private void RescoreFlaggedHistory(FeatureWindows windows, ModelScorer scorer, TableScores result, CancellationToken cancellationToken)
+    {
+        int f = Schema.Count, z = LatentSize, width = InputWidth;
+        var flagged = new bool[windows.RowCount];
+        double threshold = Calibration.Threshold;
+        var affected = new List<int>();
+        foreach (var wave in windows.Waves())
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            affected.Clear();
+            foreach (int row in wave)
+            {
+                if (windows.HoldsFlagged(row, flagged))
+                    affected.Add(row);
+            }
+            for (int first = 0; first < affected.Count; first += scorer.MaxRows)
+            {
+                int n = Math.Min(scorer.MaxRows, affected.Count - first);
+                for (int i = 0; i < n; i++)
+                    windows.CopyRaw(affected[first + i], scorer.X.Slice(i * width, width), scorer.Mask.Slice(i * width, width), flagged);
+                scorer.Run(n);
+                var scores = scorer.Scores(n);
+                var featureScores = scorer.FeatureScores(n);
+                var latent = scorer.LatentMeans(n);
+                for (int i = 0; i < n; i++)
+                {
+                    int row = affected[first + i];
+                    if (!FlaggedHistory.PrefersMasked(result.Scores[row], scores[i]))
+                        continue;
+                    result.Scores[row] = scores[i];
+                    featureScores.Slice(i * f, f).CopyTo(result.FeatureScores.AsSpan(row * f, f));
+                    latent.Slice(i * z, z).CopyTo(result.LatentMeans.AsSpan(row * z, z));
+                }
+            }
+            foreach (int row in wave)
+                flagged[row] = FlaggedHistory.IsFlagged(result.Scores[row], threshold);
+        }
     }
 
     public void Dispose() => Session.Dispose();

@@ -22,6 +22,9 @@ public readonly record struct ThresholdMetrics(long TruePositives, long FalsePos
     private static double Ratio(long numerator, long denominator) => denominator == 0 ? 0 : (double)numerator / denominator;
 }
 
+/// <summary>Labelled anomalies of one kind: how many a detector flagged out of how many there are.</summary>
+public readonly record struct KindCatch(string Kind, int Caught, int Injected);
+
 /// <summary>
 /// Detection quality of anomaly scores (higher = more anomalous) against labels (1 = anomaly, 0 = normal).
 /// </summary>
@@ -91,6 +94,33 @@ public static class DetectionMetrics
 
     /// <summary>Confusion counts when rows with score &gt; <paramref name="threshold"/> are flagged.</summary>
     /// <exception cref="ArgumentException">Lengths differ, a label is not 0/1, or a score is NaN.</exception>
+    /// <summary>
+    /// Per anomaly kind, how many labelled anomalies of that kind score above <paramref name="threshold"/> (caught)
+    /// out of how many there are (injected), kinds in first-appearance order. Rows labelled 0 and anomalies with an
+    /// empty kind are counted under no kind (an anomaly without a kind is reported as "(none)").
+    /// </summary>
+    /// <exception cref="ArgumentException">Lengths differ, or a label is not 0/1.</exception>
+    public static IReadOnlyList<KindCatch> CaughtByKind(ReadOnlySpan<double> scores, ReadOnlySpan<int> labels, IReadOnlyList<string> kinds, double threshold)
+    {
+        ArgumentNullException.ThrowIfNull(kinds);
+        Validate(scores, labels);
+        if (kinds.Count != labels.Length)
+            throw new ArgumentException($"{kinds.Count} kinds for {labels.Length} labels.", nameof(kinds));
+        var order = new List<string>();
+        var counts = new Dictionary<string, (int Caught, int Injected)>(StringComparer.Ordinal);
+        for (var i = 0; i < labels.Length; i++)
+        {
+            if (labels[i] != 1)
+                continue;
+            var kind = string.IsNullOrWhiteSpace(kinds[i]) ? "(none)" : kinds[i].Trim();
+            if (!counts.TryGetValue(kind, out var c))
+                order.Add(kind);
+            counts[kind] = (c.Caught + (scores[i] > threshold ? 1 : 0), c.Injected + 1);
+        }
+
+        return [.. order.Select(k => new KindCatch(k, counts[k].Caught, counts[k].Injected))];
+    }
+
     public static ThresholdMetrics AtThreshold(ReadOnlySpan<double> scores, ReadOnlySpan<int> labels, double threshold)
     {
         Validate(scores, labels);

@@ -75,7 +75,7 @@ public static class Trainer
         var schema = FeatureSchema.Fit(spec, dataPath, cancellationToken);
         var table = FeatureTable.Load(dataPath, schema, windowColumns, cancellationToken);
         int w = steps ?? WindowDefinition.DefaultStepsFor(table.GetExtraColumn(entityColumn));
-        var window = new WindowDefinition(w, entityColumn, orderColumn);
+        var window = new WindowDefinition(w, entityColumn, orderColumn) { MaskFlaggedHistory = true };
         return TrainWindowed(new FeatureWindows(table, window.Validate()), options, targetFalsePositiveRate, progress, dataPath, cancellationToken);
     }
 
@@ -109,6 +109,13 @@ public static class Trainer
         for (int step = 0; step < windows.Steps; step++)
             stepFeatures.CopyTo(features, step * stepFeatures.Length);
         // Series too short for a held-out block fall back to the engine's random split.
+        // Donut's missing-data injection, one window step at a time: the model meets the gaps that masking
+        // flagged history steps makes (WindowDefinition.DefaultMissingInjection).
+        options = options with
+        {
+            MissingInjectionRate = options.MissingInjectionRate ?? WindowDefinition.DefaultMissingInjection,
+            MissingInjectionGroup = schema.Count,
+        };
         var engineOptions = validationRows.Length > 0 ? options with { ValidationRowIndices = [.. validationRows.Select(r => position[r])] } : options;
         var result = VaeTrainer.Train(new VaeDataset(features, values, mask, used.Length), engineOptions, progress, cancellationToken);
 

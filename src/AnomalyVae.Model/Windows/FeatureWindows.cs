@@ -11,6 +11,7 @@ namespace AnomalyVae.Model;
 public sealed class FeatureWindows
 {
     private readonly int[] _previous;
+    private readonly int[] _occurrence;
     private readonly List<List<int>> _sequences;
 
     /// <exception cref="CsvFormatException">A row has no entity, or an order value that is neither a number nor a time.</exception>
@@ -36,12 +37,16 @@ public sealed class FeatureWindows
         }
 
         _previous = new int[rows];
+        _occurrence = new int[rows];
         foreach (var list in byEntity.Values)
         {
             if (order is not null)
                 list.Sort((a, b) => order[a] != order[b] ? order[a].CompareTo(order[b]) : a.CompareTo(b));
             for (int i = 0; i < list.Count; i++)
+            {
                 _previous[list[i]] = i == 0 ? -1 : list[i - 1];
+                _occurrence[list[i]] = i;
+            }
         }
         EntityCount = byEntity.Count;
         _sequences = [.. byEntity.Values];
@@ -112,6 +117,59 @@ public sealed class FeatureWindows
 
     /// <summary>Row <paramref name="row"/>'s window of raw values and mask (the model's input contract), [W, F] each.</summary>
     public void CopyRaw(int row, Span<float> x, Span<float> mask) => Copy(row, Table.X, x, mask);
+
+    /// <summary>
+    /// Row <paramref name="row"/>'s raw window with the history steps whose rows are flagged masked
+    /// (<see cref="FlaggedHistory"/>); <paramref name="flaggedRows"/> is indexed by row and must be final for
+    /// every earlier row of the entity (score in <see cref="Waves"/> order).
+    /// </summary>
+    public void CopyRaw(int row, Span<float> x, Span<float> mask, ReadOnlySpan<bool> flaggedRows)
+    {
+        Copy(row, Table.X, x, mask);
+        Span<bool> flagged = stackalloc bool[Steps - 1];
+        int current = _previous[row];
+        for (int step = Steps - 2; step >= 0 && current >= 0; step--)
+        {
+            flagged[step] = flaggedRows[current];
+            current = _previous[current];
+        }
+        FlaggedHistory.Apply(x, mask, flagged, Table.FeatureCount);
+    }
+
+    /// <summary>Whether any of the W−1 rows before <paramref name="row"/> in its entity's order is flagged.</summary>
+    public bool HoldsFlagged(int row, ReadOnlySpan<bool> flaggedRows)
+    {
+        int current = _previous[row];
+        for (int step = 0; step < Steps - 1 && current >= 0; step++, current = _previous[current])
+        {
+            if (flaggedRows[current])
+                return true;
+        }
+        return false;
+    }
+
+    /// <summary>Row <paramref name="row"/>'s position in its entity's order (0 for the entity's first row).</summary>
+    public int Occurrence(int row) => _occurrence[row];
+
+    /// <summary>
+    /// The rows in waves by per-entity occurrence: wave k holds every entity's k-th row (in row order), so a wave's
+    /// windows depend only on rows of earlier waves. Scoring with <see cref="WindowDefinition.MaskFlaggedHistory"/>
+    /// goes wave by wave.
+    /// </summary>
+    public IReadOnlyList<int[]> Waves()
+    {
+        int count = RowCount == 0 ? 0 : _occurrence.Max() + 1;
+        var sizes = new int[count];
+        foreach (int k in _occurrence)
+            sizes[k]++;
+        var waves = new int[count][];
+        for (int k = 0; k < count; k++)
+            waves[k] = new int[sizes[k]];
+        Array.Clear(sizes);
+        for (int r = 0; r < RowCount; r++)
+            waves[_occurrence[r]][sizes[_occurrence[r]]++] = r;
+        return waves;
+    }
 
     /// <summary>The engine's input for <paramref name="rows"/>: standardized windows and their masks, [rows, W·F] each.</summary>
     public (float[] Values, float[] Mask) Standardized(ReadOnlySpan<int> rows)

@@ -23,6 +23,21 @@ public sealed record WindowDefinition(int Steps, string EntityField, string? Ord
     /// </summary>
     public const int DefaultSteps = 8;
 
+    /// <summary>
+    /// Share of window steps marked missing at random in each training step (Donut's missing-data injection), so
+    /// the model has seen windows with gaps in their history: the gaps that <see cref="MaskFlaggedHistory"/> makes.
+    /// </summary>
+    public const float DefaultMissingInjection = 0.1f;
+
+    /// <summary>
+    /// Whether an event whose window holds flagged history steps is also scored with those steps missing, keeping
+    /// the lower score (Donut treats known anomalies as missing): one bad reading then does not spoil the scores of
+    /// the W−1 events after it. An event is flagged when its score is above the threshold (<see cref="FlaggedHistory"/>),
+    /// so scores depend on earlier flags of the same entity and are computed in per-entity order. Set by the trainer;
+    /// false for models written before the rule (they score with the whole history).
+    /// </summary>
+    public bool MaskFlaggedHistory { get; init; }
+
     private static readonly JsonSerializerOptions s_json = new() { PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
 
     /// <summary>Checks the definition; every problem is named.</summary>

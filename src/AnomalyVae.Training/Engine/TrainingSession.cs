@@ -18,6 +18,7 @@ internal sealed unsafe class TrainingSession : IDisposable
     private const float AdamEpsilon = 1e-8f;
     private const ulong TrainingNoiseStream = 0x7121;
     private const ulong ValidationNoiseStream = 0x7A11;
+    private const ulong MissingInjectionStream = 0x315D;
 
     /// <summary>
     /// Chunks per thread. Threads claim chunks, so a worker that is slow to wake leaves its chunk to the others;
@@ -105,6 +106,9 @@ internal sealed unsafe class TrainingSession : IDisposable
 
     public int Threads { get; }
 
+    /// <summary>Training steps mark each group of this many inputs missing with this probability (rate 0: off).</summary>
+    public (float Rate, int Group) MissingInjection { get; init; } = (0f, 1);
+
     /// <summary>The live parameter vector (pinned).</summary>
     public float[] Parameters => _parameters;
 
@@ -160,6 +164,8 @@ internal sealed unsafe class TrainingSession : IDisposable
         var (offset, rows) = Slice(_batchRows, chunk, _chunks);
         var index = new ReadOnlySpan<int>(_batchIndex, _batchStart + offset, rows);
         pass.LoadRows(_values, _mask, index);
+        if (MissingInjection.Rate > 0)
+            InjectMissing(pass, offset, rows);
         pass.EncodeInput(rows);
         pass.Encode(ParameterPointer, rows);
         int z = Network.Latent;
@@ -176,6 +182,23 @@ internal sealed unsafe class TrainingSession : IDisposable
         pass.Backward(ParameterPointer, _chunkGradients[chunk], rows);
         _reconstruction[chunk] = reconstruction;
         _kl[chunk] = kl;
+    }
+
+    /// <summary>Marks groups of the loaded rows missing (mask 0); the draw depends on (seed, step, position in batch) only.</summary>
+    private void InjectMissing(VaePass pass, int offset, int rows)
+    {
+        var (rate, group) = MissingInjection;
+        int f = Network.Layout.FeatureCount;
+        for (int r = 0; r < rows; r++)
+        {
+            var rng = new DeterministicRandom(_seed ^ MissingInjectionStream, (ulong)_step, (ulong)(offset + r));
+            float* mask = pass.Mask + (nint)r * f;
+            for (int first = 0; first < f; first += group)
+            {
+                if (rng.NextDouble() < rate)
+                    new Span<float>(mask + first, Math.Min(group, f - first)).Clear();
+            }
+        }
     }
 
     private void RunValidationPart(int block, int worker)

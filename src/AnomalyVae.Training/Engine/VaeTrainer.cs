@@ -74,7 +74,10 @@ public static class VaeTrainer
         int patience = resolved.Patience!.Value;
 
         using var session = new TrainingSession(data, network, resolved.Threads!.Value, batch, seed,
-            resolved.LearningRate, resolved.WeightDecay, train);
+            resolved.LearningRate, resolved.WeightDecay, train)
+        {
+            MissingInjection = (resolved.MissingInjectionRate ?? 0f, resolved.MissingInjectionGroup),
+        };
         var best = (float[])session.Parameters.Clone();
         double bestLoss = double.PositiveInfinity;
         int bestEpoch = 0, sinceBest = 0;

@@ -97,6 +97,19 @@ public sealed record VaeTrainingOptions
     /// <inheritdoc cref="NumericLogVarMin"/>
     public float NumericLogVarMax { get; init; } = VaeModel.DefaultNumericLogVarMax;
 
+    /// <summary>
+    /// Donut's missing-data injection (Xu et al. 2018): during training each group of
+    /// <see cref="MissingInjectionGroup"/> consecutive inputs is marked missing with this probability, drawn afresh
+    /// every step (validation never). A windowed model's group is one step (its F features), so the model learns to
+    /// reconstruct a window whose history has gaps, which is what scoring with flagged steps masked gives it.
+    /// null: the caller's rule (<see cref="Trainer"/> uses <see cref="AnomalyVae.Model.WindowDefinition.DefaultMissingInjection"/> for
+    /// windows, 0 for single-event tables); 0: off.
+    /// </summary>
+    public float? MissingInjectionRate { get; init; }
+
+    /// <summary>Inputs masked together by <see cref="MissingInjectionRate"/> (a window's F; 1: each value alone).</summary>
+    public int MissingInjectionGroup { get; init; } = 1;
+
     /// <summary>Fills every null member by the documented rule and checks all values; throws on invalid settings.</summary>
     public VaeTrainingOptions Resolve(int rows, VaeLayout layout)
     {
@@ -156,6 +169,8 @@ public sealed record VaeTrainingOptions
         Require(ValidationFraction is >= 0 and < 1, "ValidationFraction must be in [0, 1).");
         Require(Patience >= 1, "Patience must be ≥ 1.");
         Require(KlWarmupEpochs >= 0, "KlWarmupEpochs must be ≥ 0.");
+        Require(MissingInjectionRate is null || (float.IsFinite(MissingInjectionRate.Value) && MissingInjectionRate is >= 0 and < 1), "MissingInjectionRate must be in [0, 1).");
+        Require(MissingInjectionGroup >= 1, "MissingInjectionGroup must be ≥ 1.");
         Require(ScoringSamples is >= 1 and <= 4096, "ScoringSamples must be in [1, 4096].");
         Require(Enum.IsDefined(Activation), "Activation is not a known activation.");
         Require(Enum.IsDefined(NumericVariance), "NumericVariance is not a known choice.");

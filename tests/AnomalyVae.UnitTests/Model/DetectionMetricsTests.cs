@@ -109,6 +109,19 @@ public class DetectionMetricsTests
     }
 
     [Fact]
+    public void CaughtByKindCountsEachKindsAnomaliesAboveTheThreshold()
+    {
+        double[] scores = [5, 1, 6, 2, 9, 8, 0.5];
+        int[] labels = [1, 1, 1, 0, 0, 1, 1];
+        string[] kinds = ["drift", "drift", "spike", "", "", "drift", " "];
+        var byKind = DetectionMetrics.CaughtByKind(scores, labels, kinds, threshold: 4);
+        Assert.Equal(
+            [new KindCatch("drift", 2, 3), new KindCatch("spike", 1, 1), new KindCatch("(none)", 0, 1)],
+            byKind);
+        Assert.Throws<ArgumentException>(() => DetectionMetrics.CaughtByKind(scores, labels, ["drift"], 4));
+    }
+
+    [Fact]
     public void BadInputIsRejected()
     {
         Assert.Throws<ArgumentException>(() => DetectionMetrics.Auroc([1, 2], [0]));

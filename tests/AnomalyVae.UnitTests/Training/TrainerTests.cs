@@ -52,6 +52,21 @@ public sealed unsafe class TrainerTests
     }
 
     [Fact]
+    public void Missing_injection_is_seeded_and_changes_the_fit()
+    {
+        var data = MixedData(700, 3);
+        var injecting = Small with { Seed = 11, MissingInjectionRate = 0.3f, MissingInjectionGroup = 2 };
+        var first = VaeTrainer.Train(data, injecting);
+        var second = VaeTrainer.Train(data, injecting);
+        Assert.Equal(WeightBytes(first.Model), WeightBytes(second.Model));
+
+        var clean = VaeTrainer.Train(data, Small with { Seed = 11 });
+        var off = VaeTrainer.Train(data, Small with { Seed = 11, MissingInjectionRate = 0 });
+        Assert.Equal(WeightBytes(clean.Model), WeightBytes(off.Model));
+        Assert.NotEqual(WeightBytes(clean.Model), WeightBytes(first.Model));
+    }
+
+    [Fact]
     public void Early_stopping_keeps_the_best_epoch_weights()
     {
         // A high learning rate on a small, structureless table overfits quickly, so validation loss turns up.
@@ -215,6 +230,8 @@ public sealed unsafe class TrainerTests
     [InlineData("validation")]
     [InlineData("hidden")]
     [InlineData("logvar")]
+    [InlineData("injection")]
+    [InlineData("group")]
     public void Invalid_options_are_rejected(string which)
     {
         var options = which switch
@@ -223,6 +240,8 @@ public sealed unsafe class TrainerTests
             "rate" => new VaeTrainingOptions { LearningRate = float.NaN },
             "validation" => new VaeTrainingOptions { ValidationFraction = 1 },
             "hidden" => new VaeTrainingOptions { Hidden = [] },
+            "injection" => new VaeTrainingOptions { MissingInjectionRate = 1 },
+            "group" => new VaeTrainingOptions { MissingInjectionRate = 0.1f, MissingInjectionGroup = 0 },
             _ => new VaeTrainingOptions { NumericLogVarMin = 2, NumericLogVarMax = 1 },
         };
         var layout = new VaeLayout([VaeFeature.Numeric()]);
