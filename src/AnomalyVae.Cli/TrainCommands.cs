@@ -64,13 +64,14 @@ internal static class TrainCommands
         var variance = new Option<NumericVariance>("--variance") { Description = "Numeric heads' variance: PerFeature (one learned value per feature) or PerRow (predicted per record).", DefaultValueFactory = _ => new VaeTrainingOptions().NumericVariance };
         var activation = new Option<Activation>("--activation") { Description = "Hidden-layer activation.", DefaultValueFactory = _ => new VaeTrainingOptions().Activation };
         var samples = new Option<int>("--samples") { Description = "Latent samples L for the reconstruction probability.", DefaultValueFactory = _ => new VaeTrainingOptions().ScoringSamples };
+        var ensemble = new Option<int?>("--ensemble") { Description = $"VAEs averaged in the one model file (default {new VaeTrainingOptions().Ensemble}; windowed models train one)." };
         var window = new Option<int?>("--window") { Description = $"Windowed model: W events per window, the last W events of each entity (default with --entity-column: {WindowDefinition.DefaultSteps}, fewer for short series)." };
         var entity = new Option<string?>("--entity-column") { Description = "Windowed model: the column naming each row's entity (machine, KPI); makes the model windowed." };
         var order = new Option<string?>("--order-column") { Description = "Windowed model: the column ordering an entity's rows (number or date/time; default: row order)." };
         var command = new Command("train", "Fit a VAE on a CSV file and export one self-contained ONNX model.")
         {
             data, output, spec, report, hidden, latent, beta, epochs, batch, lr, seed, threads, validation, fpr, samples, variance, activation,
-            window, entity, order,
+            ensemble, window, entity, order,
         };
         command.SetAction((parse, cancellationToken) =>
         {
@@ -95,6 +96,12 @@ internal static class TrainCommands
                 NumericVariance = parse.GetValue(variance),
                 Activation = parse.GetValue(activation),
             };
+            if (parse.GetValue(ensemble) is { } k)
+            {
+                if (k is < 1 or > VaeTrainingOptions.MaxEnsemble)
+                    throw new CliException($"--ensemble must be between 1 and {VaeTrainingOptions.MaxEnsemble}; got {k}.");
+                options = options with { Ensemble = k };
+            }
             var featureSpec = parse.GetValue(spec) is { } specPath ? FeatureSpec.Load(CliRun.ExistingFile(specPath, "spec file")) : null;
             if (featureSpec is null)
                 Console.Error.WriteLine("No --spec given: inferring one from the data (see 'anomalyvae spec infer').");
@@ -103,6 +110,8 @@ internal static class TrainCommands
             int? steps = parse.GetValue(window);
             if (entityColumn is null && (steps is not null || parse.GetValue(order) is not null))
                 throw new CliException("--window and --order-column need --entity-column (whose recent events make the window).");
+            if (entityColumn is not null && parse.GetValue(ensemble) is > 1)
+                throw new CliException("windowed models train one VAE; --ensemble above 1 applies to per-event models only.");
             if (steps is { } w && w is < 2 or > WindowDefinition.MaxSteps)
                 throw new CliException($"--window must be between 2 and {WindowDefinition.MaxSteps}; got {steps}.");
 
@@ -119,9 +128,9 @@ internal static class TrainCommands
             if (trained.Window is { } wd)
                 Console.WriteLine($"window     {wd.Steps} events per '{wd.EntityField}', ordered by {(wd.OrderField is null ? "row order" : $"'{wd.OrderField}'")}");
             Console.WriteLine($"rows       {s.Rows} ({s.TrainingRows} train, {s.ValidationRows} held out)");
-            Console.WriteLine($"network    hidden {string.Join('-', s.Hidden)}, latent {s.Latent}, L={s.ScoringSamples}, batch {s.BatchSize}, threads {s.Threads}");
+            Console.WriteLine($"network    hidden {string.Join('-', s.Hidden)}, latent {s.Latent}, L={s.ScoringSamples}, batch {s.BatchSize}, threads {s.Threads}{(s.Ensemble is { } members ? $", ensemble of {members}" : "")}");
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"training   {s.Epochs} epochs (best {s.BestEpoch}), validation loss {s.ValidationLoss:F4}, {trained.Elapsed.TotalSeconds:F1} s"));
+                $"training   {s.Epochs} epochs (best {s.BestEpoch}), validation loss {s.ValidationLoss:F4}{(s.MemberValidationLoss is { } losses ? $" (members {string.Join(", ", losses.Select(l => l.ToString("F4", CultureInfo.InvariantCulture)))})" : "")}, {trained.Elapsed.TotalSeconds:F1} s"));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"threshold  {trained.Calibration.Threshold:F4} (target false-positive rate {trained.Calibration.TargetFalsePositiveRate:P2})"));
             if (reportPath is not null)
@@ -144,7 +153,7 @@ internal static class TrainCommands
             [
                 new("rows", $"{s.Rows} ({s.TrainingRows} train, {s.ValidationRows} held out)"),
                 new("features", $"{trained.Schema.Count} ({Describe(trained.Schema)})"),
-                new("network", $"hidden {string.Join('-', s.Hidden)}, latent {s.Latent}, β {s.Beta}, L {s.ScoringSamples}"),
+                new("network", $"hidden {string.Join('-', s.Hidden)}, latent {s.Latent}, β {s.Beta}, L {s.ScoringSamples}{(s.Ensemble is { } members ? $", ensemble of {members} (losses and latent plot: member 0)" : "")}"),
                 new("training", $"{s.Epochs} epochs, best {s.BestEpoch}, {trained.Elapsed.TotalSeconds:F1} s, seed {s.Seed}, {s.Threads} threads"),
                 new("threshold", string.Create(CultureInfo.InvariantCulture, $"{trained.Calibration.Threshold:F4} at target FPR {trained.Calibration.TargetFalsePositiveRate:P2}")),
                 new("created", s.CreatedAt.ToString("u", CultureInfo.InvariantCulture)),

@@ -90,7 +90,7 @@ public sealed class Recalibrator(NpgsqlDataSource dataSource, int minSampleRows 
             var (model, schema, calibration, summary) = contents;
             if (summary is null)
                 throw new RetrainingException($"model {active.Version} has no training summary; it cannot be re-exported (retrain it instead).");
-            var bytes = VaeOnnxExport.ToBytes(model, schema, calibration.WithThreshold(threshold, alpha), summary, contents.Window);
+            var bytes = VaeOnnxExport.ToBytes(contents.Members, schema, calibration.WithThreshold(threshold, alpha), summary, contents.Window);
             using (var recalibrated = ModelBundle.Load(bytes, $"{detector} recalibrated"))
                 newVersion = recalibrated.Version;
             // The same threshold chosen before gives the same version: activate that registration again.

@@ -18,9 +18,15 @@ public sealed record TrainedModel(
     /// <summary>The window of a windowed model (null: each event scored alone).</summary>
     public WindowDefinition? Window { get; init; }
 
-    public byte[] ToOnnx() => VaeOnnxExport.ToBytes(Result.Model, Schema, Calibration, Summary, Window);
+    /// <summary>Members 1..K−1 of an ensemble (<see cref="VaeEnsemble"/>); empty for one VAE. <see cref="Result"/> is member 0.</summary>
+    public IReadOnlyList<VaeTrainingResult> OtherMembers { get; init; } = [];
 
-    public void Save(string path) => VaeOnnxExport.Save(path, Result.Model, Schema, Calibration, Summary, Window);
+    /// <summary>Every VAE of the model, member 0 first.</summary>
+    public IReadOnlyList<VaeModel> Models => [Result.Model, .. OtherMembers.Select(m => m.Model)];
+
+    public byte[] ToOnnx() => VaeOnnxExport.ToBytes(Models, Schema, Calibration, Summary, Window);
+
+    public void Save(string path) => VaeOnnxExport.Save(path, Models, Schema, Calibration, Summary, Window);
 }
 
 /// <summary>
@@ -161,12 +167,15 @@ public static class Trainer
             throw new ArgumentException($"Training needs at least 2 rows; the data has {table.RowCount}.");
         var clock = Stopwatch.StartNew();
         var dataset = new VaeDataset(EngineFeatures(table.Schema), table.StandardizedValues(), table.Mask, table.RowCount);
-        var result = VaeTrainer.Train(dataset, options, progress, cancellationToken);
+        // K VAEs sharing member 0's validation split (options.Ensemble; docs/quality.md, "Ensemble").
+        var members = VaeEnsemble.Train(dataset, options, progress, cancellationToken);
+        var result = members[0];
+        IReadOnlyList<VaeModel> models = [.. members.Select(m => m.Model)];
 
-        // Calibrate on rows the weights never saw; without a validation split, fall back to all rows (optimistic).
+        // Calibrate the combined score on rows no member's weights saw; without a validation split, fall back to all rows (optimistic).
         int[] held = result.ValidationIndices.Count > 0 ? [.. result.ValidationIndices] : [.. Enumerable.Range(0, table.RowCount)];
         var heldTable = table.Select(held);
-        var calibrationScores = ScoreRows(result.Model, heldTable, latentMeans: null, result.Options.Threads ?? 1);
+        var calibrationScores = ScoreRows(models, heldTable, latentMeans: null, result.Options.Threads ?? 1);
         var calibration = Calibration.Fit(calibrationScores, targetFalsePositiveRate);
 
         int sampleRows = Math.Min(LatentSampleRows, table.RowCount);
@@ -175,7 +184,15 @@ public static class Trainer
         ScoreRows(result.Model, sample, latent, result.Options.Threads ?? 1);
 
         var summary = Summarize(result, table.RowCount, dataFile);
-        return new TrainedModel(result, table.Schema, calibration, summary, calibrationScores, latent, clock.Elapsed);
+        if (members.Count > 1)
+        {
+            summary = summary with
+            {
+                Ensemble = members.Count,
+                MemberValidationLoss = [.. members.Select(m => m.History[m.BestEpoch - 1].ValidationLoss ?? double.NaN)],
+            };
+        }
+        return new TrainedModel(result, table.Schema, calibration, summary, calibrationScores, latent, clock.Elapsed) { OtherMembers = [.. members.Skip(1)] };
     }
 
     private static ModelTrainingSummary Summarize(VaeTrainingResult result, int rows, string? dataFile)
@@ -211,12 +228,16 @@ public static class Trainer
         [.. schema.Features.Select(f => f.Kind == FeatureKind.Categorical ? VaeFeature.Categorical(f.Cardinality) : new VaeFeature(f.Kind))];
 
     /// <summary>Scores a table with the C# engine (the reference the ONNX graph reproduces).</summary>
-    public static double[] ScoreRows(VaeModel model, FeatureTable table, float[]? latentMeans, int threads)
+    public static double[] ScoreRows(VaeModel model, FeatureTable table, float[]? latentMeans, int threads) =>
+        ScoreRows([model], table, latentMeans, threads);
+
+    /// <summary>Scores a table with an ensemble's members as the exported graph combines them (<see cref="VaeEnsemble"/>).</summary>
+    public static double[] ScoreRows(IReadOnlyList<VaeModel> members, FeatureTable table, float[]? latentMeans, int threads)
     {
+        ArgumentNullException.ThrowIfNull(table);
         var values = table.StandardizedValues();
         var scores = new float[table.RowCount];
-        using var scorer = new VaeScorer(model, threads);
-        scorer.Score(values, table.Mask, scores, default, latentMeans);
+        VaeEnsemble.Score(members, values, table.Mask, scores, default, latentMeans, threads);
         return [.. scores.Select(s => (double)s)];
     }
 }

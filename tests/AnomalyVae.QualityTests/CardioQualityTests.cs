@@ -21,8 +21,9 @@ public sealed class CardioQualityTests(ITestOutputHelper output)
 
 
     /// <summary>
-    /// Defaults score a mean of 0.940 on these five splits (0.943 ± 0.010 over the 20 splits of `anomalyvae bench
-    /// quality`, whose first five these are), a little under IsolationForest's ≈ 0.949; the bound leaves room for
+    /// Defaults (two VAEs since 2026-12-06) score a mean of 0.944 on these five splits, one VAE 0.942 (0.942 ± 0.011
+    /// over the 20 splits of `anomalyvae-tools bench quality`, whose first five these are), a little under
+    /// IsolationForest's ≈ 0.949; the bound leaves room for
     /// float differences between machines (SIMD width changes rounding, and so training trajectories). Earlier
     /// defaults (LeakyRelu, per-row variance) scored 0.86 here.
     /// </summary>

@@ -24,6 +24,9 @@ public sealed record VaeTrainingOptions
     /// <summary>Upper bound of the default epoch rule.</summary>
     public const int MaxDefaultEpochs = 3000;
 
+    /// <summary>Most VAEs one model may hold (<see cref="Ensemble"/>).</summary>
+    public const int MaxEnsemble = 16;
+
     /// <summary>Encoder hidden widths (the decoder uses them reversed).</summary>
     public int[]? Hidden { get; init; }
 
@@ -90,6 +93,16 @@ public sealed record VaeTrainingOptions
 
     /// <summary>How the numeric heads' variance is modelled (per feature by default).</summary>
     public NumericVariance NumericVariance { get; init; } = NumericVariance.PerFeature;
+
+    /// <summary>
+    /// K, VAEs trained per model (seeds <see cref="Seed"/> and Seed·1000 + m; none trains on the rows that calibrate,
+    /// each early-stops on its own: Export/VaeEnsemble) whose reconstruction probabilities are averaged in the one
+    /// exported graph: score = −log (1/K)·Σ_k p̂_k(x). 2 by default: on the ADBench suite two members raised mean
+    /// AUROC / AUPRC from 0.875 / 0.692 to 0.884 / 0.698 with the calibration as honest as one VAE's and cardio and the
+    /// synthetic tables kept (docs/quality.md, "Ensemble"). Training and scoring cost grow K-fold. Windowed models
+    /// train one VAE whatever K says. <see cref="VaeTrainer"/> trains one VAE; Trainer reads K.
+    /// </summary>
+    public int Ensemble { get; init; } = 2;
 
     /// <summary>Clamp range of the numeric heads' log-variance (standardized units).</summary>
     public float NumericLogVarMin { get; init; } = VaeModel.DefaultNumericLogVarMin;
@@ -172,6 +185,7 @@ public sealed record VaeTrainingOptions
         Require(MissingInjectionRate is null || (float.IsFinite(MissingInjectionRate.Value) && MissingInjectionRate is >= 0 and < 1), "MissingInjectionRate must be in [0, 1).");
         Require(MissingInjectionGroup >= 1, "MissingInjectionGroup must be ≥ 1.");
         Require(ScoringSamples is >= 1 and <= 4096, "ScoringSamples must be in [1, 4096].");
+        Require(Ensemble is >= 1 and <= MaxEnsemble, $"Ensemble must be in [1, {MaxEnsemble}].");
         Require(Enum.IsDefined(Activation), "Activation is not a known activation.");
         Require(Enum.IsDefined(NumericVariance), "NumericVariance is not a known choice.");
         Require(float.IsFinite(ActivationAlpha) && ActivationAlpha >= 0, "ActivationAlpha must be a finite number ≥ 0.");

@@ -32,6 +32,14 @@ public sealed record ModelTrainingSummary
     public IReadOnlyList<double> ValidationLossPerEpoch { get; init; } = [];
     public string? DataFile { get; init; }
 
+    /// <summary>VAEs in the model (null: one). Epochs, losses and seed above are member 0's.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? Ensemble { get; init; }
+
+    /// <summary>Each member's best validation loss (null: one VAE).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<double>? MemberValidationLoss { get; init; }
+
     /// <summary>When the model was made. Taken from SOURCE_DATE_EPOCH when set, so identical runs give identical files.</summary>
     public required DateTimeOffset CreatedAt { get; init; }
 
@@ -44,9 +52,18 @@ public sealed record ModelTrainingSummary
     }
 }
 
-/// <summary>A model file read back: the engine model (W·F features when windowed), schema, calibration, summary and window.</summary>
+/// <summary>
+/// A model file read back: the engine model (W·F features when windowed; an ensemble's member 0, which sample, encode
+/// and interpolate use), schema, calibration, summary and window; <see cref="Members"/> every VAE of an ensemble.
+/// </summary>
 public sealed record ModelFileContents(VaeModel Model, FeatureSchema Schema, Calibration Calibration, ModelTrainingSummary? Summary, WindowDefinition? Window)
 {
+    /// <summary>Members 1..K−1 of an ensemble (empty: one VAE).</summary>
+    public IReadOnlyList<VaeModel> OtherMembers { get; init; } = [];
+
+    /// <summary>Every VAE the file holds, member 0 first (what re-exporting needs).</summary>
+    public IReadOnlyList<VaeModel> Members => [Model, .. OtherMembers];
+
     /// <summary>The four parts every model has (callers that do not handle windows).</summary>
     public void Deconstruct(out VaeModel model, out FeatureSchema schema, out Calibration calibration, out ModelTrainingSummary? summary)
     {
@@ -79,14 +96,17 @@ public static class ModelFile
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
     };
 
-    internal static void WriteMetadata(OnnxGraph g, VaeModel model, FeatureSchema schema, Calibration calibration, ModelTrainingSummary summary, WindowDefinition? window)
+    /// <summary>Initializer prefix of ensemble member <paramref name="member"/> (member 0 has none, as a single VAE).</summary>
+    public static string MemberPrefix(int member) => member == 0 ? "" : $"m{member}.";
+
+    internal static void WriteMetadata(OnnxGraph g, IReadOnlyList<VaeModel> members, FeatureSchema schema, Calibration calibration, ModelTrainingSummary summary, WindowDefinition? window)
     {
         string features = schema.ToJson();
         string calibrationJson = calibration.ToJson();
-        string architecture = JsonSerializer.Serialize(Architecture.Of(model), Json);
+        string architecture = JsonSerializer.Serialize(Architecture.Of(members[0]) with { Members = members.Count > 1 ? members.Count : null }, Json);
         g.Description = "AnomalyVae reconstruction-probability model: score = -log p(x), higher is more anomalous.";
         string? windowJson = window?.ToJson();
-        var metadata = new ModelFileMetadata(features, calibrationJson, Version(model, features + windowJson, calibrationJson, summary.CreatedAt), summary.CreatedAt,
+        var metadata = new ModelFileMetadata(features, calibrationJson, Version(members, features + windowJson, calibrationJson, summary.CreatedAt), summary.CreatedAt,
             JsonSerializer.Serialize(summary, Json), architecture, windowJson);
         foreach (var (key, value) in metadata.ToProperties())
             g.SetMetadata(key, value);
@@ -96,15 +116,18 @@ public static class ModelFile
     /// A version that names the content: creation date plus a hash of weights, features and calibration, so two
     /// different models never share a version and re-exporting the same model gives the same one.
     /// </summary>
-    private static string Version(VaeModel model, string features, string calibration, DateTimeOffset createdAt)
+    private static string Version(IReadOnlyList<VaeModel> members, string features, string calibration, DateTimeOffset createdAt)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        foreach (var layer in model.Encoder.Concat(model.Decoder))
+        foreach (var model in members)
         {
-            hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(layer.Weights.AsSpan()));
-            hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(layer.Bias.AsSpan()));
+            foreach (var layer in model.Encoder.Concat(model.Decoder))
+            {
+                hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(layer.Weights.AsSpan()));
+                hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(layer.Bias.AsSpan()));
+            }
+            hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(model.Noise.AsSpan()));
         }
-        hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(model.Noise.AsSpan()));
         hash.AppendData(System.Text.Encoding.UTF8.GetBytes(features));
         hash.AppendData(System.Text.Encoding.UTF8.GetBytes(calibration));
         return createdAt.UtcDateTime.ToString("yyyyMMdd", CultureInfo.InvariantCulture) + "-" +
@@ -156,7 +179,13 @@ public static class ModelFile
                 ?? throw new FormatException("empty architecture");
             var summary = metadata.TrainingJson is { } s ? JsonSerializer.Deserialize<ModelTrainingSummary>(s, Json) : null;
             var weights = proto.Graph.Initializer.ToDictionary(t => t.Name, FloatValues, StringComparer.Ordinal);
-            return new ModelFileContents(architecture.Build(weights), schema, calibration, summary, window);
+            int count = architecture.Members ?? 1;
+            if (count is < 1 or > VaeTrainingOptions.MaxEnsemble)
+                throw new FormatException($"the architecture names {count} members");
+            return new ModelFileContents(architecture.Build(weights, ""), schema, calibration, summary, window)
+            {
+                OtherMembers = [.. Enumerable.Range(1, count - 1).Select(m => architecture.Build(weights, MemberPrefix(m)))],
+            };
         }
         catch (Exception e) when (e is KeyNotFoundException or FormatException or JsonException or ArgumentException or FeatureSpecException)
         {
@@ -188,18 +217,22 @@ public static class ModelFile
         LayerShape[] Encoder,
         LayerShape[] Decoder)
     {
+        /// <summary>VAEs of this shape in the file, member m's weights under <see cref="MemberPrefix"/> (null: one, as files before ensembles).</summary>
+        [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+        public int? Members { get; init; }
+
         public static Architecture Of(VaeModel model) => new(
             model.LatentSize, model.NumericLogVarMin, model.NumericLogVarMax, model.LatentLogVarMin, model.LatentLogVarMax,
             [.. model.Features],
             [.. model.Encoder.Select(l => new LayerShape(l.Inputs, l.Outputs, l.Activation, l.Alpha))],
             [.. model.Decoder.Select(l => new LayerShape(l.Inputs, l.Outputs, l.Activation, l.Alpha))]);
 
-        public VaeModel Build(IReadOnlyDictionary<string, float[]> weights)
+        public VaeModel Build(IReadOnlyDictionary<string, float[]> weights, string member)
         {
             static DenseLayer[] Layers(LayerShape[] shapes, string prefix, IReadOnlyDictionary<string, float[]> weights) =>
                 [.. shapes.Select((s, i) => new DenseLayer(s.Inputs, s.Outputs, weights[$"{prefix}{i}.weight"], weights[$"{prefix}{i}.bias"], s.Activation, s.Alpha))];
-            return new VaeModel(new VaeLayout(Features), LatentSize, Layers(Encoder, EncoderPrefix, weights), Layers(Decoder, DecoderPrefix, weights),
-                weights[Noise], NumericLogVarMin, NumericLogVarMax, LatentLogVarMin, LatentLogVarMax);
+            return new VaeModel(new VaeLayout(Features), LatentSize, Layers(Encoder, member + EncoderPrefix, weights), Layers(Decoder, member + DecoderPrefix, weights),
+                weights[member + Noise], NumericLogVarMin, NumericLogVarMax, LatentLogVarMin, LatentLogVarMax);
         }
     }
 }

@@ -13,20 +13,37 @@ public static class VaeOnnxExport
 {
     private const float Log2PiHalf = 0.918938533204672742f;
 
-    public static byte[] ToBytes(VaeModel model, FeatureSchema schema, Calibration calibration, ModelTrainingSummary summary, WindowDefinition? window = null)
+    public static byte[] ToBytes(VaeModel model, FeatureSchema schema, Calibration calibration, ModelTrainingSummary summary, WindowDefinition? window = null) =>
+        ToBytes([model], schema, calibration, summary, window);
+
+    /// <summary>
+    /// An ensemble of K VAEs (<see cref="VaeEnsemble"/>) as one graph with the same inputs and outputs as one VAE:
+    /// the raw → standardized transform runs once, each member's encoder and decoder under its own initializer
+    /// prefix (member 0 none, member m "m{m}."), then score = log K − logsumexp_k(−score_k), feature scores the
+    /// members' feature scores weighted by softmax_k(−score_k) (each member's share of the mean p̂), and the latent
+    /// mean member 0's. One member gives exactly the single-VAE graph.
+    /// </summary>
+    public static byte[] ToBytes(IReadOnlyList<VaeModel> members, FeatureSchema schema, Calibration calibration, ModelTrainingSummary summary, WindowDefinition? window = null)
     {
-        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(members);
         ArgumentNullException.ThrowIfNull(schema);
         ArgumentNullException.ThrowIfNull(calibration);
         ArgumentNullException.ThrowIfNull(summary);
+        if (members.Count is < 1 or > VaeTrainingOptions.MaxEnsemble)
+            throw new ArgumentException($"A model holds 1 to {VaeTrainingOptions.MaxEnsemble} VAEs; got {members.Count}.", nameof(members));
+        var model = members[0];
         var features = Steps(schema, window);
-        CheckSchemaMatches(model, features);
+        foreach (var member in members)
+        {
+            CheckSchemaMatches(member, features);
+            if (member.LatentSize != model.LatentSize)
+                throw new ArgumentException("The ensemble's members differ in latent size.", nameof(members));
+        }
 
         var g = new OnnxGraph("anomalyvae");
         var layout = model.Layout;
         int f = layout.FeatureCount;
         int z = model.LatentSize;
-        int samples = model.NoiseSamples;
         string x, mask;
         if (window is null)
         {
@@ -106,22 +123,56 @@ public static class VaeOnnxExport
             spread = g.Add(g.Mul(g.Sub(g.Scalar(1f), categoryColumns), spread), g.Mul(categoryColumns, oneHot));
         }
         string encoded = g.Mul(spread, g.Gather(mask, columns, axis: 1));
-        string h = g.Concat(1, encoded, mask);
+        string encoderInput = g.Concat(1, encoded, mask);
+
+        int scored = window is null ? f : schema.Count;
+        var outputs = members.Select((member, m) => Member(g, member, ModelFile.MemberPrefix(m), x, mask, standardized, encoderInput, window, schema)).ToList();
+        string score, featureScores;
+        if (outputs.Count == 1)
+        {
+            (score, featureScores, _) = outputs[0];
+        }
+        else
+        {
+            // −log (1/K)·Σ_k exp(−score_k), stable; the attribution weights are each member's share of that mean.
+            string negative = g.Neg(g.Concat(1, [.. outputs.Select(o => g.Unsqueeze(o.Score, [1]))])); // [N, K]
+            score = g.Sub(g.Scalar(MathF.Log(outputs.Count)), StableLogSumExp(g, negative, axis: 1));
+            string weights = g.Unsqueeze(g.Softmax(negative, axis: 1), [2]); // [N, K, 1]
+            string stacked = g.Concat(1, [.. outputs.Select(o => g.Unsqueeze(o.FeatureScores, [1]))]); // [N, K, scored]
+            featureScores = g.ReduceSum(g.Mul(weights, stacked), [1], keepDims: false);
+        }
+        g.OutputAs(score, ModelFile.OutputScore);
+        g.OutputAs(featureScores, ModelFile.OutputFeatureScores, scored);
+        g.OutputAs(g.Identity(outputs[0].LatentMean), ModelFile.OutputLatentMean, z);
+
+        ModelFile.WriteMetadata(g, members, schema, calibration, summary, window);
+        return g.ToBytes();
+    }
+
+    /// <summary>One VAE's part of the graph from the shared standardized input: its score [N], feature scores [N, scored] and μ [N, Z].</summary>
+    private static (string Score, string FeatureScores, string LatentMean) Member(
+        OnnxGraph g, VaeModel model, string prefix, string x, string mask, string standardized, string encoderInput, WindowDefinition? window, FeatureSchema schema)
+    {
+        var layout = model.Layout;
+        int f = layout.FeatureCount;
+        int z = model.LatentSize;
+        int samples = model.NoiseSamples;
+        string h = encoderInput;
 
         // 3. Encoder → μ, log σ² (clamped), σ.
-        h = Dense(g, h, model.Encoder, ModelFile.EncoderPrefix);
+        h = Dense(g, h, model.Encoder, prefix + ModelFile.EncoderPrefix);
         var muLogVar = g.Split(h, [z, z], axis: 1);
         string mu = muLogVar[0];
         string latentLogVar = g.Clip(muLogVar[1], model.LatentLogVarMin, model.LatentLogVarMax);
         string sigma = g.Exp(g.Mul(latentLogVar, g.Scalar(0.5f)));
 
         // 4. L latent samples per row with the model's fixed noise: z_l = μ + σ·ε_l, shape [N·L, Z].
-        string noise = g.Initializer(ModelFile.Noise, model.Noise, samples, z);
+        string noise = g.Initializer(prefix + ModelFile.Noise, model.Noise, samples, z);
         string latent = g.Add(g.Unsqueeze(mu, [1]), g.Mul(g.Unsqueeze(sigma, [1]), noise));
         string decoderInput = g.Reshape(latent, [-1, z]);
 
         // 5. Decoder → likelihood heads [N, L, H].
-        string heads = g.Reshape(Dense(g, decoderInput, model.Decoder, ModelFile.DecoderPrefix), [-1, samples, layout.HeadWidth]);
+        string heads = g.Reshape(Dense(g, decoderInput, model.Decoder, prefix + ModelFile.DecoderPrefix), [-1, samples, layout.HeadWidth]);
 
         // 6. Per-feature negative log-likelihoods [N, L, F], grouped by kind as the heads are, then reordered.
         var blockSizes = new List<long>();
@@ -141,7 +192,7 @@ public static class VaeOnnxExport
         {
             string mean = blocks[block++];
             string logVar = g.Clip(blocks[block++], model.NumericLogVarMin, model.NumericLogVarMax);
-            string target = g.Unsqueeze(g.Gather(standardized, Indices(g, "numeric_features", layout.NumericFeatures), axis: 1), [1]);
+            string target = g.Unsqueeze(g.Gather(standardized, Indices(g, prefix + "numeric_features", layout.NumericFeatures), axis: 1), [1]);
             string residual = g.Sub(target, mean);
             string scaled = g.Mul(g.Mul(residual, residual), g.Exp(g.Neg(logVar)));
             parts.Add(g.Add(g.Scalar(Log2PiHalf), g.Mul(g.Scalar(0.5f), g.Add(logVar, scaled))));
@@ -151,7 +202,7 @@ public static class VaeOnnxExport
         {
             // softplus(a) − x·a, written as max(a, 0) + log(1 + e^−|a|) − x·a so large logits stay finite.
             string logit = blocks[block++];
-            string target = g.Unsqueeze(g.Gather(x, Indices(g, "binary_features", layout.BinaryFeatures), axis: 1), [1]);
+            string target = g.Unsqueeze(g.Gather(x, Indices(g, prefix + "binary_features", layout.BinaryFeatures), axis: 1), [1]);
             string softplus = g.Add(g.Max(logit, g.Scalar(0f)), g.Log(g.Add(g.Scalar(1f), g.Exp(g.Neg(g.Abs(logit))))));
             parts.Add(g.Sub(softplus, g.Mul(target, logit)));
             groupedOrder.AddRange(layout.BinaryFeatures);
@@ -168,7 +219,7 @@ public static class VaeOnnxExport
                 for (int k = 0; k < codes.Length; k++)
                     codes[k] = k;
                 string index = g.Gather(x, g.Int64s(j), axis: 1); // [N, 1]
-                string oneHot = g.Unsqueeze(g.Cast(g.Equal(index, g.Initializer($"codes_{j}", codes, codes.Length)), OnnxElementType.Float), [1]);
+                string oneHot = g.Unsqueeze(g.Cast(g.Equal(index, g.Initializer($"{prefix}codes_{j}", codes, codes.Length)), OnnxElementType.Float), [1]);
                 string logProbability = g.LogSoftmax(perFeature[c], axis: -1);
                 parts.Add(g.Neg(g.ReduceSum(g.Mul(logProbability, oneHot), [2], keepDims: true)));
                 groupedOrder.Add(j);
@@ -178,7 +229,7 @@ public static class VaeOnnxExport
         var position = new long[f];
         for (int p = 0; p < groupedOrder.Count; p++)
             position[groupedOrder[p]] = p;
-        string nll = g.Mul(g.Gather(grouped, g.Initializer("feature_order", position, f), axis: 2), g.Unsqueeze(mask, [1]));
+        string nll = g.Mul(g.Gather(grouped, g.Initializer(prefix + "feature_order", position, f), axis: 2), g.Unsqueeze(mask, [1]));
         int scored = f;
         if (window is not null)
         {
@@ -187,23 +238,24 @@ public static class VaeOnnxExport
             var last = new long[scored];
             for (int j = 0; j < scored; j++)
                 last[j] = f - scored + j;
-            nll = g.Gather(nll, g.Initializer("scored_features", last, scored), axis: 2);
+            nll = g.Gather(nll, g.Initializer(prefix + "scored_features", last, scored), axis: 2);
         }
 
         // 7. score = −log((1/L)·Σ_l exp(−Σ_j nll)), per feature likewise: log L − logsumexp_l(−nll).
         string logL = g.Scalar(MathF.Log(samples));
         string total = g.ReduceSum(nll, [2], keepDims: false); // [N, L]
-        g.OutputAs(g.Sub(logL, StableLogSumExp(g, g.Neg(total), axis: 1)), ModelFile.OutputScore);
-        g.OutputAs(g.Sub(logL, StableLogSumExp(g, g.Neg(nll), axis: 1)), ModelFile.OutputFeatureScores, scored);
-        g.OutputAs(g.Identity(mu), ModelFile.OutputLatentMean, z);
-
-        ModelFile.WriteMetadata(g, model, schema, calibration, summary, window);
-        return g.ToBytes();
+        string score = g.Sub(logL, StableLogSumExp(g, g.Neg(total), axis: 1));
+        string featureScores = g.Sub(logL, StableLogSumExp(g, g.Neg(nll), axis: 1));
+        return (score, featureScores, mu);
     }
 
-    public static void Save(string path, VaeModel model, FeatureSchema schema, Calibration calibration, ModelTrainingSummary summary, WindowDefinition? window = null)
+    public static void Save(string path, VaeModel model, FeatureSchema schema, Calibration calibration, ModelTrainingSummary summary, WindowDefinition? window = null) =>
+        Save(path, [model], schema, calibration, summary, window);
+
+    /// <summary>Writes <see cref="ToBytes(IReadOnlyList{VaeModel}, FeatureSchema, Calibration, ModelTrainingSummary, WindowDefinition?)"/> atomically.</summary>
+    public static void Save(string path, IReadOnlyList<VaeModel> members, FeatureSchema schema, Calibration calibration, ModelTrainingSummary summary, WindowDefinition? window = null)
     {
-        var bytes = ToBytes(model, schema, calibration, summary, window);
+        var bytes = ToBytes(members, schema, calibration, summary, window);
         string temp = path + ".tmp";
         File.WriteAllBytes(temp, bytes);
         File.Move(temp, path, overwrite: true); // readers never see half a model

@@ -4,6 +4,7 @@ using AnomalyVae.Model;
 using AnomalyVae.Tests;
 using AnomalyVae.Training;
 using AnomalyVae.Training.Engine;
+using AnomalyVae.Training.Export;
 
 namespace AnomalyVae.IntegrationTests.Training;
 
@@ -28,6 +29,7 @@ public sealed class OnnxCheckerTests : IDisposable
     {
         string path = Path.Combine(_directory, "model.onnx");
         Trainer.Train(MixedData.WriteCsv(_directory, "train.csv", rows: 300, seed: 1), FeatureSpec.Parse(MixedData.SpecJson), Quick).Save(path);
+        Assert.Equal(2, ModelFile.Read(path).Members.Count); // the default model: an ensemble of two VAEs in one graph
         var (exitCode, stdout, stderr) = OnnxChecker.Run(path);
         Assert.True(exitCode == 0, $"onnx.checker rejected the exported model:\n{stderr}{stdout}");
         Assert.Contains("opset=17", stdout);

@@ -13,10 +13,14 @@ public sealed class VaeOnnxExportTests : IDisposable
     private static readonly VaeTrainingOptions Quick = new() { Hidden = [24, 12], Latent = 3, Epochs = 4, BatchSize = 64, Threads = 1, Seed = 7 };
     private readonly string _directory = Directory.CreateTempSubdirectory("avae-export-").FullName;
 
-    [Fact]
-    public void OnnxRuntimeScoresMatchTheEngineOnMixedDataWithMissingAndOddValues()
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void OnnxRuntimeScoresMatchTheEngineOnMixedDataWithMissingAndOddValues(int ensemble)
     {
-        var trained = TrainMixed(rows: 600);
+        var trained = TrainMixed(rows: 600, Quick with { Ensemble = ensemble });
+        Assert.Equal(ensemble, trained.Models.Count);
         using var bundle = ModelBundle.Load(trained.ToOnnx(), "test");
 
         // Score fresh rows, including anomalies, an unseen category, an absurd magnitude and all-missing cells.
@@ -29,8 +33,16 @@ public sealed class VaeOnnxExportTests : IDisposable
         var engineScores = new float[table.RowCount];
         var engineFeatures = new float[table.RowCount * table.FeatureCount];
         var engineLatent = new float[table.RowCount * trained.Result.Model.LatentSize];
-        using (var scorer = new VaeScorer(trained.Result.Model))
-            scorer.Score(values, table.Mask, engineScores, engineFeatures, engineLatent);
+        VaeEnsemble.Score(trained.Models, values, table.Mask, engineScores, engineFeatures, engineLatent);
+        if (ensemble > 1)
+        {
+            // The members differ, so the combined score is not member 0's; it lies within log K of the best member's.
+            var first = new float[table.RowCount];
+            using (var scorer = new VaeScorer(trained.Result.Model))
+                scorer.Score(values, table.Mask, first);
+            Assert.Contains(first.Zip(engineScores), p => Math.Abs(p.First - p.Second) > 1e-3f);
+            Assert.All(first.Zip(engineScores), p => Assert.True(p.Second <= p.First + MathF.Log(ensemble) + 1e-3f, $"{p.Second} above member 0's {p.First} + log K"));
+        }
 
         AssertClose(engineScores, onnx.Scores, "score");
         AssertClose(engineFeatures, onnx.FeatureScores, "feature score");
@@ -46,6 +58,7 @@ public sealed class VaeOnnxExportTests : IDisposable
     {
         var first = Fixed(TrainMixed(rows: 400)).ToOnnx();
         var second = Fixed(TrainMixed(rows: 400)).ToOnnx();
+        Assert.Equal(2, new VaeTrainingOptions().Ensemble); // the default model, two VAEs, is what this compares
         Assert.Equal(first, second);
         var otherSeed = Fixed(TrainMixed(rows: 400, Quick with { Seed = 8 })).ToOnnx();
         Assert.NotEqual(first, otherSeed);
@@ -58,13 +71,24 @@ public sealed class VaeOnnxExportTests : IDisposable
         string path = Path.Combine(_directory, "model.onnx");
         trained.Save(path);
 
-        var (model, schema, calibration, summary) = ModelFile.Read(path);
+        var contents = ModelFile.Read(path);
+        var (model, schema, calibration, summary) = contents;
         Assert.Equal(trained.Schema.ToJson(), schema.ToJson());
         Assert.Equal(trained.Calibration.Threshold, calibration.Threshold);
         Assert.Equal(trained.Summary.Seed, summary!.Seed);
+        Assert.Equal(2, summary.Ensemble);
+        Assert.Equal(trained.Models.Count, contents.Members.Count);
         Assert.Equal(trained.Result.Model.Noise, model.Noise);
-        for (int i = 0; i < model.Decoder.Count; i++)
-            Assert.Equal(trained.Result.Model.Decoder[i].Weights, model.Decoder[i].Weights);
+        for (int m = 0; m < trained.Models.Count; m++)
+        {
+            Assert.Equal(trained.Models[m].Noise, contents.Members[m].Noise);
+            for (int i = 0; i < model.Decoder.Count; i++)
+                Assert.Equal(trained.Models[m].Decoder[i].Weights, contents.Members[m].Decoder[i].Weights);
+        }
+        Assert.NotEqual(contents.Members[0].Decoder[0].Weights, contents.Members[1].Decoder[0].Weights);
+
+        // Re-exporting what was read (as recalibration does) gives the same file.
+        Assert.Equal(File.ReadAllBytes(path), VaeOnnxExport.ToBytes(contents.Members, schema, calibration, summary, contents.Window));
 
         using var bundle = ModelBundle.Load(path);
         Assert.Equal(trained.Calibration.Threshold, bundle.Calibration.Threshold);
@@ -91,6 +115,78 @@ public sealed class VaeOnnxExportTests : IDisposable
         Assert.Contains("truncated.onnx", damaged.Message);
         Assert.Throws<ModelFormatException>(() => ModelFile.Read(truncated));
         Assert.Throws<ModelFormatException>(() => ModelBundle.Load(Path.Combine(_directory, "absent.onnx")));
+    }
+
+    [Fact]
+    public void OneVaeWritesTheSingleModelFormatAndReadsBackAsOneMember()
+    {
+        // K = 1 is the format of files written before ensembles: no member count, no member-prefixed weights.
+        var trained = TrainMixed(rows: 300, Quick with { Ensemble = 1 });
+        string path = Path.Combine(_directory, "single.onnx");
+        trained.Save(path);
+        using (var bundle = ModelBundle.Load(path))
+        {
+            Assert.DoesNotContain("members", bundle.Metadata.ArchitectureJson!, StringComparison.Ordinal);
+            Assert.DoesNotContain("ensemble", bundle.TrainingSummaryJson, StringComparison.Ordinal);
+        }
+        var contents = ModelFile.Read(path);
+        Assert.Single(contents.Members);
+        Assert.Null(contents.Summary!.Ensemble);
+    }
+
+    [Fact]
+    public void EnsembleMembersNeverTrainOnTheCalibrationRowsAndStopOnTheirOwn()
+    {
+        var trained = TrainMixed(rows: 400, Quick with { Ensemble = 3 });
+        Assert.Equal(3, trained.Models.Count);
+        Assert.Equal([7, 7001, 7002], [trained.Result.Options.Seed, .. trained.OtherMembers.Select(m => m.Options.Seed)]);
+        var calibrationRows = trained.Result.ValidationIndices;
+        Assert.Equal(40, calibrationRows.Count);
+        var own = new List<int[]>();
+        foreach (var member in trained.OtherMembers)
+        {
+            // Member m's rows are the 360 others in its own order; its first 40 validate, the other 320 train.
+            int[] rows = VaeEnsemble.MemberRows(400, calibrationRows, member.Options.Seed);
+            Assert.Equal(360, rows.Length);
+            Assert.Empty(rows.Intersect(calibrationRows));
+            Assert.Equal(360, rows.Distinct().Count());
+            Assert.Equal(Enumerable.Range(0, 40), member.ValidationIndices);
+            own.Add(rows[..40]);
+        }
+        Assert.NotEqual(own[0].Order(), own[1].Order());
+        Assert.Equal(3, trained.Summary.MemberValidationLoss!.Count);
+        // Calibration holds the combined score of the held-out rows.
+        Assert.Equal(trained.Result.ValidationIndices.Count, trained.CalibrationScores.Length);
+    }
+
+    [Fact]
+    public void EnsembleScoreIsMinusLogOfTheMembersMeanProbabilityAndAttributionsTheirShareWeightedMean()
+    {
+        var trained = TrainMixed(rows: 300, Quick with { Ensemble = 2 });
+        var table = FeatureTable.Load(MixedData.WriteCsv(_directory, "few.csv", rows: 20, seed: 5, anomalyRate: 0.3), trained.Schema);
+        var values = table.StandardizedValues();
+        int n = table.RowCount, f = table.FeatureCount;
+        var s = new float[2][];
+        var fs = new float[2][];
+        for (int m = 0; m < 2; m++)
+        {
+            s[m] = new float[n];
+            fs[m] = new float[n * f];
+            using var scorer = new VaeScorer(trained.Models[m]);
+            scorer.Score(values, table.Mask, s[m], fs[m]);
+        }
+        var scores = new float[n];
+        var features = new float[n * f];
+        VaeEnsemble.Score(trained.Models, values, table.Mask, scores, features);
+        for (int i = 0; i < n; i++)
+        {
+            // p̂_k relative to the larger of the two (exp(−score) itself underflows for very unusual rows).
+            double best = Math.Min(s[0][i], s[1][i]);
+            double p0 = Math.Exp(best - s[0][i]), p1 = Math.Exp(best - s[1][i]);
+            Assert.Equal(best - Math.Log((p0 + p1) / 2), scores[i], 1e-3);
+            for (int j = 0; j < f; j++)
+                Assert.Equal(((p0 * fs[0][i * f + j]) + (p1 * fs[1][i * f + j])) / (p0 + p1), features[i * f + j], 1e-3);
+        }
     }
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);

@@ -20,12 +20,12 @@ internal static class BenchCommands
         var data = new Option<string>("--data") { Description = "Labelled CSV file.", Required = true };
         var label = new Option<string>("--label-column") { Description = "Label column (1 = anomaly).", DefaultValueFactory = _ => "label" };
         var seeds = new Option<int>("--seeds") { Description = "Repetitions with different splits and seeds.", DefaultValueFactory = _ => 5 };
-        var ensemble = new Option<int>("--ensemble") { Description = "VAEs per split whose p̂(x) is averaged (an experiment; the product trains one).", DefaultValueFactory = _ => 1 };
+        var ensemble = new Option<int?>("--ensemble") { Description = "VAEs per model whose p̂(x) is averaged (default: the trainer's, 2)." };
         var samples = new Option<int>("--samples") { Description = "Latent samples L.", DefaultValueFactory = _ => new Training.Engine.VaeTrainingOptions().ScoringSamples };
         var protocol = new Command("protocol", "Semi-supervised quality check: train on half the normal rows, test on the rest plus all anomalies.") { data, label, seeds, samples, ensemble };
         protocol.SetAction(parse => ProtocolBenchmark.Run(CliRun.ExistingFile(parse.GetValue(data)!, "data file"), parse.GetValue(label)!,
-            Math.Clamp(parse.GetValue(seeds), 1, 100), new Training.Engine.VaeTrainingOptions { ScoringSamples = parse.GetValue(samples) }, Console.Out,
-            Math.Clamp(parse.GetValue(ensemble), 1, 16)));
+            Math.Clamp(parse.GetValue(seeds), 1, 100), WithEnsemble(new Training.Engine.VaeTrainingOptions { ScoringSamples = parse.GetValue(samples) }, parse.GetValue(ensemble)),
+            Console.Out));
         var model = new Option<string>("--model") { Description = "Model file (.onnx) whose features the events carry.", Required = true };
         var input = new Option<string>("--in") { Description = "JSON events, one per line.", Required = true };
         var output = new Option<string>("--out") { Description = "File to write: the same events, a fraction of them bad.", Required = true };
@@ -58,7 +58,7 @@ internal static class BenchCommands
         var threads = new Option<int>("--threads") { Description = "Training threads.", DefaultValueFactory = _ => 1 };
         var quality = new Command("quality", "Engine AUROC with default (or given) settings on cardio and on synthetic tables with dependency anomalies.")
         {
-            cardio, splits, syntheticSeeds, samples, beta, latent, hidden, maxEpochs, threads, logVarMax, logVarMin, weightDecay,
+            cardio, splits, syntheticSeeds, samples, beta, latent, hidden, maxEpochs, threads, logVarMax, logVarMin, weightDecay, ensemble,
         };
         quality.SetAction(parse =>
         {
@@ -76,7 +76,8 @@ internal static class BenchCommands
                 WeightDecay = parse.GetValue(weightDecay) ?? defaults.WeightDecay,
             };
             string? cardioPath = parse.GetValue(cardio) is { } path ? CliRun.ExistingFile(path, "cardio file") : null;
-            return QualityBenchmark.Run(cardioPath, Math.Clamp(parse.GetValue(splits), 0, 100), Math.Clamp(parse.GetValue(syntheticSeeds), 0, 20), options, Console.Out);
+            return QualityBenchmark.Run(cardioPath, Math.Clamp(parse.GetValue(splits), 0, 100), Math.Clamp(parse.GetValue(syntheticSeeds), 0, 20),
+                WithEnsemble(options, parse.GetValue(ensemble)), Console.Out);
         });
         var topic = new Option<string>("--topic") { Description = "Topic to read from its beginning to its end.", Required = true };
         var bootstrap = new Option<string>("--bootstrap") { Description = "Kafka bootstrap servers.", DefaultValueFactory = _ => "127.0.0.1:9092" };
@@ -118,7 +119,7 @@ internal static class BenchCommands
                 throw new CliException($"data directory not found: {directory}");
             int[] seeds = ParseSeeds(parse.GetValue(seedList)!);
             string[]? only = parse.GetValue(tables)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            return SuiteBenchmark.Run(directory, seeds, only, parse.GetValue(label)!, options, Console.Out, Math.Clamp(parse.GetValue(ensemble), 1, 16));
+            return SuiteBenchmark.Run(directory, seeds, only, parse.GetValue(label)!, WithEnsemble(options, parse.GetValue(ensemble)), Console.Out);
         });
         var connection = new Option<string>("--connection") { Description = "PostgreSQL connection string of a scratch database.", Required = true };
         var batches = new Option<int>("--batches") { Description = "Timed batches per detector.", DefaultValueFactory = _ => 200 };
@@ -157,6 +158,10 @@ internal static class BenchCommands
             Math.Clamp(parse.GetValue(stateBatches), 1, 100_000), Console.Out));
         return new Command("bench", "Benchmarks; each prints its numbers.") { train, score, protocol, mix, quality, suite, consume, commit, queries, windows };
     }
+
+    /// <summary>The options with <c>--ensemble</c> applied when given (else the trainer's default K).</summary>
+    private static Training.Engine.VaeTrainingOptions WithEnsemble(Training.Engine.VaeTrainingOptions options, int? ensemble) =>
+        ensemble is { } k ? options with { Ensemble = Math.Clamp(k, 1, Training.Engine.VaeTrainingOptions.MaxEnsemble) } : options;
 
     private static int[] ParseSeeds(string text)
     {

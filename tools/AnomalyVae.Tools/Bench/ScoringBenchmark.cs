@@ -8,7 +8,8 @@ using AnomalyVae.Training.Engine;
 namespace AnomalyVae.Tools;
 
 /// <summary>
-/// Scoring cost per row for the benchmark configuration (32 numeric features, hidden 128-64, latent 8) at L = 1, 4, 8, 16:
+/// Scoring cost per row for the benchmark configuration (32 numeric features, hidden 128-64, latent 8) at L = 1, 4, 8, 16
+/// and, at L = 4, ensembles of K = 2 and 3 VAEs in one file:
 /// ONNX Runtime through the bound, allocation-free path at batch 1024, one and two intra-op threads, and the C# engine.
 /// </summary>
 internal static class ScoringBenchmark
@@ -22,9 +23,21 @@ internal static class ScoringBenchmark
         var table = SyntheticTable(rows: 8192, seed: 3);
         int defaultSamples = new VaeTrainingOptions().ScoringSamples;
         output.WriteLine($"model: {Features} numeric features, hidden 128-64, latent 8, batch {Batch}; default L = {defaultSamples}");
-        foreach (int samples in new[] { 1, 4, 8, 16 })
+        int defaultEnsemble = new VaeTrainingOptions().Ensemble;
+        output.WriteLine($"default ensemble K = {defaultEnsemble}: its rows time one model file holding K VAEs");
+        foreach (var (samples, ensemble) in new[] { (1, 1), (4, 1), (4, 2), (4, 3), (8, 1), (16, 1) })
         {
-            var options = new VaeTrainingOptions { Hidden = [128, 64], Latent = 8, Epochs = 1, BatchSize = 256, Threads = 2, Seed = 1, ScoringSamples = samples };
+            var options = new VaeTrainingOptions
+            {
+                Hidden = [128, 64],
+                Latent = 8,
+                Epochs = 1,
+                BatchSize = 256,
+                Threads = 2,
+                Seed = 1,
+                ScoringSamples = samples,
+                Ensemble = ensemble,
+            };
             var trained = Trainer.Train(table, options);
             byte[] model = trained.ToOnnx();
             foreach (int threads in new[] { 1, 2 })
@@ -34,15 +47,18 @@ internal static class ScoringBenchmark
                 table.X.AsSpan(0, Batch * Features).CopyTo(scorer.X);
                 table.Mask.AsSpan(0, Batch * Features).CopyTo(scorer.Mask);
                 double perRow = Measure(() => scorer.Run(Batch));
-                output.WriteLine(string.Create(c, $"L={samples,-2} onnxruntime {threads} thread(s): {perRow * 1e6,7:F3} µs/row  ({1 / perRow,12:N0} rows/s)"));
+                output.WriteLine(string.Create(c, $"L={samples,-2} K={ensemble} onnxruntime {threads} thread(s): {perRow * 1e6,7:F3} µs/row  ({1 / perRow,12:N0} rows/s)"));
             }
+
+            if (ensemble > 1)
+                continue; // the engine reference scores members one after another: K times the K = 1 line
 
             var values = table.StandardizedValues().AsSpan(0, Batch * Features).ToArray();
             var mask = table.Mask.AsSpan(0, Batch * Features).ToArray();
             var scores = new float[Batch];
             using var engine = new VaeScorer(trained.Result.Model, 1);
             double enginePerRow = Measure(() => engine.Score(values, mask, scores));
-            output.WriteLine(string.Create(c, $"L={samples,-2} C# engine   1 thread(s): {enginePerRow * 1e6,7:F3} µs/row  ({1 / enginePerRow,12:N0} rows/s)"));
+            output.WriteLine(string.Create(c, $"L={samples,-2} K=1 C# engine   1 thread(s): {enginePerRow * 1e6,7:F3} µs/row  ({1 / enginePerRow,12:N0} rows/s)"));
         }
     }
 
