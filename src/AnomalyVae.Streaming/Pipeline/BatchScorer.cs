@@ -37,6 +37,19 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
     private EntityHistory[] _histories = [];
     private long[] _rowOffsets = [];
     private long[] _appended = [];
+    // Windowed models that mask flagged history (FlaggedHistory), per scorer row: the previous appended row of its
+    // entity in this batch (−1: none), its history's flags (W−1 per row, oldest first), its wave, its final flag; the
+    // final scores and feature scores; rows ordered by wave. Sized once per batch capacity and window.
+    private int[] _previousRow = [];
+    private bool[] _historyFlags = [];
+    private int[] _wave = [];
+    private bool[] _flagged = [];
+    private int[] _byWave = [];
+    private int[] _waveStart = [];
+    private int[] _affected = [];
+    private float[] _finalScores = [];
+    private float[] _finalFeatureScores = [];
+    private bool _rescored;
 
     /// <summary>Decodes, scores and decides <paramref name="batch"/> (once; a second call does nothing).</summary>
     public void Build(MicroBatch batch)
@@ -48,8 +61,13 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
         long start = ThreadCpu.Now();
         Decode(batch);
         long decoded = ThreadCpu.Now();
+        _rescored = false;
         if (batch.Rows > 0)
+        {
             batch.Scorer.Run(batch.Rows);
+            if (batch.Model.Bundle.Window is { MaskFlaggedHistory: true } window)
+                RescoreFlaggedHistory(batch, window);
+        }
         long scored = ThreadCpu.Now();
         Decide(batch);
         long decided = ThreadCpu.Now();
@@ -116,6 +134,17 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
             _rowOffsets = new long[batch.Capacity];
             _appended = new long[batch.Capacity];
         }
+        bool rule = window.MaskFlaggedHistory;
+        if (rule && (_previousRow.Length < batch.Capacity || _historyFlags.Length != batch.Capacity * (w - 1)))
+        {
+            _previousRow = new int[batch.Capacity];
+            _historyFlags = new bool[batch.Capacity * (w - 1)];
+            _wave = new int[batch.Capacity];
+            _flagged = new bool[batch.Capacity];
+            _byWave = new int[batch.Capacity];
+            _waveStart = new int[batch.Capacity + 2];
+            _affected = new int[batch.Capacity];
+        }
         int rows = 0;
         for (int i = 0; i < batch.Count; i++)
         {
@@ -150,8 +179,111 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
             var rowMask = mask.Slice(r * width, width);
             var steps = new HistorySteps(history, row[last..], rowMask[last..]);
             WindowAssembly.Fill(ref steps, w, f, row, rowMask);
+            bool append = _rowOffsets[r] > history.LastOffset;
+            if (rule)
+                NoteHistory(r, history, w - 1, append, sequence);
             // An offset the state already holds is a replay after another owner's commit landed late: scored, not appended twice.
-            _appended[r] = _rowOffsets[r] > history.LastOffset ? history.Append(row[last..], rowMask[last..], _rowOffsets[r]) : -1;
+            _appended[r] = append ? history.Append(row[last..], rowMask[last..], _rowOffsets[r]) : -1;
+        }
+    }
+
+    /// <summary>
+    /// Before row <paramref name="r"/>'s event is appended: its history's flags as the state holds them (those of
+    /// earlier events of this batch are not final yet: the waves fill them in) and its entity's previous row here.
+    /// A replay (not appended) keeps its whole-window score: its row is fenced off at commit anyway.
+    /// </summary>
+    private void NoteHistory(int r, EntityHistory history, int h, bool append, long sequence)
+    {
+        var flags = _historyFlags.AsSpan(r * h, h);
+        flags.Clear();
+        _previousRow[r] = -1;
+        if (!append)
+            return;
+        for (int back = 1; back <= Math.Min(history.Count, h); back++)
+            flags[h - back] = history.Flagged(back);
+        if (history.LastRowIn == sequence)
+            _previousRow[r] = history.LastRow;
+        history.LastRow = r;
+        history.LastRowIn = sequence;
+    }
+
+    /// <summary>
+    /// <see cref="WindowDefinition.MaskFlaggedHistory"/>, exactly as CSV scoring applies it
+    /// (<see cref="ModelBundle"/>.Score over <see cref="FeatureWindows"/>): rows go in waves by per-entity occurrence
+    /// in the batch, so each sees its predecessors' final flags; a row whose history holds flagged steps is scored
+    /// again with them masked (<see cref="FlaggedHistory"/>) and keeps the lower score. Only those rows run again.
+    /// </summary>
+    private void RescoreFlaggedHistory(MicroBatch batch, WindowDefinition window)
+    {
+        int rows = batch.Rows, f = batch.Scorer.Bundle.Schema.Count, h = window.Steps - 1, width = window.Steps * f;
+        if (_finalScores.Length < batch.Capacity || _finalFeatureScores.Length != batch.Capacity * f)
+        {
+            _finalScores = new float[batch.Capacity];
+            _finalFeatureScores = new float[batch.Capacity * f];
+        }
+        batch.Scorer.Scores(rows).CopyTo(_finalScores);
+        batch.Scorer.FeatureScores(rows).CopyTo(_finalFeatureScores);
+        _rescored = true;
+        double threshold = batch.Model.Threshold;
+
+        // Rows by wave (counting sort; a row's previous row is always earlier, so its wave is known).
+        int waves = 0;
+        for (int r = 0; r < rows; r++)
+        {
+            _wave[r] = _previousRow[r] < 0 ? 0 : _wave[_previousRow[r]] + 1;
+            waves = Math.Max(waves, _wave[r] + 1);
+        }
+        Array.Clear(_waveStart, 0, waves + 1);
+        for (int r = 0; r < rows; r++)
+            _waveStart[_wave[r] + 1]++;
+        for (int k = 0; k < waves; k++)
+            _waveStart[k + 1] += _waveStart[k];
+        for (int r = 0; r < rows; r++)
+            _byWave[_waveStart[_wave[r]]++] = r;
+        for (int k = waves; k > 0; k--)
+            _waveStart[k] = _waveStart[k - 1];
+        _waveStart[0] = 0;
+
+        var rescorer = batch.Rescorer;
+        for (int k = 0; k < waves; k++)
+        {
+            int n = 0;
+            for (int i = _waveStart[k]; i < _waveStart[k + 1]; i++)
+            {
+                int r = _byWave[i], previous = _previousRow[r];
+                var flags = _historyFlags.AsSpan(r * h, h);
+                if (previous >= 0)
+                {
+                    // The previous row's history shifted by one, then the previous row itself (its flag is final).
+                    _historyFlags.AsSpan((previous * h) + 1, h - 1).CopyTo(flags);
+                    flags[h - 1] = _flagged[previous];
+                }
+                if (!flags.Contains(true))
+                    continue;
+                batch.Scorer.X.Slice(r * width, width).CopyTo(rescorer.X.Slice(n * width, width));
+                batch.Scorer.Mask.Slice(r * width, width).CopyTo(rescorer.Mask.Slice(n * width, width));
+                FlaggedHistory.Apply(rescorer.X.Slice(n * width, width), rescorer.Mask.Slice(n * width, width), flags, f);
+                _affected[n++] = r;
+            }
+            if (n > 0)
+                Rescore(rescorer, n, f);
+            for (int i = _waveStart[k]; i < _waveStart[k + 1]; i++)
+                _flagged[_byWave[i]] = FlaggedHistory.IsFlagged(_finalScores[_byWave[i]], threshold);
+        }
+    }
+
+    private void Rescore(ModelScorer rescorer, int n, int f)
+    {
+        rescorer.Run(n);
+        var scores = rescorer.Scores(n);
+        var featureScores = rescorer.FeatureScores(n);
+        for (int i = 0; i < n; i++)
+        {
+            int r = _affected[i];
+            if (!FlaggedHistory.PrefersMasked(_finalScores[r], scores[i]))
+                continue;
+            _finalScores[r] = scores[i];
+            featureScores.Slice(i * f, f).CopyTo(_finalFeatureScores.AsSpan(r * f, f));
         }
     }
 
@@ -178,8 +310,10 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
 
     private void Decide(MicroBatch batch)
     {
-        var scores = batch.Rows > 0 ? batch.Scorer.Scores(batch.Rows) : default;
-        var featureScores = batch.Rows > 0 ? batch.Scorer.FeatureScores(batch.Rows) : default;
+        int features = batch.Scorer.Bundle.Schema.Count;
+        ReadOnlySpan<float> scores = batch.Rows == 0 ? default : _rescored ? _finalScores.AsSpan(0, batch.Rows) : batch.Scorer.Scores(batch.Rows);
+        ReadOnlySpan<float> featureScores = batch.Rows == 0 ? default
+            : _rescored ? _finalFeatureScores.AsSpan(0, batch.Rows * features) : batch.Scorer.FeatureScores(batch.Rows);
         var record = batch.Record;
         record.Clear();
         if (batch.Model.Version != _windowVersion)
@@ -202,7 +336,6 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
         // Size 0 turns a sample off: its rate then admits nothing.
         double recentRate = retraining.RecentSize > 0 ? retraining.RecentRate : 0;
         double sampleRate = retraining.SampleSize > 0 ? retraining.SampleRate : 0;
-        int features = batch.Scorer.Bundle.Schema.Count;
         double threshold = batch.Model.Threshold;
         var calibration = batch.Model.Bundle.Calibration;
         for (int i = 0; i < batch.Count; i++)

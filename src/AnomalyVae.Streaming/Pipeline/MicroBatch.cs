@@ -29,6 +29,7 @@ public sealed class MicroBatch : IDisposable
 {
     private DetectorModel? _model;
     private ModelScorer? _scorer;
+    private ModelScorer? _rescorer;
 
     public MicroBatch(string detector, string topic, int capacity)
     {
@@ -41,6 +42,10 @@ public sealed class MicroBatch : IDisposable
 
     /// <summary>The version's scorer, with input and output buffers shaped for its feature count.</summary>
     public ModelScorer Scorer => _scorer!;
+
+    /// <summary>A second scorer of the same version, for the windows a windowed model scores again with flagged
+    /// history masked (<see cref="BatchScorer"/>); made on first use, so per-event models never pay for it.</summary>
+    public ModelScorer Rescorer => _rescorer ??= Model.Bundle.CreateScorer(Capacity);
 
     public bool IsBound => _model is not null;
 
@@ -165,8 +170,10 @@ public sealed class MicroBatch : IDisposable
     private void Release()
     {
         _scorer?.Dispose();
+        _rescorer?.Dispose();
         _model?.Release();
         _scorer = null;
+        _rescorer = null;
         _model = null;
     }
 }

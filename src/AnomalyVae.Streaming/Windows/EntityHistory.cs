@@ -52,6 +52,12 @@ public sealed class EntityHistory
     /// <summary>Waiting for its stored state to be read (a miss of this batch).</summary>
     internal bool Pending { get; set; }
 
+    /// <summary>The scorer row of this entity's newest event in batch <see cref="LastRowIn"/> (the flagged-history waves).</summary>
+    internal int LastRow { get; set; }
+
+    /// <summary>The batch <see cref="LastRow"/> belongs to.</summary>
+    internal long LastRowIn { get; set; }
+
     /// <summary>Step <paramref name="back"/> (1 = the newest held) of the history; back ≤ <see cref="Count"/>.</summary>
     public void Step(int back, out ReadOnlySpan<float> values, out ReadOnlySpan<float> mask)
     {

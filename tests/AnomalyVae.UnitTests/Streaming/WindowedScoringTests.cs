@@ -42,24 +42,36 @@ public sealed class WindowedScoringTests : IDisposable
 
     [Theory]
     [InlineData(1)]
-    [InlineData(7)]
+    [InlineData(5)]
     [InlineData(64)]
-    public void Serve_scores_each_event_like_csv_scoring_whatever_the_batch_size(int batchSize)
+    [InlineData(240)]
+    public void Serve_scores_and_flags_each_event_like_csv_scoring_whatever_the_batch_size(int batchSize)
     {
-        // Entities interleaved irregularly, some values missing: the CSV's row order is arrival order.
+        // Entities interleaved irregularly, some values missing (the CSV's row order is arrival order), and every
+        // 17th reading hot: the events after it hold a flagged step, which the model's rule masks (FlaggedHistory).
         var events = Sequence(entities: 6, steps: 40, seed: 7, irregular: true);
+        for (int i = 5; i < events.Count; i += 17)
+            events[i] = events[i] with { Temperature = events[i].Temperature + 40 };
         using var bundle = ModelBundle.Load(_model);
-        var table = FeatureTable.Load(WriteCsv("score.csv", events), bundle.Schema, bundle.Window!.Columns);
+        Assert.True(bundle.Window!.MaskFlaggedHistory);
+        var table = FeatureTable.Load(WriteCsv("score.csv", events), bundle.Schema, bundle.Window.Columns);
         var expected = bundle.Score(table).Scores;
+        double threshold = bundle.Calibration.Threshold;
+        // The rule matters here: some event scores lower with its flagged history masked than with its whole window.
+        var whole = bundle.Score(new FeatureWindows(table, bundle.Window with { MaskFlaggedHistory = false })).Scores;
+        Assert.Contains(Enumerable.Range(0, events.Count), i => expected[i] < whole[i] && whole[i] > threshold);
 
-        using var detector = Load(threshold: -1e30); // every event "flagged": the record carries every score
-        var scores = Stream(detector, events, batchSize, out _);
+        using var detector = Load(threshold);
+        var (scores, flagged) = Stream(detector, events, batchSize, out _);
 
         Assert.Equal(events.Count, scores.Count);
         for (int i = 0; i < events.Count; i++)
+        {
             Assert.True(Math.Abs(expected[i] - scores[i]) <= 1e-4 * Math.Max(1, Math.Abs(expected[i])), $"event {i}: CSV {expected[i]}, serve {scores[i]}");
+            Assert.Equal(expected[i] > threshold, flagged[i]);
+        }
         // The windows matter: a model fed each event alone would score differently.
-        Assert.NotEqual(expected[^1], Stream(detector, events.TakeLast(1).ToList(), 1, out _)[0]);
+        Assert.NotEqual(expected[^1], Stream(detector, events.TakeLast(1).ToList(), 1, out _).Scores[0]);
     }
 
     [Fact]
@@ -215,15 +227,17 @@ public sealed class WindowedScoringTests : IDisposable
         return Assert.Single(Detector.LoadAll(options, NullLogger.Instance));
     }
 
-    /// <summary>Streams <paramref name="events"/> (one partition) through a scorer in batches of <paramref name="batchSize"/>; every score, in order.</summary>
-    private static List<double> Stream(Detector detector, List<(string Machine, double Load, double Temperature, string Status)> events, int batchSize,
-        out EntityWindows windows)
+    /// <summary>Streams <paramref name="events"/> (one partition) through a scorer in batches of <paramref name="batchSize"/>; every score and flag, in order.</summary>
+    private static (List<double> Scores, List<bool> Flagged) Stream(Detector detector, List<(string Machine, double Load, double Temperature, string Status)> events,
+        int batchSize, out EntityWindows windows)
     {
         windows = new EntityWindows("w", "t", 1000, null, null, NullLogger.Instance);
-        var scorer = new BatchScorer("w", "t", new ScoringOptions { BatchSize = batchSize }, NoSamples, windows);
+        // The recent-events sample at rate 1 carries every scored event's score and flag.
+        var scorer = new BatchScorer("w", "t", new ScoringOptions { BatchSize = batchSize }, new RetrainingOptions { SampleSize = 0, RecentSize = 1_000_000, RecentRate = 1 }, windows);
         using var batch = new MicroBatch("w", "t", batchSize);
         batch.Bind(detector.AcquireCurrent()!);
         var scores = new List<double>();
+        var flagged = new List<bool>();
         var now = DateTime.UtcNow;
         for (int first = 0; first < events.Count; first += batchSize)
         {
@@ -232,10 +246,12 @@ public sealed class WindowedScoringTests : IDisposable
                 batch.Add(0, i, Json(events[i]), now, now);
             scorer.Build(batch);
             Assert.Empty(batch.DeadLetters);
-            scores.AddRange(batch.Record.Scores);
+            Assert.Equal(Enumerable.Range(first, batch.Rows).Select(i => (long)i), batch.Record.Recent.Offsets);
+            scores.AddRange(batch.Record.Recent.Scores);
+            flagged.AddRange(batch.Record.Recent.Flagged);
             windows.Committed(batch.WindowSequence);
         }
-        return scores;
+        return (scores, flagged);
     }
 
     private static byte[] Json((string Machine, double Load, double Temperature, string Status) e) => Encoding.UTF8.GetBytes(string.Create(
