@@ -160,7 +160,7 @@ public sealed class Retrainer(
         if (specSource is null)
             throw new RetrainingException($"detector '{detector}' has no registered model to take the feature spec from; register one (anomalyvae models register).");
         using var reference = ModelBundle.Load(specSource, active is null ? $"{detector} (newest registered model)" : $"{detector} {active.Version}");
-        // serve does not score windowed models yet, so it samples nothing for them: say that, not "no sample yet".
+        // A windowed model needs whole entity sequences, which the samples (single events) do not keep: say that.
         if (reference.Window is { } window)
         {
             throw new RetrainingException($"detector '{detector}' has a windowed model (W = {window.Steps} events per {window.EntityField}); " +

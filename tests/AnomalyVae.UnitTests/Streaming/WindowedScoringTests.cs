@@ -166,6 +166,40 @@ public sealed class WindowedScoringTests : IDisposable
     }
 
     [Fact]
+    public void After_a_swap_to_another_window_of_the_same_features_the_kept_history_scores_like_csv()
+    {
+        // A second model of the same features with W = 3: the swap keeps each entity's newest 2 events, so the first
+        // events after it already have full windows, as CSV scoring of the whole sequence with that model gives.
+        string shorter = Path.Combine(_directory, "shorter.onnx");
+        Trainer.TrainWindowed(Path.Combine(_directory, "train.csv"), null, "machine", null, steps: 3,
+            new VaeTrainingOptions { Hidden = [16], Latent = 3, Epochs = 2, Threads = 1, Seed = 3 }).Save(shorter);
+        var events = Sequence(entities: 3, steps: 20, seed: 11);
+        using var bundle = ModelBundle.Load(shorter);
+        var expected = bundle.Score(FeatureTable.Load(WriteCsv("swap.csv", events), bundle.Schema, bundle.Window!.Columns)).Scores;
+
+        using var before = Load(threshold: -1e30);
+        var options = new ServiceOptions();
+        options.Detectors.Add(new DetectorOptions { Name = "w", Topic = "t", Model = shorter, EntityField = "machine", Threshold = -1e30 });
+        using var after = Assert.Single(Detector.LoadAll(options, NullLogger.Instance));
+        var windows = new EntityWindows("w", "t", 1000, null, null, NullLogger.Instance);
+        var scorer = new BatchScorer("w", "t", new ScoringOptions { BatchSize = 30 }, NoSamples, windows);
+        var scores = new List<double>();
+        var now = DateTime.UtcNow;
+        foreach (var (detector, first) in new[] { (before, 0), (after, 30) })
+        {
+            using var batch = new MicroBatch("w", "t", 30);
+            batch.Bind(detector.AcquireCurrent()!);
+            for (int i = first; i < first + 30; i++)
+                batch.Add(0, i, Json(events[i]), now, now);
+            scorer.Build(batch);
+            scores.AddRange(batch.Record.Scores);
+            windows.Committed(batch.WindowSequence);
+        }
+        for (int i = 30; i < 60; i++)
+            Assert.True(Math.Abs(expected[i] - scores[i]) <= 1e-4 * Math.Max(1, Math.Abs(expected[i])), $"event {i}: CSV {expected[i]}, serve {scores[i]}");
+    }
+
+    [Fact]
     public void Memory_holds_at_most_the_cap_of_committed_entities()
     {
         using var detector = Load(threshold: 1e30);
