@@ -114,7 +114,6 @@ public static class Trainer
         var features = new VaeFeature[windows.Width];
         for (int step = 0; step < windows.Steps; step++)
             stepFeatures.CopyTo(features, step * stepFeatures.Length);
-        // Series too short for a held-out block fall back to the engine's random split.
         // Donut's missing-data injection, one window step at a time: the model meets the gaps that masking
         // flagged history steps makes (WindowDefinition.DefaultMissingInjection).
         options = options with
@@ -122,6 +121,7 @@ public static class Trainer
             MissingInjectionRate = options.MissingInjectionRate ?? WindowDefinition.DefaultMissingInjection,
             MissingInjectionGroup = schema.Count,
         };
+        // Series too short for a held-out block fall back to the engine's random split.
         var engineOptions = validationRows.Length > 0 ? options with { ValidationRowIndices = [.. validationRows.Select(r => position[r])] } : options;
         var result = VaeTrainer.Train(new VaeDataset(features, values, mask, used.Length), engineOptions, progress, cancellationToken);
 

@@ -218,11 +218,12 @@ public sealed class CliTests : IClassFixture<CliTests.TrainedCli>
                 double load = 50 + 30 * Math.Sin(2 * Math.PI * (t + 5 * m) / 24) + random.NextDouble();
                 int label = m == 2 && t is >= 60 and < 66 ? 1 : 0;
                 double temperature = label == 1 ? 5 : 20 + 0.3 * load;
-                lines.Add(string.Create(CultureInfo.InvariantCulture, $"e{t}-{m},m{m},2024-01-01T{t / 60:00}:{t % 60:00}:{m:00}Z,{load:F2},{temperature:F2},{label}"));
+                string faultKind = label == 1 ? "cold" : "";
+                lines.Add(string.Create(CultureInfo.InvariantCulture, $"e{t}-{m},m{m},2024-01-01T{t / 60:00}:{t % 60:00}:{m:00}Z,{load:F2},{temperature:F2},{label},{faultKind}"));
             }
         }
         string data = Path.Combine(Dir, "fleet.csv");
-        File.WriteAllText(data, "event_id,machine_id,ts,load,temperature,label\n" + string.Join('\n', lines.OrderBy(_ => random.Next())) + "\n");
+        File.WriteAllText(data, "event_id,machine_id,ts,load,temperature,label,anomaly_kind\n" + string.Join('\n', lines.OrderBy(_ => random.Next())) + "\n");
 
         var inferred = CliProcess.Run(Dir, "spec", "infer", "--data", data);
         Assert.True(inferred.ExitCode == 0, inferred.ToString());
@@ -243,10 +244,15 @@ public sealed class CliTests : IClassFixture<CliTests.TrainedCli>
         var inputIds = File.ReadAllLines(data)[1..].Select(l => l.Split(',')[0]);
         Assert.Equal(inputIds, rows.Select(r => r[1])); // input order
 
-        var evaluated = CliProcess.Run(Dir, "evaluate", "--model", model, "--data", data, "--format", "json");
+        var evaluated = CliProcess.Run(Dir, "evaluate", "--model", model, "--data", data, "--format", "json", "--kind-column", "anomaly_kind");
         Assert.True(evaluated.ExitCode == 0, evaluated.ToString());
         using var json = System.Text.Json.JsonDocument.Parse(evaluated.Stdout);
         Assert.Equal(6, json.RootElement.GetProperty("anomalies").GetInt32());
+        var kind = Assert.Single(json.RootElement.GetProperty("kinds").EnumerateArray());
+        Assert.Equal("cold", kind.GetProperty("kind").GetString());
+        Assert.Equal(6, kind.GetProperty("injected").GetInt32());
+        Assert.InRange(kind.GetProperty("caught").GetInt32(), 0, 6);
+        Assert.Contains("kind        cold ", CliProcess.Run(Dir, "evaluate", "--model", model, "--data", data, "--kind-column", "anomaly_kind").Stdout);
         Assert.InRange(json.RootElement.GetProperty("auroc").GetDouble(), 0.8, 1.0);
 
         var encoded = CliProcess.Run(Dir, "encode", "--model", model, "--data", data, "--out", Path.Combine(Dir, "windowed-latent.csv"));
