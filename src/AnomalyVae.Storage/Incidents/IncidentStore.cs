@@ -46,7 +46,9 @@ internal static class IncidentStore
           AND last_at + $2::interval < COALESCE((SELECT min(clock) FROM incident_clocks WHERE detector = $1), now())
         """;
 
-    // New incidents, then every grouped anomaly's incident_id (a new incident is found by its first anomaly).
+    // New incidents, then every grouped anomaly's incident_id (a new incident is found by its first anomaly). $15 is the
+    // batch's detected_at (every row this batch stored has it): the partition key, so the update reads one partition
+    // of anomalies instead of probing each partition's index for each id.
     private const string OpenAndAssign = """
         WITH opened AS (
           INSERT INTO incidents (detector, entity, first_anomaly_id, first_at, last_at, anomaly_count, peak_score, min_p_value,
@@ -58,7 +60,7 @@ internal static class IncidentStore
         UPDATE anomalies a SET incident_id = COALESCE(NULLIF(m.incident, 0), o.id)
         FROM unnest($12::bigint[], $13::bigint[], $14::bigint[]) AS m(anomaly, incident, first)
              LEFT JOIN opened o ON o.first_anomaly_id = m.first
-        WHERE a.id = m.anomaly
+        WHERE a.id = m.anomaly AND a.detected_at = $15
         """;
 
     /// <summary>
@@ -115,13 +117,14 @@ internal static class IncidentStore
                 Features(record.Contributions[i])));
         }
         var changes = IncidentRules.Apply(open, anomalies, record.IncidentGap);
-        AddWrites(rest, record, changes, returnClosed);
+        AddWrites(rest, record, changes, returnClosed, stored.Count > 0 ? stored[0].DetectedAt : null);
         return changes;
     }
 
     /// <summary>Appends the writes of <paramref name="changes"/> (none: only the clocks and the close of quiet incidents);
     /// with <paramref name="returnClosed"/> the close returns the ids it closed (for alerts).</summary>
-    public static void AddWrites(NpgsqlBatch batch, BatchRecord record, IncidentChanges? changes, bool returnClosed)
+    /// <param name="detectedAt">detected_at of the rows the batch stored (all share it); needed when <paramref name="changes"/> assigns any.</param>
+    public static void AddWrites(NpgsqlBatch batch, BatchRecord record, IncidentChanges? changes, bool returnClosed, DateTime? detectedAt = null)
     {
         var loaded = changes?.Incidents.Where(i => !i.IsNew).ToList() ?? [];
         if (loaded.Count > 0)
@@ -135,7 +138,7 @@ internal static class IncidentStore
         }
 
         if (changes is { Assignments.Count: > 0 })
-            AddOpenAndAssign(batch, record, changes);
+            AddOpenAndAssign(batch, record, changes, detectedAt ?? throw new ArgumentNullException(nameof(detectedAt)));
         if (record.Clocks.Count > 0)
         {
             var clocks = new NpgsqlBatchCommand(AdvanceClocks);
@@ -147,7 +150,7 @@ internal static class IncidentStore
         batch.BatchCommands.Add(close);
     }
 
-    private static void AddOpenAndAssign(NpgsqlBatch batch, BatchRecord record, IncidentChanges changes)
+    private static void AddOpenAndAssign(NpgsqlBatch batch, BatchRecord record, IncidentChanges changes, DateTime detectedAt)
     {
         var opened = changes.Incidents.Where(i => i.IsNew).ToList();
         var assign = new NpgsqlBatchCommand(OpenAndAssign);
@@ -156,7 +159,7 @@ internal static class IncidentStore
             opened.Select(i => i.PeakScore).ToArray(), opened.Select(i => i.MinPValue).ToArray(), opened.Select(i => i.PeakAnomalyId).ToArray(),
             opened.Select(i => JsonSerializer.Serialize(i.FeatureScores)).ToArray(), opened.Select(i => i.ClosedAt).ToArray(),
             changes.Assignments.Select(a => a.Anomaly.AnomalyId).ToArray(), changes.Assignments.Select(a => a.Incident.Id).ToArray(),
-            changes.Assignments.Select(a => a.Incident.FirstAnomalyId).ToArray());
+            changes.Assignments.Select(a => a.Incident.FirstAnomalyId).ToArray(), detectedAt);
         batch.BatchCommands.Add(assign);
     }
 
