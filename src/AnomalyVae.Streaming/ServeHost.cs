@@ -101,6 +101,7 @@ public static class ServeHost
         // (after the migrations, before the workers), and the follower keeps them on their active version.
         builder.Services.AddHostedService<DatabaseMigration>();
         builder.Services.AddHostedService<ModelRegistryFollower>();
+        Alerts.AddSender(builder.Services, options);
         for (int i = 0; i < options.Detectors.Count; i++)
         {
             int index = i;

@@ -160,8 +160,9 @@ public sealed class AlertmanagerSender : BackgroundService
                     Offer(new Item(t, 0));
                 previous = round;
             }
-            catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException && !cancellationToken.IsCancellationRequested)
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
             {
+                // Whatever went wrong, the loop goes on: a fault here must not stop the host (and with it scoring).
                 _logger.LogWarning("Alertmanager re-send: cannot read open incidents ({Error}); trying again in {Interval}", e.Message, _options.ResendInterval);
             }
         }
@@ -192,8 +193,9 @@ public sealed class AlertmanagerSender : BackgroundService
                         throw new AlertmanagerException(response.StatusCode, await response.Content.ReadAsStringAsync(ct));
                 }, (Body: body, Http: _http), cancellationToken);
             }
-            catch (Exception e) when (e is HttpRequestException or TimeoutRejectedException or AlertmanagerException or BrokenCircuitException)
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
             {
+                // Retries spent, circuit open, a refused request, or anything unexpected: count, drop, go on.
                 if (e is not BrokenCircuitException)
                     _metrics.Failures.Add(1);
                 foreach (var item in sent)
