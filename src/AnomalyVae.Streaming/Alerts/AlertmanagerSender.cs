@@ -156,8 +156,10 @@ public sealed class AlertmanagerSender : BackgroundService
             {
                 // Closed since the previous round (with a margin): their resolution is posted again too.
                 var current = await IncidentTransitions.CurrentAsync(_dataSource, _detectors, previous - _options.ResendInterval, cancellationToken);
+                // Off the scoring path, so this waits for room instead of dropping: a round larger than the queue goes
+                // through at the sender's pace (committed transitions arriving meanwhile may find it full).
                 foreach (var t in current)
-                    Offer(new Item(t, 0));
+                    await _queue.Writer.WriteAsync(new Item(t, 0), cancellationToken);
                 previous = round;
             }
             catch (Exception e) when (!cancellationToken.IsCancellationRequested)
