@@ -107,6 +107,7 @@ public static class ServeHost
             sp.GetRequiredService<ILogger<PartitionMaintenance>>()));
         builder.Services.AddHostedService<PartitionMaintenanceService>();
         builder.Services.AddHostedService<ModelRegistryFollower>();
+        Alerts.AddSender(builder.Services, options);
         for (int i = 0; i < options.Detectors.Count; i++)
         {
             int index = i;

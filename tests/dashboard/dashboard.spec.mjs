@@ -2,7 +2,8 @@
 //   node tests/dashboard/dashboard.spec.mjs BASE_URL SCREENSHOT.png DETECTOR [DRIFT_STATUS]
 // Loads the page, checks DETECTOR's drift badge (when DRIFT_STATUS is given), filters by DETECTOR, selects its first incident
 // (the anomaly list must then show exactly that incident's anomalies), opens the first of them, waits until its contributions chart is drawn, and
-// saves a full-page screenshot. Exit code 0 only when every step worked; the reason otherwise on stderr.
+// saves a full-page screenshot; then opens an alert's link (?detector=&entity=) and checks that only that entity's
+// incidents are listed. Exit code 0 only when every step worked; the reason otherwise on stderr.
 import { chromium } from 'playwright-core';
 
 const [baseUrl, screenshot, detector, driftStatus] = process.argv.slice(2);
@@ -78,6 +79,13 @@ try {
   await page.screenshot({ path: screenshot, fullPage: true });
   if (problems.length) fail(problems.join('\n'));
   console.log(`screenshot: ${screenshot}`);
+
+  // An alert's dashboard link (Alertmanager:DashboardUrl): ?detector=&entity= opens the page filtered to that entity.
+  await page.goto(`${baseUrl}/?detector=${encodeURIComponent(detector)}&entity=${encodeURIComponent(incident.entity)}`, { waitUntil: 'load' });
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 15000 });
+  const linked = await page.$$eval('#incident-table tbody tr[data-id]', (trs) => trs.map((r) => r.children[2].textContent));
+  if (linked.length === 0 || linked.some((e) => e !== incident.entity)) fail(`link to ${incident.entity} lists incidents of ${[...new Set(linked)].join(', ')}`);
+  console.log(`alert link: ${linked.length} incidents of ${incident.entity}`);
 } catch (e) {
   console.error(`dashboard test failed: ${e.message}`);
   code = 1;

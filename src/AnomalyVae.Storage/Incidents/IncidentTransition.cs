@@ -48,12 +48,17 @@ public static class IncidentTransitions
         a.topic, a."partition", a."offset", i.detector
         """;
 
-    // Incidents of one detector by id (closed in this transaction) or by first anomaly (opened in it); the first
-    // anomaly's row gives the Kafka coordinates. Both lists come from this transaction's own writes.
+    // Incidents closed in this transaction (by id), then those opened in it (by first anomaly, the unique key): two
+    // index lookups (an OR of the two would scan the detector's incidents). The first anomaly's row gives the Kafka
+    // coordinates. Both lists come from this transaction's own writes.
     private const string ByTransaction = $"""
-        SELECT {Columns}, i.first_anomaly_id = ANY($3::bigint[]) AS opened
+        SELECT {Columns}, false AS opened, i.id
         FROM incidents i JOIN anomalies a ON a.id = i.first_anomaly_id
-        WHERE i.detector = $1 AND (i.id = ANY($2::bigint[]) OR i.first_anomaly_id = ANY($3::bigint[]))
+        WHERE i.id = ANY($2::bigint[])
+        UNION ALL
+        SELECT {Columns}, true, i.id
+        FROM incidents i JOIN anomalies a ON a.id = i.first_anomaly_id
+        WHERE i.detector = $1 AND i.first_anomaly_id = ANY($3::bigint[])
         """;
 
     // Open incidents of the given detectors, and those closed (by wall clock) since $2.
@@ -77,16 +82,22 @@ public static class IncidentTransitions
         command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = closedIds });
         command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = openedFirstAnomalies });
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var closed = closedIds.ToHashSet();
         while (await reader.ReadAsync(cancellationToken))
         {
-            bool opened = reader.GetBoolean(12);
-            bool closed = !reader.IsDBNull(3);
-            if (opened)
-                transitions.Add(Read(reader, IncidentTransitionKind.Opened));
-            if (closed)
+            if (!reader.GetBoolean(12))
+            {
+                transitions.Add(Read(reader, IncidentTransitionKind.Closed));
+                continue;
+            }
+            transitions.Add(Read(reader, IncidentTransitionKind.Opened));
+            // Opened and closed by the rules within this batch (a new incident is not among the ids closed by id).
+            if (!reader.IsDBNull(3) && !closed.Contains(reader.GetInt64(13)))
                 transitions.Add(Read(reader, IncidentTransitionKind.Closed));
         }
-        return transitions;
+        // In the order they happened (event time): an entity's old incident closes before its next one opens, and an
+        // incident opens before it closes.
+        return [.. transitions.OrderBy(t => t.Kind == IncidentTransitionKind.Opened ? t.FirstAt : t.ClosedAt ?? t.LastAt).ThenBy(t => t.Kind)];
     }
 
     /// <summary>Every open incident of <paramref name="detectors"/> (as <see cref="IncidentTransitionKind.Opened"/>), and every one

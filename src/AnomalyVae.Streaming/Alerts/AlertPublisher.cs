@@ -64,6 +64,8 @@ public sealed class AlertPublisher : IDisposable
         config.ClientId ??= "anomalyvae-alerts";
         // As for dead letters: fail a batch within 30 s when the topic is away, and let the worker's retry loop wait.
         config.MessageTimeoutMs ??= 30_000;
+        // The commit waits for these records: send them at once rather than after librdkafka's 5 ms linger.
+        config.LingerMs ??= 0;
         return new ProducerBuilder<string?, byte[]>(config)
             .SetLogHandler((_, m) => KafkaLog.Write(_logger, m))
             .SetErrorHandler((_, e) => _logger.LogWarning("Alerts producer: {Reason} ({Code})", e.Reason, e.Code))

@@ -156,12 +156,15 @@ public sealed class AlertmanagerSender : BackgroundService
             {
                 // Closed since the previous round (with a margin): their resolution is posted again too.
                 var current = await IncidentTransitions.CurrentAsync(_dataSource, _detectors, previous - _options.ResendInterval, cancellationToken);
+                // Off the scoring path, so this waits for room instead of dropping: a round larger than the queue goes
+                // through at the sender's pace (committed transitions arriving meanwhile may find it full).
                 foreach (var t in current)
-                    Offer(new Item(t, 0));
+                    await _queue.Writer.WriteAsync(new Item(t, 0), cancellationToken);
                 previous = round;
             }
-            catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException && !cancellationToken.IsCancellationRequested)
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
             {
+                // Whatever went wrong, the loop goes on: a fault here must not stop the host (and with it scoring).
                 _logger.LogWarning("Alertmanager re-send: cannot read open incidents ({Error}); trying again in {Interval}", e.Message, _options.ResendInterval);
             }
         }
@@ -192,8 +195,9 @@ public sealed class AlertmanagerSender : BackgroundService
                         throw new AlertmanagerException(response.StatusCode, await response.Content.ReadAsStringAsync(ct));
                 }, (Body: body, Http: _http), cancellationToken);
             }
-            catch (Exception e) when (e is HttpRequestException or TimeoutRejectedException or AlertmanagerException or BrokenCircuitException)
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
             {
+                // Retries spent, circuit open, a refused request, or anything unexpected: count, drop, go on.
                 if (e is not BrokenCircuitException)
                     _metrics.Failures.Add(1);
                 foreach (var item in sent)

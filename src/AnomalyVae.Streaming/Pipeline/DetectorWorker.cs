@@ -95,6 +95,9 @@ public sealed class DetectorWorker : BackgroundService
             _health.SetRunning(Name, true);
             WarnIfMissing(_detector.Options.Topic);
             WarnIfMissing(_detector.Options.ResolvedDeadLetterTopic);
+            // Alert records must be acknowledged before a batch commits: a missing alerts topic stalls the detector too.
+            if (_detector.Options.Alerts.Topic is { Length: > 0 } alertsTopic)
+                WarnIfMissing(alertsTopic);
             try
             {
                 while (!stoppingToken.IsCancellationRequested)

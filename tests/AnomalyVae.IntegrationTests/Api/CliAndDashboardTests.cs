@@ -198,6 +198,7 @@ public sealed class CliAndDashboardTests(CliAndDashboardTests.SeededDatabase dat
         Assert.Contains("drift badge: drift · PSI", output);
         Assert.Contains("contributions temperature, vibration, pressure, rpm", output);
         Assert.Matches(@"incident \d+: 9 anomalies of m\d", output);
+        Assert.Matches(@"alert link: \d+ incidents of m\d", output);
         var png = new FileInfo(screenshot);
         Assert.True(png.Exists, output);
         // A real full-page render of tables and two charts is far larger than a blank page (a few KB).

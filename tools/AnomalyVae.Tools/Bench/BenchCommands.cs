@@ -125,12 +125,14 @@ internal static class BenchCommands
         var batches = new Option<int>("--batches") { Description = "Timed batches per detector.", DefaultValueFactory = _ => 200 };
         var flagRate = new Option<double>("--flag-rate") { Description = "Share of each batch's 4096 events flagged.", DefaultValueFactory = _ => 0.01 };
         var entityCount = new Option<int>("--entities") { Description = "Entities the flagged events belong to.", DefaultValueFactory = _ => 200 };
-        var commit = new Command("commit", "Commit time of serve's batch transaction with incidents off and on (writes to the given database).")
+        var alertsTopic = new Option<string?>("--alerts-topic") { Description = "Also produce the alert records of the alerts detector to this topic (with --bootstrap)." };
+        var commit = new Command("commit", "Commit time of serve's batch transaction with incidents off, on, and on with alerts (writes to the given database).")
         {
-            connection, batches, flagRate, entityCount,
+            connection, batches, flagRate, entityCount, alertsTopic, bootstrap, kafkaProperties,
         };
         commit.SetAction(parse => CommitBenchmark.Run(parse.GetValue(connection)!, Math.Clamp(parse.GetValue(batches), 1, 100_000),
-            Math.Clamp(parse.GetValue(flagRate), 0, 1), Math.Clamp(parse.GetValue(entityCount), 1, 1_000_000), Console.Out));
+            Math.Clamp(parse.GetValue(flagRate), 0, 1), Math.Clamp(parse.GetValue(entityCount), 1, 1_000_000), Console.Out,
+            GenerateCommand.KafkaOptions(parse.GetValue(bootstrap)!, parse.GetValue(kafkaProperties)!), parse.GetValue(alertsTopic)));
         var load = new Option<bool>("--load") { Description = "Fill the database first (drops and reloads the daily anomalies partitions of the last --days days)." };
         var rows = new Option<long>("--rows") { Description = "Rows to load.", DefaultValueFactory = _ => 50_000_000 };
         var days = new Option<int>("--days") { Description = "Days (daily partitions) the rows spread over, ending today.", DefaultValueFactory = _ => 30 };

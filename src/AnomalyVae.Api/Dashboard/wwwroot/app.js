@@ -256,6 +256,10 @@
   (async () => {
     try {
       await loadDetectors();
+      // An alert's dashboard link (?detector=..&entity=..) opens the dashboard filtered to its incident's entity.
+      const linked = new URLSearchParams(location.search);
+      if (linked.get('detector')) $('#detector-filter').value = linked.get('detector');
+      if (linked.get('entity')) $('#entity-filter').value = linked.get('entity');
       await Promise.all([refresh(), loadModels()]);
       document.body.dataset.ready = 'true';
     } catch (e) { showError(e); }
