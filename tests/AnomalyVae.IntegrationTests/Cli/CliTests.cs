@@ -174,7 +174,16 @@ public sealed class CliTests : IClassFixture<CliTests.TrainedCli>
         string again = Path.Combine(Dir, "again.onnx");
         var result = CliProcess.Run(Dir, TrainedCli.Environment, [.. TrainedCli.TrainArgs(_cli.TrainCsv, again)]);
         Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Contains(", ensemble of 2", result.Stdout); // the default model holds two VAEs
+        Assert.Contains("(members ", result.Stdout);
         Assert.Equal(File.ReadAllBytes(_cli.Model), File.ReadAllBytes(again));
+
+        string single = Path.Combine(Dir, "single.onnx");
+        var one = CliProcess.Run(Dir, TrainedCli.Environment, [.. TrainedCli.TrainArgs(_cli.TrainCsv, single), "--ensemble", "1"]);
+        Assert.True(one.ExitCode == 0, one.ToString());
+        Assert.DoesNotContain("ensemble", one.Stdout);
+        Assert.True(new FileInfo(single).Length < new FileInfo(again).Length, "one VAE should make a smaller file than two");
+        Assert.Equal(1, CliProcess.Run(Dir, TrainedCli.Environment, [.. TrainedCli.TrainArgs(_cli.TrainCsv, single), "--ensemble", "17"]).ExitCode);
     }
 
     [Fact]
@@ -264,6 +273,11 @@ public sealed class CliTests : IClassFixture<CliTests.TrainedCli>
         var noEntity = CliProcess.Run(Dir, "train", "--data", data, "--out", model, "--window", "4");
         Assert.Equal(1, noEntity.ExitCode);
         Assert.Contains("--entity-column", noEntity.Stderr);
+
+        // Windowed models train one VAE; asking for more says so instead of silently training one.
+        var windowedEnsemble = CliProcess.Run(Dir, "train", "--data", data, "--out", model, "--entity-column", "machine_id", "--ensemble", "2");
+        Assert.Equal(1, windowedEnsemble.ExitCode);
+        Assert.Contains("windowed models train one VAE", windowedEnsemble.Stderr);
     }
 
     public sealed class TrainedCli : IDisposable
