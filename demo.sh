@@ -159,6 +159,9 @@ SELECT '$d' AS detector,
        round(count(*) FILTER (WHERE flagged AND label = 1)::numeric / nullif(count(*) FILTER (WHERE flagged), 0), 3) AS precision,
        round(count(*) FILTER (WHERE flagged AND label = 1)::numeric / nullif(count(*) FILTER (WHERE label = 1), 0), 3) AS recall
 FROM joined;
+SELECT '$d' AS detector, l.anomaly_kind AS kind, count(a.id) AS caught, count(*) AS injected
+FROM labels l LEFT JOIN anomalies a ON a.detector = '$d' AND a.event->>'event_id' = l.event_id
+WHERE l.label = 1 GROUP BY l.anomaly_kind ORDER BY 2;
 SQL
 done
 

@@ -177,12 +177,13 @@ public sealed class WindowedScoringTests : IDisposable
         using var bundle = ModelBundle.Load(shorter);
         var expected = bundle.Score(FeatureTable.Load(WriteCsv("swap.csv", events), bundle.Schema, bundle.Window!.Columns)).Scores;
 
-        using var before = Load(threshold: -1e30);
+        // Nothing flagged (so the flagged-history rule stays out of it); the recent-events sample carries every score.
+        using var before = Load(threshold: 1e30);
         var options = new ServiceOptions();
-        options.Detectors.Add(new DetectorOptions { Name = "w", Topic = "t", Model = shorter, EntityField = "machine", Threshold = -1e30 });
+        options.Detectors.Add(new DetectorOptions { Name = "w", Topic = "t", Model = shorter, EntityField = "machine", Threshold = 1e30 });
         using var after = Assert.Single(Detector.LoadAll(options, NullLogger.Instance));
         var windows = new EntityWindows("w", "t", 1000, null, null, NullLogger.Instance);
-        var scorer = new BatchScorer("w", "t", new ScoringOptions { BatchSize = 30 }, NoSamples, windows);
+        var scorer = new BatchScorer("w", "t", new ScoringOptions { BatchSize = 30 }, EveryEvent, windows);
         var scores = new List<double>();
         var now = DateTime.UtcNow;
         foreach (var (detector, first) in new[] { (before, 0), (after, 30) })
@@ -192,7 +193,7 @@ public sealed class WindowedScoringTests : IDisposable
             for (int i = first; i < first + 30; i++)
                 batch.Add(0, i, Json(events[i]), now, now);
             scorer.Build(batch);
-            scores.AddRange(batch.Record.Scores);
+            scores.AddRange(batch.Record.Recent.Scores);
             windows.Committed(batch.WindowSequence);
         }
         for (int i = 30; i < 60; i++)
@@ -254,6 +255,9 @@ public sealed class WindowedScoringTests : IDisposable
 
     private static readonly RetrainingOptions NoSamples = new() { SampleSize = 0, RecentSize = 0 };
 
+    // The recent-events sample at rate 1 carries every scored event's score and flag.
+    private static readonly RetrainingOptions EveryEvent = new() { SampleSize = 0, RecentSize = 1_000_000, RecentRate = 1 };
+
     private Detector Load(double threshold)
     {
         var options = new ServiceOptions();
@@ -266,8 +270,7 @@ public sealed class WindowedScoringTests : IDisposable
         int batchSize, out EntityWindows windows)
     {
         windows = new EntityWindows("w", "t", 1000, null, null, NullLogger.Instance);
-        // The recent-events sample at rate 1 carries every scored event's score and flag.
-        var scorer = new BatchScorer("w", "t", new ScoringOptions { BatchSize = batchSize }, new RetrainingOptions { SampleSize = 0, RecentSize = 1_000_000, RecentRate = 1 }, windows);
+        var scorer = new BatchScorer("w", "t", new ScoringOptions { BatchSize = batchSize }, EveryEvent, windows);
         using var batch = new MicroBatch("w", "t", batchSize);
         batch.Bind(detector.AcquireCurrent()!);
         var scores = new List<double>();
