@@ -15,7 +15,7 @@ internal static class CommitBenchmark
 {
     public static int Run(string connectionString, int batches, double flagRate, int entities, TextWriter output)
     {
-        using var dataSource = NpgsqlDataSource.Create(connectionString);
+        using var dataSource = PostgresDataSource.Create(connectionString);
         new SchemaMigrator(dataSource).MigrateAsync(CancellationToken.None).GetAwaiter().GetResult();
         var store = new AnomalyStore(dataSource);
         var plain = new List<double>();
