@@ -67,7 +67,7 @@ public static class AnomalyApi
             var connectionString = configuration[ConnectionStringKey];
             if (string.IsNullOrWhiteSpace(connectionString))
                 throw new InvalidOperationException($"{ConnectionStringKey} is not configured (appsettings.json, environment Postgres__ConnectionString, or --connection).");
-            return NpgsqlDataSource.Create(connectionString);
+            return PostgresDataSource.Create(connectionString);
         });
         // Checked now: a bad drift key stops start-up instead of the first GET /api/detectors.
         var drift = DriftSettings(configuration);

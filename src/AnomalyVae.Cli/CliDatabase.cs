@@ -57,7 +57,7 @@ internal sealed class CliDatabase
         NpgsqlDataSource dataSource;
         try
         {
-            dataSource = NpgsqlDataSource.Create(connectionString);
+            dataSource = PostgresDataSource.Create(connectionString);
         }
         catch (ArgumentException e)
         {

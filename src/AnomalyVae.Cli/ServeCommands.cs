@@ -77,7 +77,7 @@ internal static class ServeCommands
             if (string.IsNullOrWhiteSpace(connectionString))
                 throw new CliException("no database: pass --connection or set Postgres:ConnectionString.");
             using var loggers = LoggerFactory.Create(l => l.AddSimpleConsole(o => o.SingleLine = true));
-            await using var dataSource = NpgsqlDataSource.Create(connectionString);
+            await using var dataSource = PostgresDataSource.Create(connectionString);
             try
             {
                 var applied = await new SchemaMigrator(dataSource, loggers.CreateLogger<SchemaMigrator>()).MigrateAsync(cancellationToken);

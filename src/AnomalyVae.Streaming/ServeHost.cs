@@ -80,7 +80,7 @@ public static class ServeHost
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(options.Scoring);
         builder.Services.AddSingleton(kafka);
-        builder.Services.AddSingleton(_ => NpgsqlDataSource.Create(options.Postgres.ConnectionString));
+        builder.Services.AddSingleton(_ => PostgresDataSource.Create(options.Postgres.ConnectionString));
         builder.Services.AddSingleton(sp => new AnomalyStore(sp.GetRequiredService<NpgsqlDataSource>()));
         builder.Services.AddSingleton(sp => new OffsetStore(sp.GetRequiredService<NpgsqlDataSource>()));
         builder.Services.AddSingleton(sp => new WindowStateStore(sp.GetRequiredService<NpgsqlDataSource>()));

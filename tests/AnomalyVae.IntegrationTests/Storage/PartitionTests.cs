@@ -154,6 +154,18 @@ public sealed class PartitionTests(TestInfrastructure infrastructure)
         }, CancellationToken.None);
     }
 
+    [Fact]
+    public async Task The_projects_connections_run_without_jit()
+    {
+        // Unpruned queries over many partitions would otherwise JIT-compile per partition (docs/performance.md).
+        await using var dataSource = PostgresDataSource.Create(infrastructure.PostgresConnectionString);
+        await using var command = dataSource.CreateCommand("SHOW jit");
+        Assert.Equal("off", (string?)await command.ExecuteScalarAsync());
+        await using var plain = NpgsqlDataSource.Create(infrastructure.PostgresConnectionString);
+        await using var server = plain.CreateCommand("SELECT current_setting('jit')");
+        Assert.Equal("on", (string?)await server.ExecuteScalarAsync()); // the server's default, so the first assertion can fail
+    }
+
     private static string Name(string table, int daysFromToday) => $"{table}_p{Today.AddDays(daysFromToday):yyyyMMdd}";
 
     private static BatchRecord Batch(long nextOffset, long[] offsets, int partition = 0)

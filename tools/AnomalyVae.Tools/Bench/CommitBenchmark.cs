@@ -25,7 +25,7 @@ internal static class CommitBenchmark
         using var publisher = new AlertPublisher(kafka ?? new KafkaOptions(), new AlertmanagerOptions(), null, metrics, NullLogger<AlertPublisher>.Instance);
         var alerts = publisher.For(new DetectorOptions { Name = "bench-alerts", Topic = "bench", Alerts = { Topic = alertsTopic } });
         long transitions = 0;
-        using var dataSource = NpgsqlDataSource.Create(connectionString);
+        using var dataSource = PostgresDataSource.Create(connectionString);
         new SchemaMigrator(dataSource).MigrateAsync(CancellationToken.None).GetAwaiter().GetResult();
         var store = new AnomalyStore(dataSource);
         var plain = new List<double>();

@@ -17,7 +17,7 @@ internal static class QueryBenchmark
 {
     public static int Run(string connectionString, bool load, long rows, int days, int detectors, int entities, int runs, TextWriter output)
     {
-        using var dataSource = NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder(connectionString) { CommandTimeout = 0 }.ConnectionString);
+        using var dataSource = PostgresDataSource.Create(new NpgsqlConnectionStringBuilder(connectionString) { CommandTimeout = 0 }.ConnectionString);
         new SchemaMigrator(dataSource).MigrateAsync(CancellationToken.None).GetAwaiter().GetResult();
         var today = DateTime.UtcNow.Date;
         if (load)
