@@ -86,7 +86,7 @@ internal static class WindowStateBenchmark
 
     private static void Commits(string connectionString, FeatureSchema schema, WindowDefinition window, int entities, int batches, TextWriter output)
     {
-        using var dataSource = NpgsqlDataSource.Create(connectionString);
+        using var dataSource = PostgresDataSource.Create(connectionString);
         new SchemaMigrator(dataSource).MigrateAsync(CancellationToken.None).GetAwaiter().GetResult();
         var store = new AnomalyStore(dataSource);
         var states = new WindowStateStore(dataSource);
