@@ -224,7 +224,9 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
         batch.Scorer.Scores(rows).CopyTo(_finalScores);
         batch.Scorer.FeatureScores(rows).CopyTo(_finalFeatureScores);
         _rescored = true;
-        double threshold = batch.Model.Threshold;
+        // The model's calibrated threshold, not a detector's override: "flagged history" is the model's own rule, so CSV
+        // scoring and serve mask the same steps whatever threshold a detector flags with.
+        double threshold = batch.Model.Bundle.Calibration.Threshold;
 
         // Rows by wave (counting sort; a row's previous row is always earlier, so its wave is known).
         int waves = 0;
@@ -287,7 +289,8 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
         }
     }
 
-    /// <summary>Flags of the batch's events into their histories, then the touched entities' state into the record.</summary>
+    /// <summary>Flags of the batch's events (above the model's calibrated threshold, as the flagged-history rule reads
+    /// them) into their histories, then the touched entities' state into the record.</summary>
     private void RecordWindowState(MicroBatch batch, ReadOnlySpan<float> scores, double threshold)
     {
         var rows = batch.Record.WindowState;
@@ -378,7 +381,7 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
             record.NextOffsets.Add(next);
         }
         if (batch.Model.Bundle.Window is not null && batch.Rows > 0)
-            RecordWindowState(batch, scores, threshold);
+            RecordWindowState(batch, scores, batch.Model.Bundle.Calibration.Threshold);
     }
 
     private double[] BinEdges(Calibration calibration)

@@ -111,11 +111,18 @@ public sealed class ServeHotSwapTests(TestInfrastructure infrastructure, ServeFi
             using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
             Assert.Equal(v1, (await ReadyAsync(http, cts.Token)).Version);
 
-            // An activation written without pg_notify: only the periodic poll can find it.
-            await using (var silent = dataSource.CreateCommand(
-                "UPDATE models SET status = CASE WHEN version = $1 THEN 'active' ELSE 'retired' END, activated_at = now() WHERE detector = 'polled'"))
+            // An activation written without pg_notify: only the periodic poll can find it. Retire, then activate, in one
+            // transaction: one active version per detector is a unique index, checked row by row.
+            await using (var silent = dataSource.CreateBatch())
             {
-                silent.Parameters.AddWithValue(v2);
+                silent.BatchCommands.Add(new NpgsqlBatchCommand("UPDATE models SET status = 'retired' WHERE detector = 'polled' AND status = 'active' AND version <> $1")
+                {
+                    Parameters = { new NpgsqlParameter { Value = v2 } },
+                });
+                silent.BatchCommands.Add(new NpgsqlBatchCommand("UPDATE models SET status = 'active', activated_at = now() WHERE detector = 'polled' AND version = $1")
+                {
+                    Parameters = { new NpgsqlParameter { Value = v2 } },
+                });
                 await silent.ExecuteNonQueryAsync(cts.Token);
             }
             var polled = await WaitForVersionAsync(http, v2, cts.Token);
