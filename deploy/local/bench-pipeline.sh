@@ -169,11 +169,15 @@ printf '(c) bare Confluent.Kafka consumer loop: %.0f events/s\n' "$bare_rate"
 printf '(b) serve, consume to committed PostgreSQL transactions: %.0f events/s\n' "$serve_rate"
 printf '(b)/(c) = %.2f   (b)/(a) = %.2f\n' "$(echo "$serve_rate / $bare_rate" | bc -l)" "$(echo "$serve_rate / $raw_rate" | bc -l)"
 metric() { curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
-stage_us() { echo "$(metric "anomalyvae_stage_cpu_seconds_total{detector=\"bulk\",stage=\"$1\"}") * 1000000 / $EVENTS" | bc -l; }
-consume_us=$(stage_us consume); decode_us=$(stage_us decode); score_us=$(stage_us score); decide_us=$(stage_us decide)
-printf 'serve CPU %.2f us/event (all threads, measured window): consume %.2f, decode %.2f, score %.2f, decide/sample %.2f, commit and the rest %.2f (stage CPU over all %s events)\n' \
-  "$cpu_us" "$consume_us" "$decode_us" "$score_us" "$decide_us" \
-  "$(echo "$cpu_us - $consume_us - $decode_us - $score_us - $decide_us" | bc -l)" "$EVENTS"
+# stage_cpu DETECTOR: serve's CPU per event split by stage (the stages' own counters over all EVENTS events).
+stage_cpu() {
+  local consume decode score decide
+  stage_us() { echo "$(metric "anomalyvae_stage_cpu_seconds_total{detector=\"$1\",stage=\"$2\"}") * 1000000 / $EVENTS" | bc -l; }
+  consume=$(stage_us "$1" consume); decode=$(stage_us "$1" decode); score=$(stage_us "$1" score); decide=$(stage_us "$1" decide)
+  printf 'serve CPU %.2f us/event (all threads, measured window): consume %.2f, decode %.2f, score %.2f, decide/sample %.2f, commit and the rest %.2f (stage CPU over all %s events)\n' \
+    "$cpu_us" "$consume" "$decode" "$score" "$decide" "$(echo "$cpu_us - $consume - $decode - $score - $decide" | bc -l)" "$EVENTS"
+}
+stage_cpu bulk
 printf 'commit wall time (dead letters + PostgreSQL, overlapped with the other stages): %.1f s\n' "$(metric 'anomalyvae_commit_seconds_sum{detector="bulk"}')"
 printf 'flagged %s rows of %s events\n' "$(psql_db "SELECT count(*) FROM anomalies WHERE detector = 'bulk'")" "$EVENTS"
 
@@ -263,6 +267,8 @@ if [ "${WINDOWED:-1}" = 1 ]; then
   states=$(psql_db "SELECT count(*) FROM window_state WHERE detector = 'windowed'")
   printf '(e) windowed serve (W = 8, %s entity states): %.0f events/s (%.1f us CPU/event) vs per-event (b) %.0f events/s: windowed/per-event = %.2f\n' \
     "$states" "$rate" "$cpu_us" "$serve_rate" "$(echo "$rate / $serve_rate" | bc -l)"
+  stage_cpu windowed
+  printf 'windowed commit wall time: %.1f s\n' "$(metric 'anomalyvae_commit_seconds_sum{detector="windowed"}')"
   kill -TERM $SERVE; wait $SERVE || true
   trap - EXIT
 fi
