@@ -82,11 +82,12 @@ internal static class ModelsCommands
                 Console.Out.WriteLine("no models registered");
                 return 0;
             }
-            string[] header = ["DETECTOR", "VERSION", "STATUS", "CREATED (UTC)", "REGISTERED (UTC)", "THRESHOLD", "FEATURES"];
+            string[] header = ["DETECTOR", "VERSION", "STATUS", "CREATED (UTC)", "REGISTERED (UTC)", "THRESHOLD", "FEATURES", "WINDOW"];
             var rows = models.Select(m => new[]
             {
                 m.Detector, m.Version, m.Status, Time(m.CreatedAt), Time(m.RegisteredAt), Number(m.Threshold),
                 m.FeatureCount?.ToString(CultureInfo.InvariantCulture) ?? "-",
+                m.Window is { } window ? $"{window.Steps.ToString(CultureInfo.InvariantCulture)} per {window.EntityField}" : "-",
             }).ToList();
             var widths = header.Select((h, i) => Math.Max(h.Length, rows.Max(r => r[i].Length))).ToArray();
             Console.Out.WriteLine(string.Join("  ", header.Select((h, i) => h.PadRight(widths[i]))).TrimEnd());

@@ -72,8 +72,10 @@ try {
   if (!bars || bars.labels.length === 0) fail('contributions chart is empty');
   if (bars.values.some((v, i) => i > 0 && v > bars.values[i - 1])) fail('contributions are not largest first');
   console.log(`anomaly ${id}: contributions ${bars.labels.join(', ')}`);
-  const models = await page.$$eval('#models-table tbody tr', (trs) => trs.length);
-  console.log(`models table rows: ${models}`);
+  // The window column: how many events of which entity a windowed model reads, "each event" otherwise.
+  const models = await page.$$eval('#models-table tbody tr', (trs) => trs.map((r) => [r.children[0].textContent, r.children[6]?.textContent]));
+  console.log(`models table rows: ${models.length}`);
+  for (const [detector, window] of models) console.log(`model ${detector}: ${window}`);
 
   await page.locator('#detail-card').scrollIntoViewIfNeeded();
   await page.screenshot({ path: screenshot, fullPage: true });

@@ -10,7 +10,8 @@ namespace AnomalyVae.Storage;
 /// <summary>A registry operation that cannot be done as asked (unknown version, duplicate, bad name).</summary>
 public sealed class ModelRegistryException(string message, Exception? inner = null) : Exception(message, inner);
 
-/// <summary>A model in the registry (without its ONNX bytes).</summary>
+/// <summary>A model in the registry (without its ONNX bytes). <see cref="Window"/>: a windowed model's window (null for
+/// a model that scores each event alone, and for models registered before the registry recorded windows).</summary>
 public sealed record RegisteredModel(
     long Id,
     string Detector,
@@ -24,7 +25,8 @@ public sealed record RegisteredModel(
     double? TargetFalsePositiveRate,
     int? FeatureCount,
     JsonElement TrainingMetrics,
-    JsonElement? EvaluationMetrics);
+    JsonElement? EvaluationMetrics,
+    WindowDefinition? Window = null);
 
 /// <summary>The model a detector runs now.</summary>
 public sealed record ActiveModel(string Detector, string Version, byte[] Onnx);
@@ -52,7 +54,7 @@ public sealed partial class ModelRegistry(NpgsqlDataSource dataSource)
         id, detector, version, status, created_at, registered_at, activated_at, octet_length(onnx),
         (metadata ->> 'threshold')::double precision, (metadata ->> 'target_fpr')::double precision,
         jsonb_array_length(CASE WHEN jsonb_typeof(metadata #> '{features,features}') = 'array' THEN metadata #> '{features,features}' ELSE '[]' END),
-        training_metrics::text, evaluation_metrics::text
+        training_metrics::text, evaluation_metrics::text, (metadata -> 'window')::text
         """;
 
     /// <summary>Detector names: letters, digits, '.', '_' and '-', up to 100 characters (they appear in URLs and metrics).</summary>
@@ -101,6 +103,8 @@ public sealed partial class ModelRegistry(NpgsqlDataSource dataSource)
                 ["features"] = JsonNode.Parse(file.FeaturesJson),
                 ["calibration"] = JsonNode.Parse(file.CalibrationJson),
                 ["architecture"] = file.ArchitectureJson is { } architecture ? TryParse(architecture) : null,
+                // A windowed model's W and entity/order fields, so lists show which detectors read history.
+                ["window"] = bundle.Window is { } window ? JsonNode.Parse(window.ToJson()) : null,
                 ["training"] = JsonNode.Parse(training),
             };
         }
@@ -257,7 +261,8 @@ public sealed partial class ModelRegistry(NpgsqlDataSource dataSource)
                 reader.IsDBNull(9) ? null : reader.GetDouble(9),
                 reader.GetInt32(10) is > 0 and var count ? count : null,
                 training.RootElement.Clone(),
-                evaluation));
+                evaluation,
+                reader.IsDBNull(13) || reader.GetString(13) == "null" ? null : WindowDefinition.FromJson(reader.GetString(13))));
         }
         return models;
     }

@@ -214,14 +214,35 @@ public sealed class ApiServer : IAsyncDisposable
     }
 }
 
-/// <summary>Two small, different AnomalyVae models (trained once per test run, in a second or two).</summary>
+/// <summary>Two small, different AnomalyVae models and a windowed one (trained once per test run, in a second or two).</summary>
 internal static class TinyModels
 {
     private static readonly Lazy<(string Directory, string First, string Second)> s_models = new(Train);
+    private static readonly Lazy<string> s_windowed = new(TrainWindowed);
 
     public static string First => s_models.Value.First;
 
     public static string Second => s_models.Value.Second;
+
+    /// <summary>A windowed model: W = 4 events per machine_id, on the same features.</summary>
+    public static string Windowed => s_windowed.Value;
+
+    private static string TrainWindowed()
+    {
+        var directory = s_models.Value.Directory;
+        var data = Path.Combine(directory, "train-windowed.csv");
+        var random = new Random(4);
+        var csv = new StringBuilder("machine_id,temperature,vibration,pressure\n");
+        for (var i = 0; i < 400; i++)
+        {
+            var t = 70 + 5 * random.NextDouble();
+            csv.Append(CultureInfo.InvariantCulture, $"m{i % 8},{t:F3},{t * 0.01 + random.NextDouble() * 0.1:F4},{100 + random.NextDouble():F3}\n");
+        }
+        File.WriteAllText(data, csv.ToString());
+        var path = Path.Combine(directory, "model-windowed.onnx");
+        Trainer.TrainWindowed(data, null, "machine_id", null, 4, new VaeTrainingOptions { Epochs = 2, Hidden = [8], Latent = 2, Threads = 1, Seed = 1 }).Save(path);
+        return path;
+    }
 
     private static (string, string, string) Train()
     {

@@ -111,6 +111,17 @@ public sealed class CliAndDashboardTests(CliAndDashboardTests.SeededDatabase dat
         var table = Run("models", "list", "--connection", database.ConnectionString);
         Assert.Contains("cli-detector", table.Stdout);
         Assert.Contains("active", table.Stdout);
+        Assert.Contains("WINDOW", table.Stdout);
+
+        // A windowed model's row says how many events of which entity its windows hold, in the table and in JSON.
+        Run("models", "register", "--detector", "cli-windowed", "--file", TinyModels.Windowed, "--connection", database.ConnectionString);
+        var windowed = Run("models", "list", "--detector", "cli-windowed", "--connection", database.ConnectionString);
+        Assert.Matches(@"cli-windowed .* 4 per machine_id", windowed.Stdout);
+        using var windowedJson = JsonDocument.Parse(Run("models", "list", "--detector", "cli-windowed", "--format", "json", "--connection", database.ConnectionString).Stdout);
+        var window = windowedJson.RootElement.GetProperty("items")[0].GetProperty("window");
+        Assert.Equal(4, window.GetProperty("steps").GetInt32());
+        Assert.Equal("machine_id", window.GetProperty("entity_field").GetString());
+        Assert.Equal(JsonValueKind.Null, document.RootElement.GetProperty("items")[0].GetProperty("window").ValueKind);
         var again = Run(expectedExit: 1, "models", "register", "--detector", "cli-detector", "--file", TinyModels.First, "--connection", database.ConnectionString);
         Assert.Contains("already has model version", again.Stderr);
     }
@@ -159,6 +170,7 @@ public sealed class CliAndDashboardTests(CliAndDashboardTests.SeededDatabase dat
         {
             await registry.RegisterFileAsync("sensors", TinyModels.First, activate: false);
             await registry.RegisterFileAsync("sensors", TinyModels.Second, activate: true);
+            await registry.RegisterFileAsync("machines", TinyModels.Windowed, activate: true);
         }
 
         // A recent scoring window of "payments" whose scores all fall in the top calibration bin: drift.
@@ -199,6 +211,8 @@ public sealed class CliAndDashboardTests(CliAndDashboardTests.SeededDatabase dat
         Assert.Contains("contributions temperature, vibration, pressure, rpm", output);
         Assert.Matches(@"incident \d+: 9 anomalies of m\d", output);
         Assert.Matches(@"alert link: \d+ incidents of m\d", output);
+        Assert.Contains("model machines: 4 events per machine_id", output);
+        Assert.Contains("model sensors: each event", output);
         var png = new FileInfo(screenshot);
         Assert.True(png.Exists, output);
         // A real full-page render of tables and two charts is far larger than a blank page (a few KB).

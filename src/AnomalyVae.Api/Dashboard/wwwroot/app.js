@@ -217,14 +217,15 @@
     const body = $('#models-table tbody');
     body.replaceChildren();
     if (items.length === 0) {
-      const tr = document.createElement('tr'); const td = text('td', 'No models registered.', 'empty'); td.colSpan = 6; tr.append(td); body.append(tr);
+      const tr = document.createElement('tr'); const td = text('td', 'No models registered.', 'empty'); td.colSpan = 7; tr.append(td); body.append(tr);
     }
     for (const m of items) {
       const tr = document.createElement('tr');
       const status = document.createElement('td');
       status.append(text('span', m.status, `badge ${m.status}`));
       tr.append(text('td', m.detector), text('td', m.version), status, text('td', fmtTime(m.created_at)),
-        text('td', fmt(m.threshold), 'num'), text('td', m.feature_count ?? '–', 'num'));
+        text('td', fmt(m.threshold), 'num'), text('td', m.feature_count ?? '–', 'num'),
+        text('td', m.window ? `${m.window.steps} events per ${m.window.entity_field}` : 'each event'));
       body.append(tr);
     }
   }
