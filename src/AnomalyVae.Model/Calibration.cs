@@ -17,6 +17,9 @@ public sealed class Calibration
     /// <summary>Share of the largest calibration scores used to fit the exponential tail.</summary>
     public const double TailFraction = 0.05;
 
+    /// <summary>The fewest largest calibration scores the tail is fitted on (fewer when there are not that many).</summary>
+    public const int MinTailScores = 5;
+
     /// <summary>Version of the JSON form written by <see cref="ToJson"/>.</summary>
     public const int FormatVersion = 1;
 
@@ -77,11 +80,18 @@ public sealed class Calibration
         var sorted = normalScores.ToArray();
         Array.Sort(sorted);
         var n = sorted.Length;
-        var thresholdLevel = 1 - targetFalsePositiveRate;
-        var levels = KnotLevels(n, thresholdLevel);
+        // The threshold is the score whose p-value is the target rate, so a flagged score always has p < target. Within
+        // the observed range that is the level F = (1 − fpr)(n + 1)/n; with fewer than 1/fpr − 1 scores that level is
+        // past the largest score and the exponential tail places it (the type-7 quantile at 1 − fpr would sit between
+        // the two largest scores, where p ≈ 2/(n + 1): 4–13 % false positives measured on tables with 20–60
+        // calibration rows against a 1 % target).
+        var thresholdLevel = Math.Min(1, (1 - targetFalsePositiveRate) * (n + 1) / n);
+        var levels = KnotLevels(n, [thresholdLevel, 1 - targetFalsePositiveRate]);
         var scores = levels.Select(p => FeatureSchema.Quantile(sorted, p)).ToArray();
-        var threshold = FeatureSchema.Quantile(sorted, thresholdLevel);
-        return new Calibration(targetFalsePositiveRate, threshold, n, TailScaleOf(sorted), levels, scores);
+        var tailScale = TailScaleOf(sorted);
+        var beyond = Math.Log(1 / ((n + 1) * targetFalsePositiveRate));
+        var threshold = beyond > 0 ? sorted[^1] + (tailScale * beyond) : FeatureSchema.Quantile(sorted, thresholdLevel);
+        return new Calibration(targetFalsePositiveRate, threshold, n, tailScale, levels, scores);
     }
 
     /// <summary>
@@ -204,9 +214,11 @@ public sealed class Calibration
         return p0 + ((p1 - p0) * (score - q0) / (q1 - q0));
     }
 
-    private static double[] KnotLevels(int n, double thresholdLevel)
+    private static double[] KnotLevels(int n, ReadOnlySpan<double> exact)
     {
-        var levels = new List<double>(BodyKnots + TailKnots + 1) { thresholdLevel };
+        var levels = new List<double>(BodyKnots + TailKnots + exact.Length);
+        foreach (var level in exact)
+            levels.Add(level);
         for (var i = 0; i < BodyKnots; i++)
             levels.Add((double)i / (BodyKnots - 1));
 
@@ -236,7 +248,9 @@ public sealed class Calibration
         var n = sorted.Length;
         if (n >= 2)
         {
-            var k = Math.Clamp((int)Math.Ceiling(TailFraction * n), 1, n - 1);
+            // At least 5 excesses: with fewer calibration scores than 1/fpr the threshold itself is placed on this
+            // tail, and one or two excesses make β (and so the realized false-positive rate) very noisy.
+            var k = Math.Clamp(Math.Max((int)Math.Ceiling(TailFraction * n), MinTailScores), 1, n - 1);
             var threshold = sorted[n - k - 1];
             var excess = 0.0;
             for (var i = n - k; i < n; i++)

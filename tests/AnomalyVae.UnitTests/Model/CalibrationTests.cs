@@ -18,17 +18,18 @@ public class CalibrationTests
     }
 
     [Fact]
-    public void ThresholdIsTheEmpiricalQuantile()
+    public void ThresholdIsTheScoreWhosePValueIsTheTarget()
     {
-        // Scores 1..1000; type-7 quantile at 0.99: h = 999·0.99 = 989.01 → 990 + 0.01·(991 − 990) = 990.01.
+        // Scores 1..1000: p = 0.01 where F = 0.99·1001/1000 = 0.99099; type-7 quantile there: h = 999·0.99099 =
+        // 989.99901 → 990 + 0.99901·(991 − 990) = 990.99901.
         var scores = Enumerable.Range(1, 1000).Select(i => (double)i).Reverse().ToArray();
         var calibration = Calibration.Fit(scores);
         Assert.Equal(Calibration.DefaultFalsePositiveRate, calibration.TargetFalsePositiveRate);
-        Assert.Equal(990.01, calibration.Threshold, 9);
+        Assert.Equal(990.99901, calibration.Threshold, 9);
         Assert.Equal(1000, calibration.MaxScore);
         Assert.Equal(1000, calibration.SampleCount);
-        Assert.True(calibration.IsAnomalous(990.02));
-        Assert.False(calibration.IsAnomalous(990.01));
+        Assert.True(calibration.IsAnomalous(991));
+        Assert.False(calibration.IsAnomalous(990.99901));
     }
 
     [Fact]
@@ -37,13 +38,48 @@ public class CalibrationTests
         foreach (var fpr in new[] { 0.05, 0.01, 0.001 })
         {
             var calibration = Calibration.Fit(Gaussian(100_000, seed: 1), fpr);
-            // Exactly fpr + (1 − fpr)/(n + 1) by construction (the threshold level is a knot).
-            Assert.Equal(fpr, calibration.PValue(calibration.Threshold), 4);
+            // Exactly fpr by construction (the threshold level is a knot).
+            Assert.Equal(fpr, calibration.PValue(calibration.Threshold), 9);
 
             // And on fresh normal data about fpr of the rows exceed it (binomial sd ≤ 7e-4 here).
             var fresh = Gaussian(100_000, seed: 2);
             var flagged = fresh.Count(calibration.IsAnomalous) / (double)fresh.Length;
             Assert.InRange(flagged, fpr * 0.8 - 0.0005, fpr * 1.2 + 0.0005);
+        }
+    }
+
+    [Theory]
+    [InlineData(20)]
+    [InlineData(50)]
+    [InlineData(98)]
+    public void FewerScoresThanTheTargetCanPlaceExtrapolateTheTail(int n)
+    {
+        // Fewer than 1/fpr − 1 scores: the threshold lies beyond the largest, where the tail's p-value is the target.
+        // Over many small calibrations of exponential-tailed scores, the realized false-positive rate stays near the
+        // 1 % target; the (1 − fpr) quantile between the two largest scores flagged about 2/(n + 1) of normal rows.
+        double flaggedSum = 0, quantileFlaggedSum = 0;
+        const int Calibrations = 400;
+        var fresh = Exponential(20_000, seed: 99, mean: 1);
+        Array.Sort(fresh);
+        for (var seed = 0; seed < Calibrations; seed++)
+        {
+            var scores = Exponential(n, seed, mean: 1);
+            var calibration = Calibration.Fit(scores);
+            Assert.True(calibration.Threshold > calibration.MaxScore);
+            Assert.Equal(0.01, calibration.PValue(calibration.Threshold), 9);
+            flaggedSum += Above(fresh, calibration.Threshold);
+            Array.Sort(scores);
+            quantileFlaggedSum += Above(fresh, scores[^2] + (0.99 * (n - 1) % 1 * (scores[^1] - scores[^2])));
+        }
+        var realized = flaggedSum / Calibrations;
+        Assert.True(realized is > 0.004 and < 0.02, $"realized {realized:P2}, the old rule {quantileFlaggedSum / Calibrations:P2}");
+        Assert.True(quantileFlaggedSum / Calibrations > 1.5 * realized, $"the old rule flagged {quantileFlaggedSum / Calibrations:P2}");
+
+        static double Above(double[] sorted, double threshold)
+        {
+            var i = Array.BinarySearch(sorted, threshold);
+            i = i < 0 ? ~i : i + 1;
+            return (sorted.Length - i) / (double)sorted.Length;
         }
     }
 
