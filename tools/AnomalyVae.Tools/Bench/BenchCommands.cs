@@ -96,9 +96,13 @@ internal static class BenchCommands
         var seedList = new Option<string>("--seeds") { Description = "Comma-separated seeds, one split each.", DefaultValueFactory = _ => "0,1,2" };
         var tables = new Option<string?>("--tables") { Description = "Comma-separated table names (file names without .csv); default all." };
         var suiteSamples = new Option<int?>("--samples") { Description = "Latent samples L (default: the trainer's)." };
+        var screenRankGauss = new Option<bool>("--screen-rank-gauss")
+        {
+            Description = "Screening only, not what `train` writes: replace each numeric column by the normal quantile of its rank among the split's training rows before training (docs/quality.md).",
+        };
         var suite = new Command("suite", "Semi-supervised protocol through train → ONNX → ONNX Runtime on every table of a directory: AUROC/AUPRC per table, means, and BASELINES.md for comparison.")
         {
-            dataDir, seedList, tables, label, suiteSamples, beta, latent, hidden, maxEpochs, logVarMax, logVarMin, weightDecay, ensemble,
+            dataDir, seedList, tables, label, suiteSamples, beta, latent, hidden, maxEpochs, logVarMax, logVarMin, weightDecay, ensemble, screenRankGauss,
         };
         suite.SetAction(parse =>
         {
@@ -119,7 +123,8 @@ internal static class BenchCommands
                 throw new CliException($"data directory not found: {directory}");
             int[] seeds = ParseSeeds(parse.GetValue(seedList)!);
             string[]? only = parse.GetValue(tables)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            return SuiteBenchmark.Run(directory, seeds, only, parse.GetValue(label)!, WithEnsemble(options, parse.GetValue(ensemble)), Console.Out);
+            return SuiteBenchmark.Run(directory, seeds, only, parse.GetValue(label)!, WithEnsemble(options, parse.GetValue(ensemble)), Console.Out,
+                parse.GetValue(screenRankGauss));
         });
         var connection = new Option<string>("--connection") { Description = "PostgreSQL connection string of a scratch database.", Required = true };
         var batches = new Option<int>("--batches") { Description = "Timed batches per detector.", DefaultValueFactory = _ => 200 };
