@@ -50,4 +50,31 @@ public sealed class RankGaussScreenTests
             File.Delete(path);
         }
     }
+
+    [Fact]
+    public void BlendMixesInTheProductsSquashedRobustZ()
+    {
+        var spec = new FeatureSpec([new FeatureDefinition("a", FeatureKind.Numeric)]);
+        IReadOnlyList<string>[] records = [["10"], ["20"], ["30"], ["40"], ["1000"]];
+        double[] training = [10, 20, 30, 40];
+        var (center, scale) = FeatureSchema.RobustLocationScale(training);
+        double k = FeatureSchema.FitTailScale(training, center, scale);
+        double Squashed(double x) => k * Math.Asinh((x - center) / scale / k);
+
+        var (_, pure, pathPure) = RankGaussScreen.Apply(spec, ["a"], records, [0, 1, 2, 3]);
+        var (_, half, pathHalf) = RankGaussScreen.Apply(spec, ["a"], records, [0, 1, 2, 3], blend: 0.5);
+        var (_, full, pathFull) = RankGaussScreen.Apply(spec, ["a"], records, [0, 1, 2, 3], blend: 1);
+        File.Delete(pathPure);
+        File.Delete(pathHalf);
+        File.Delete(pathFull);
+        double V(IReadOnlyList<string>[] t, int row) => double.Parse(t[row][0], CultureInfo.InvariantCulture);
+        for (int row = 0; row < records.Length; row++)
+        {
+            double x = double.Parse(records[row][0], CultureInfo.InvariantCulture);
+            Assert.Equal(Squashed(x), V(full, row), 1e-12);
+            Assert.Equal((0.5 * Squashed(x)) + (0.5 * V(pure, row)), V(half, row), 1e-12);
+        }
+        Assert.True(V(full, 4) > V(full, 3) + 3, "a value far beyond the training range stays far with the robust z");
+        Assert.Throws<ArgumentOutOfRangeException>(() => RankGaussScreen.Apply(spec, ["a"], records, [0, 1], blend: 1.5));
+    }
 }

@@ -100,9 +100,13 @@ internal static class BenchCommands
         {
             Description = "Screening only, not what `train` writes: replace each numeric column by the normal quantile of its rank among the split's training rows before training (docs/quality.md).",
         };
+        var screenBlend = new Option<double>("--screen-blend")
+        {
+            Description = "With --screen-rank-gauss: weight w in [0, 1] of the product's squashed robust z in w·z + (1 − w)·rank-Gauss (default 0).",
+        };
         var suite = new Command("suite", "Semi-supervised protocol through train → ONNX → ONNX Runtime on every table of a directory: AUROC/AUPRC per table, means, and BASELINES.md for comparison.")
         {
-            dataDir, seedList, tables, label, suiteSamples, beta, latent, hidden, maxEpochs, logVarMax, logVarMin, weightDecay, ensemble, screenRankGauss,
+            dataDir, seedList, tables, label, suiteSamples, beta, latent, hidden, maxEpochs, logVarMax, logVarMin, weightDecay, ensemble, screenRankGauss, screenBlend,
         };
         suite.SetAction(parse =>
         {
@@ -124,7 +128,8 @@ internal static class BenchCommands
             int[] seeds = ParseSeeds(parse.GetValue(seedList)!);
             string[]? only = parse.GetValue(tables)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             return SuiteBenchmark.Run(directory, seeds, only, parse.GetValue(label)!, WithEnsemble(options, parse.GetValue(ensemble)), Console.Out,
-                parse.GetValue(screenRankGauss));
+                parse.GetValue(screenRankGauss), parse.GetValue(screenBlend) is var w && w is >= 0 and <= 1 ? w
+                    : throw new CliException($"--screen-blend must be in [0, 1], not {w}."));
         });
         var connection = new Option<string>("--connection") { Description = "PostgreSQL connection string of a scratch database.", Required = true };
         var batches = new Option<int>("--batches") { Description = "Timed batches per detector.", DefaultValueFactory = _ => 200 };

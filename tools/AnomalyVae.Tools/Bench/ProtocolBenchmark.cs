@@ -44,7 +44,7 @@ internal static class ProtocolBenchmark
     /// the splits differ from those behind a scikit-learn baseline while following the same protocol.
     /// </summary>
     public static List<SeedResult> Measure(string dataPath, string labelColumn, IReadOnlyList<int> seeds, VaeTrainingOptions options,
-        Action<int, int, int>? onLoaded = null, Action<SeedResult>? onSeed = null, bool screenRankGauss = false)
+        Action<int, int, int>? onLoaded = null, Action<SeedResult>? onSeed = null, bool screenRankGauss = false, double screenBlend = 0)
     {
         var spec = Trainer.InferSpec(dataPath);
         if (!spec.Ignore.Contains(labelColumn, StringComparer.Ordinal) && spec.Features.Any(f => f.Name == labelColumn))
@@ -74,7 +74,7 @@ internal static class ProtocolBenchmark
             var seedRecords = records;
             string seedPath = dataPath;
             if (screenRankGauss)
-                (seedSpec, seedRecords, seedPath) = RankGaussScreen.Apply(spec, header, records, trainRows);
+                (seedSpec, seedRecords, seedPath) = RankGaussScreen.Apply(spec, header, records, trainRows, screenBlend);
             var schema = FeatureSchema.Fit(seedSpec, header, [.. trainRows.Select(i => seedRecords[i])]);
             var table = FeatureTable.Load(seedPath, schema);
             if (screenRankGauss)

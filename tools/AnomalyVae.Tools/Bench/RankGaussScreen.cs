@@ -17,8 +17,10 @@ internal static class RankGaussScreen
     private const double RankClamp = 1e-4;
 
     public static (FeatureSpec Spec, IReadOnlyList<string>[] Records, string Path) Apply(
-        FeatureSpec spec, IReadOnlyList<string> header, IReadOnlyList<string>[] records, int[] trainRows)
+        FeatureSpec spec, IReadOnlyList<string> header, IReadOnlyList<string>[] records, int[] trainRows, double blend = 0)
     {
+        if (!(blend >= 0 && blend <= 1))
+            throw new ArgumentOutOfRangeException(nameof(blend), blend, "the blend weight is a share in [0, 1]");
         var numeric = spec.Features.Where(f => f.Kind == FeatureKind.Numeric).Select(f => f.Name).ToHashSet(StringComparer.Ordinal);
         var columns = Enumerable.Range(0, header.Count).Where(c => numeric.Contains(header[c])).ToArray();
         var transformed = records.Select(r => r.ToArray()).ToArray();
@@ -28,13 +30,23 @@ internal static class RankGaussScreen
                 .Select(v => { CellText.TryParseNumber(v, out var x); return x; }).Order().ToArray();
             if (reference.Length == 0)
                 continue;
+            // The blend's other half: the product's own robust z and tail squash, fitted the same way on the training
+            // rows (FeatureSchema), so blend 1 is about what the product sees without the screen (no log, no clamp).
+            var (median, scale) = FeatureSchema.RobustLocationScale(reference);
+            double k = FeatureSchema.FitTailScale(reference, median, scale);
             foreach (var row in transformed)
             {
                 if (!CellText.TryParseNumber(row[c], out var x))
                     continue;
                 int below = LowerBound(reference, x, strict: true), atOrBelow = LowerBound(reference, x, strict: false);
                 double p = Math.Clamp(((below + atOrBelow) / 2.0 + 0.5) / (reference.Length + 1), RankClamp, 1 - RankClamp);
-                row[c] = NormalQuantile(p).ToString("R", CultureInfo.InvariantCulture);
+                double g = NormalQuantile(p);
+                if (blend > 0)
+                {
+                    double z = (x - median) / scale;
+                    g = (blend * k * Math.Asinh(z / k)) + ((1 - blend) * g);
+                }
+                row[c] = g.ToString("R", CultureInfo.InvariantCulture);
             }
         }
 
