@@ -96,9 +96,17 @@ internal static class BenchCommands
         var seedList = new Option<string>("--seeds") { Description = "Comma-separated seeds, one split each.", DefaultValueFactory = _ => "0,1,2" };
         var tables = new Option<string?>("--tables") { Description = "Comma-separated table names (file names without .csv); default all." };
         var suiteSamples = new Option<int?>("--samples") { Description = "Latent samples L (default: the trainer's)." };
+        var screenRankGauss = new Option<bool>("--screen-rank-gauss")
+        {
+            Description = "Screening only, not what `train` writes: replace each numeric column by the normal quantile of its rank among the split's training rows before training (docs/quality.md).",
+        };
+        var screenBlend = new Option<double>("--screen-blend")
+        {
+            Description = "With --screen-rank-gauss: weight w in [0, 1] of the product's squashed robust z in w·z + (1 − w)·rank-Gauss (default 0).",
+        };
         var suite = new Command("suite", "Semi-supervised protocol through train → ONNX → ONNX Runtime on every table of a directory: AUROC/AUPRC per table, means, and BASELINES.md for comparison.")
         {
-            dataDir, seedList, tables, label, suiteSamples, beta, latent, hidden, maxEpochs, logVarMax, logVarMin, weightDecay, ensemble,
+            dataDir, seedList, tables, label, suiteSamples, beta, latent, hidden, maxEpochs, logVarMax, logVarMin, weightDecay, ensemble, screenRankGauss, screenBlend,
         };
         suite.SetAction(parse =>
         {
@@ -119,7 +127,9 @@ internal static class BenchCommands
                 throw new CliException($"data directory not found: {directory}");
             int[] seeds = ParseSeeds(parse.GetValue(seedList)!);
             string[]? only = parse.GetValue(tables)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            return SuiteBenchmark.Run(directory, seeds, only, parse.GetValue(label)!, WithEnsemble(options, parse.GetValue(ensemble)), Console.Out);
+            return SuiteBenchmark.Run(directory, seeds, only, parse.GetValue(label)!, WithEnsemble(options, parse.GetValue(ensemble)), Console.Out,
+                parse.GetValue(screenRankGauss), parse.GetValue(screenBlend) is var w && w is >= 0 and <= 1 ? w
+                    : throw new CliException($"--screen-blend must be in [0, 1], not {w}."));
         });
         var connection = new Option<string>("--connection") { Description = "PostgreSQL connection string of a scratch database.", Required = true };
         var batches = new Option<int>("--batches") { Description = "Timed batches per detector.", DefaultValueFactory = _ => 200 };

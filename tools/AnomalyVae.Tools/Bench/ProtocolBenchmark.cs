@@ -44,7 +44,7 @@ internal static class ProtocolBenchmark
     /// the splits differ from those behind a scikit-learn baseline while following the same protocol.
     /// </summary>
     public static List<SeedResult> Measure(string dataPath, string labelColumn, IReadOnlyList<int> seeds, VaeTrainingOptions options,
-        Action<int, int, int>? onLoaded = null, Action<SeedResult>? onSeed = null)
+        Action<int, int, int>? onLoaded = null, Action<SeedResult>? onSeed = null, bool screenRankGauss = false, double screenBlend = 0)
     {
         var spec = Trainer.InferSpec(dataPath);
         if (!spec.Ignore.Contains(labelColumn, StringComparer.Ordinal) && spec.Features.Any(f => f.Name == labelColumn))
@@ -70,8 +70,15 @@ internal static class ProtocolBenchmark
             int[] testRows = [.. shuffled[half..], .. anomalies];
             // Fit standardization and vocabularies on the training half only, as a user would; the model then
             // scores raw test rows with that schema.
-            var schema = FeatureSchema.Fit(spec, header, [.. trainRows.Select(i => records[i])]);
-            var table = FeatureTable.Load(dataPath, schema);
+            var seedSpec = spec;
+            var seedRecords = records;
+            string seedPath = dataPath;
+            if (screenRankGauss)
+                (seedSpec, seedRecords, seedPath) = RankGaussScreen.Apply(spec, header, records, trainRows, screenBlend);
+            var schema = FeatureSchema.Fit(seedSpec, header, [.. trainRows.Select(i => seedRecords[i])]);
+            var table = FeatureTable.Load(seedPath, schema);
+            if (screenRankGauss)
+                File.Delete(seedPath);
             var testTable = table.Select(testRows);
             var trained = Trainer.Train(table.Select(trainRows), options with { Seed = seed });
             // options.Ensemble VAEs in the one exported graph, as `anomalyvae train` writes them.
