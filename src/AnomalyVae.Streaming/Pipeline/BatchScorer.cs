@@ -39,7 +39,8 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
     private long[] _appended = [];
     // Windowed models that mask flagged history (FlaggedHistory), per scorer row: the previous appended row of its
     // entity in this batch (−1: none), its history's flags (W−1 per row, oldest first), its wave, its final flag; the
-    // final scores and feature scores; rows ordered by wave. Sized once per batch capacity and window.
+    // final scores and feature scores (filled from the scorer's at the batch's first rescore: _rescored); rows ordered by
+    // wave. Sized once per batch capacity and window.
     private int[] _previousRow = [];
     private bool[] _historyFlags = [];
     private int[] _wave = [];
@@ -216,14 +217,9 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
     private void RescoreFlaggedHistory(MicroBatch batch, WindowDefinition window)
     {
         int rows = batch.Rows, f = batch.Scorer.Bundle.Schema.Count, h = window.Steps - 1, width = window.Steps * f;
-        if (_finalScores.Length < batch.Capacity || _finalFeatureScores.Length != batch.Capacity * f)
-        {
-            _finalScores = new float[batch.Capacity];
-            _finalFeatureScores = new float[batch.Capacity * f];
-        }
-        batch.Scorer.Scores(rows).CopyTo(_finalScores);
-        batch.Scorer.FeatureScores(rows).CopyTo(_finalFeatureScores);
-        _rescored = true;
+        // The whole-window scores, read in the scorer's buffers (the rescorer is another scorer: they stay valid) until
+        // a row is rescored; only then are they copied (most batches have no flagged history).
+        var whole = batch.Scorer.Scores(rows);
         // The model's calibrated threshold, not a detector's override: "flagged history" is the model's own rule, so CSV
         // scoring and serve mask the same steps whatever threshold a detector flags with.
         double threshold = batch.Model.Bundle.Calibration.Threshold;
@@ -268,14 +264,29 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
                 _affected[n++] = r;
             }
             if (n > 0)
-                Rescore(rescorer, n, f);
+                Rescore(batch, rescorer, n, f);
             for (int i = _waveStart[k]; i < _waveStart[k + 1]; i++)
-                _flagged[_byWave[i]] = FlaggedHistory.IsFlagged(_finalScores[_byWave[i]], threshold);
+            {
+                int r = _byWave[i];
+                _flagged[r] = FlaggedHistory.IsFlagged(_rescored ? _finalScores[r] : whole[r], threshold);
+            }
         }
     }
 
-    private void Rescore(ModelScorer rescorer, int n, int f)
+    private void Rescore(MicroBatch batch, ModelScorer rescorer, int n, int f)
     {
+        if (!_rescored)
+        {
+            // The first rescore of this batch: the final scores start as the whole-window ones.
+            if (_finalScores.Length < batch.Capacity || _finalFeatureScores.Length != batch.Capacity * f)
+            {
+                _finalScores = new float[batch.Capacity];
+                _finalFeatureScores = new float[batch.Capacity * f];
+            }
+            batch.Scorer.Scores(batch.Rows).CopyTo(_finalScores);
+            batch.Scorer.FeatureScores(batch.Rows).CopyTo(_finalFeatureScores);
+            _rescored = true;
+        }
         rescorer.Run(n);
         var scores = rescorer.Scores(n);
         var featureScores = rescorer.FeatureScores(n);
@@ -291,6 +302,11 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
 
     /// <summary>Flags of the batch's events (above the model's calibrated threshold, as the flagged-history rule reads
     /// them) into their histories, then the touched entities' state into the record.</summary>
+    /// <remarks>The same flags as the waves' <c>_flagged</c> (same final scores, same <see cref="FlaggedHistory.IsFlagged"/>),
+    /// kept in two forms on purpose: the waves need every row's own window of flags, and all of the batch's events are
+    /// appended before they run, so the full ring of an entity with two events in the batch has already dropped the oldest
+    /// step of the earlier one's window; the ring keeps the flags of the steps it holds, for the next batches and the
+    /// stored state, whether or not the model masks flagged history.</remarks>
     private void RecordWindowState(MicroBatch batch, ReadOnlySpan<float> scores, double threshold)
     {
         var rows = batch.Record.WindowState;
@@ -298,7 +314,7 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
         for (int r = 0; r < batch.Rows; r++)
         {
             if (_appended[r] >= 0)
-                _histories[r].SetFlag(_appended[r], scores[r] > threshold);
+                _histories[r].SetFlag(_appended[r], FlaggedHistory.IsFlagged(scores[r], threshold));
         }
         for (int r = 0; r < batch.Rows; r++)
         {

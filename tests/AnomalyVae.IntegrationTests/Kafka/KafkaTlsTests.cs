@@ -19,27 +19,19 @@ public sealed class KafkaTlsTests(TestInfrastructure infrastructure, ServeFixtur
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         var (bootstrap, ca) = infrastructure.KafkaTls;
-        var topic = await infrastructure.CreateTopicAsync("kafka-tls", partitions: 2, cts.Token);
-        var deadLetters = await infrastructure.CreateTopicAsync("kafka-tls-dlq", partitions: 1, cts.Token);
-        var database = await infrastructure.CreateDatabaseAsync("kafka_tls", cts.Token);
-        try
-        {
-            var events = await ServeFixture.ProduceAsync(infrastructure, topic, ServeFixture.Events(1500, seed: 31), cts.Token);
-            var configuration = fixture.Configuration(infrastructure, topic, deadLetters, database, $"g-{Guid.NewGuid():N}");
-            configuration["Kafka:BootstrapServers"] = bootstrap;
-            configuration["Kafka:Properties:security.protocol"] = "ssl";
-            configuration["Kafka:Properties:ssl.ca.location"] = ca;
-            await using var app = ServeFixture.Host(configuration);
-            await app.StartAsync(cts.Token);
-            await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
-            await app.StopAsync(cts.Token);
-            // Every row, offset and dead letter as expected: the dead letters went out over TLS too.
-            await fixture.AssertStoredAsync(infrastructure, database, topic, deadLetters, events, cts.Token);
-        }
-        finally
-        {
-            await infrastructure.DropDatabaseAsync(database, CancellationToken.None);
-        }
+        await using var stream = await ServeStream.CreateAsync(infrastructure, "kafka-tls", partitions: 2, cts.Token);
+        var (topic, deadLetters, database) = stream;
+        var events = await ServeFixture.ProduceAsync(infrastructure, topic, ServeFixture.Events(1500, seed: 31), cts.Token);
+        var configuration = fixture.Configuration(infrastructure, topic, deadLetters, database, $"g-{Guid.NewGuid():N}");
+        configuration["Kafka:BootstrapServers"] = bootstrap;
+        configuration["Kafka:Properties:security.protocol"] = "ssl";
+        configuration["Kafka:Properties:ssl.ca.location"] = ca;
+        await using var app = ServeFixture.Host(configuration);
+        await app.StartAsync(cts.Token);
+        await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
+        await app.StopAsync(cts.Token);
+        // Every row, offset and dead letter as expected: the dead letters went out over TLS too.
+        await fixture.AssertStoredAsync(infrastructure, database, topic, deadLetters, events, cts.Token);
     }
 
     [Fact]

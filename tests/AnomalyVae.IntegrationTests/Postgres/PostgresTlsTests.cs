@@ -56,25 +56,17 @@ public sealed class PostgresTlsTests(TestInfrastructure infrastructure, ServeFix
     public async Task Serve_commits_over_VerifyFull_TLS()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        var topic = await infrastructure.CreateTopicAsync("tls", partitions: 2, cts.Token);
-        var deadLetters = await infrastructure.CreateTopicAsync("tls-dlq", partitions: 1, cts.Token);
-        var database = await infrastructure.CreateDatabaseAsync("tls_serve", cts.Token);
-        try
-        {
-            var events = await ServeFixture.ProduceAsync(infrastructure, topic, ServeFixture.Events(1500, seed: 21), cts.Token);
-            var configuration = fixture.Configuration(infrastructure, topic, deadLetters, infrastructure.WithVerifiedTls(database), $"g-{Guid.NewGuid():N}");
-            await using var app = ServeFixture.Host(configuration);
-            await app.StartAsync(cts.Token);
-            await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
-            var (encrypted, plain) = await SessionsAsync(database);
-            Assert.True(encrypted > 0 && plain == 0, $"{encrypted} TLS and {plain} plain sessions");
-            await app.StopAsync(cts.Token);
-            await fixture.AssertStoredAsync(infrastructure, database, topic, deadLetters, events, cts.Token);
-        }
-        finally
-        {
-            await infrastructure.DropDatabaseAsync(database, CancellationToken.None);
-        }
+        await using var stream = await ServeStream.CreateAsync(infrastructure, "tls", partitions: 2, cts.Token);
+        var (topic, deadLetters, database) = stream;
+        var events = await ServeFixture.ProduceAsync(infrastructure, topic, ServeFixture.Events(1500, seed: 21), cts.Token);
+        var configuration = fixture.Configuration(infrastructure, topic, deadLetters, infrastructure.WithVerifiedTls(database), $"g-{Guid.NewGuid():N}");
+        await using var app = ServeFixture.Host(configuration);
+        await app.StartAsync(cts.Token);
+        await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
+        var (encrypted, plain) = await SessionsAsync(database);
+        Assert.True(encrypted > 0 && plain == 0, $"{encrypted} TLS and {plain} plain sessions");
+        await app.StopAsync(cts.Token);
+        await fixture.AssertStoredAsync(infrastructure, database, topic, deadLetters, events, cts.Token);
     }
 
     /// <summary>Other sessions on <paramref name="database"/>: how many use TLS and how many do not (this one excluded).</summary>

@@ -19,9 +19,8 @@ public sealed class PrometheusScrapeTests(TestInfrastructure infrastructure, Ser
         var prometheus = Path.Combine(Environment.GetEnvironmentVariable("ANOMALYVAE_CACHE") is { Length: > 0 } cache
             ? cache : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "anomalyvae"), "prometheus", "usr", "bin", "prometheus");
         Assert.True(File.Exists(prometheus), $"{prometheus} is missing: run deploy/local/setup.sh");
-        var topic = await infrastructure.CreateTopicAsync("prometheus", partitions: 2, cts.Token);
-        var deadLetters = await infrastructure.CreateTopicAsync("prometheus-dlq", partitions: 1, cts.Token);
-        var database = await infrastructure.CreateDatabaseAsync("prometheus", cts.Token);
+        await using var stream = await ServeStream.CreateAsync(infrastructure, "prometheus", partitions: 2, cts.Token);
+        var (topic, deadLetters, database) = stream;
         var directory = Path.Combine(fixture.Directory, $"prometheus-{Guid.NewGuid():N}");
         Directory.CreateDirectory(directory);
         Process? server = null;
@@ -80,7 +79,6 @@ public sealed class PrometheusScrapeTests(TestInfrastructure infrastructure, Ser
                 await server.WaitForExitAsync(CancellationToken.None);
             }
             server?.Dispose();
-            await infrastructure.DropDatabaseAsync(database, CancellationToken.None);
         }
     }
 

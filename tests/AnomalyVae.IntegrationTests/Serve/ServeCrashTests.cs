@@ -34,31 +34,7 @@ public sealed class ServeCrashTests(TestInfrastructure infrastructure, ServeFixt
             configuration["Detectors:0:IncidentGap"] = "1.00:00:00";
             var configFile = await ServeProcess.WriteConfigAsync(fixture.Directory, configuration, cts.Token);
 
-            var random = new Random(42);
-            long previous = 0;
-            for (int kill = 0; kill < Kills; kill++)
-            {
-                using var serve = ServeProcess.Start(configFile);
-                // Kill only once this run has committed something, at a random moment after that.
-                while (await CommittedAsync(database, cts.Token) <= previous)
-                {
-                    Assert.False(serve.HasExited, "serve exited before committing anything");
-                    await Task.Delay(20, cts.Token);
-                }
-                await Task.Delay(random.Next(0, 300), cts.Token);
-                serve.Kill();
-                await serve.WaitForExitAsync(cts.Token);
-                previous = await CommittedAsync(database, cts.Token);
-                Console.WriteLine($"kill {kill + 1}: {previous} of {events.Count} events committed");
-                Assert.True(previous < events.Count, "the stream finished before all kills happened; produce more events");
-            }
-
-            using (var serve = ServeProcess.Start(configFile))
-            {
-                await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
-                serve.Kill();
-                await serve.WaitForExitAsync(cts.Token);
-            }
+            await ServeProcess.KillMidStreamAsync(configFile, database, topic, events, Kills, seed: 42, "kill", cts.Token);
 
             var expected = fixture.DirectScores(events, out double threshold, out var undecodable);
             var flagged = expected.Where(e => e.Value > threshold).Select(e => e.Key).Order().ToList();
@@ -120,7 +96,4 @@ public sealed class ServeCrashTests(TestInfrastructure infrastructure, ServeFixt
             await infrastructure.DropDatabaseAsync(database, CancellationToken.None);
         }
     }
-
-    private static async Task<long> CommittedAsync(string database, CancellationToken cancellationToken) =>
-        (await ServeProcess.StoredOffsetsAsync(database, cancellationToken)).Values.Sum();
 }

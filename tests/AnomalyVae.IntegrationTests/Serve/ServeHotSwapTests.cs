@@ -28,185 +28,161 @@ public sealed class ServeHotSwapTests(TestInfrastructure infrastructure, ServeFi
     {
         using var cts = new CancellationTokenSource(Patience);
         var clock = Stopwatch.StartNew();
-        var topic = await infrastructure.CreateTopicAsync("hotswap", partitions: 4, cts.Token);
-        var deadLetters = await infrastructure.CreateTopicAsync("hotswap-dlq", partitions: 1, cts.Token);
-        var database = await infrastructure.CreateDatabaseAsync("hotswap", cts.Token);
-        try
+        await using var stream = await ServeStream.CreateAsync(infrastructure, "hotswap", partitions: 4, cts.Token);
+        var (topic, deadLetters, database) = stream;
+        // Two versions of one model: same data and features, different seeds.
+        var v2Path = SecondModel();
+        await using var dataSource = NpgsqlDataSource.Create(database);
+        await new SchemaMigrator(dataSource).MigrateAsync(cts.Token);
+        var registry = new ModelRegistry(dataSource);
+        var v1 = (await registry.RegisterFileAsync("hotswap", fixture.ModelPath, activate: true, cts.Token)).Version;
+        var v2 = (await registry.RegisterFileAsync("hotswap", v2Path, activate: false, cts.Token)).Version;
+        Assert.NotEqual(v1, v2);
+
+        int port = ServeFixture.FreePort();
+        var configuration = Configuration(topic, deadLetters, database, port, "hotswap");
+        var events = await ServeFixture.ProduceAsync(infrastructure, topic, Decodable(50_000, seed: 41), cts.Token);
+        await using var app = ServeFixture.Host(configuration);
+        await app.StartAsync(cts.Token);
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+        Assert.Equal(v1, (await ReadyAsync(http, cts.Token)).Version);
+
+        // Mid-stream: every partition has progressed under v1, far from the end of the backlog.
+        await WaitForProgressAsync(database, topic, partitions: 4, atLeast: 1_000, cts.Token);
+        var swap = await ActivateAndWaitAsync(registry, http, "hotswap", v2, cts.Token);
+        events.AddRange(await ServeFixture.ProduceAsync(infrastructure, topic, Decodable(50_000, seed: 42), cts.Token));
+        await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
+        var rollbackFrom = events.GroupBy(e => e.Partition).ToDictionary(g => g.Key, g => g.Max(e => e.Offset) + 1);
+
+        // Rollback = activating the older version again.
+        var rollback = await ActivateAndWaitAsync(registry, http, "hotswap", v1, cts.Token);
+        events.AddRange(await ServeFixture.ProduceAsync(infrastructure, topic, Decodable(10_000, seed: 43), cts.Token));
+        await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
+        await app.StopAsync(cts.Token);
+
+        var rows = await ReadRowsAsync(database, topic, cts.Token);
+        Assert.Equal(events.Count, rows.Count);
+        foreach (var partition in events.GroupBy(e => e.Partition))
         {
-            // Two versions of one model: same data and features, different seeds.
-            var v2Path = SecondModel();
-            await using var dataSource = NpgsqlDataSource.Create(database);
-            await new SchemaMigrator(dataSource).MigrateAsync(cts.Token);
-            var registry = new ModelRegistry(dataSource);
-            var v1 = (await registry.RegisterFileAsync("hotswap", fixture.ModelPath, activate: true, cts.Token)).Version;
-            var v2 = (await registry.RegisterFileAsync("hotswap", v2Path, activate: false, cts.Token)).Version;
-            Assert.NotEqual(v1, v2);
-
-            int port = ServeFixture.FreePort();
-            var configuration = Configuration(topic, deadLetters, database, port, "hotswap");
-            var events = await ServeFixture.ProduceAsync(infrastructure, topic, Decodable(50_000, seed: 41), cts.Token);
-            await using var app = ServeFixture.Host(configuration);
-            await app.StartAsync(cts.Token);
-            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
-            Assert.Equal(v1, (await ReadyAsync(http, cts.Token)).Version);
-
-            // Mid-stream: every partition has progressed under v1, far from the end of the backlog.
-            await WaitForProgressAsync(database, topic, partitions: 4, atLeast: 1_000, cts.Token);
-            var swap = await ActivateAndWaitAsync(registry, http, "hotswap", v2, cts.Token);
-            events.AddRange(await ServeFixture.ProduceAsync(infrastructure, topic, Decodable(50_000, seed: 42), cts.Token));
-            await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
-            var rollbackFrom = events.GroupBy(e => e.Partition).ToDictionary(g => g.Key, g => g.Max(e => e.Offset) + 1);
-
-            // Rollback = activating the older version again.
-            var rollback = await ActivateAndWaitAsync(registry, http, "hotswap", v1, cts.Token);
-            events.AddRange(await ServeFixture.ProduceAsync(infrastructure, topic, Decodable(10_000, seed: 43), cts.Token));
-            await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
-            await app.StopAsync(cts.Token);
-
-            var rows = await ReadRowsAsync(database, topic, cts.Token);
-            Assert.Equal(events.Count, rows.Count);
-            foreach (var partition in events.GroupBy(e => e.Partition))
-            {
-                var scored = rows.Where(r => r.Partition == partition.Key).OrderBy(r => r.Offset).ToList();
-                // Every offset exactly once: no gap, no duplicate.
-                Assert.Equal(Enumerable.Range(0, partition.Count()).Select(i => (long)i), scored.Select(r => r.Offset));
-                var beforeRollback = scored.Where(r => r.Offset < rollbackFrom[partition.Key]).Select(r => r.Version).ToList();
-                int switchAt = beforeRollback.IndexOf(v2);
-                Assert.True(switchAt > 0, $"partition {partition.Key}: no v1 rows before v2 ({switchAt})");
-                Assert.All(beforeRollback.Take(switchAt), v => Assert.Equal(v1, v));
-                Assert.All(beforeRollback.Skip(switchAt), v => Assert.Equal(v2, v));
-                Assert.All(scored.Where(r => r.Offset >= rollbackFrom[partition.Key]), r => Assert.Equal(v1, r.Version));
-                Console.WriteLine($"partition {partition.Key}: v1 0..{switchAt - 1}, v2 {switchAt}..{beforeRollback.Count - 1}, v1 again {beforeRollback.Count}..{scored.Count - 1}");
-            }
-
-            // The statistics count every event under the version that scored it.
-            var stats = await ScoredByVersionAsync(database, cts.Token);
-            Assert.Equal(rows.GroupBy(r => r.Version).ToDictionary(g => g.Key, g => (long)g.Count()), stats);
-            Console.WriteLine($"hot swap: {events.Count} events, v2 active in /readyz {swap.TotalMilliseconds:F0} ms after activation, "
-                + $"rollback {rollback.TotalMilliseconds:F0} ms; test {clock.Elapsed.TotalSeconds:F1} s");
+            var scored = rows.Where(r => r.Partition == partition.Key).OrderBy(r => r.Offset).ToList();
+            // Every offset exactly once: no gap, no duplicate.
+            Assert.Equal(Enumerable.Range(0, partition.Count()).Select(i => (long)i), scored.Select(r => r.Offset));
+            var beforeRollback = scored.Where(r => r.Offset < rollbackFrom[partition.Key]).Select(r => r.Version).ToList();
+            int switchAt = beforeRollback.IndexOf(v2);
+            Assert.True(switchAt > 0, $"partition {partition.Key}: no v1 rows before v2 ({switchAt})");
+            Assert.All(beforeRollback.Take(switchAt), v => Assert.Equal(v1, v));
+            Assert.All(beforeRollback.Skip(switchAt), v => Assert.Equal(v2, v));
+            Assert.All(scored.Where(r => r.Offset >= rollbackFrom[partition.Key]), r => Assert.Equal(v1, r.Version));
+            Console.WriteLine($"partition {partition.Key}: v1 0..{switchAt - 1}, v2 {switchAt}..{beforeRollback.Count - 1}, v1 again {beforeRollback.Count}..{scored.Count - 1}");
         }
-        finally
-        {
-            await infrastructure.DropDatabaseAsync(database, CancellationToken.None);
-        }
+
+        // The statistics count every event under the version that scored it.
+        var stats = await ScoredByVersionAsync(database, cts.Token);
+        Assert.Equal(rows.GroupBy(r => r.Version).ToDictionary(g => g.Key, g => (long)g.Count()), stats);
+        Console.WriteLine($"hot swap: {events.Count} events, v2 active in /readyz {swap.TotalMilliseconds:F0} ms after activation, "
+            + $"rollback {rollback.TotalMilliseconds:F0} ms; test {clock.Elapsed.TotalSeconds:F1} s");
     }
 
     [Fact]
     public async Task Activations_without_a_notification_or_while_the_listening_connection_is_down_still_take_effect()
     {
         using var cts = new CancellationTokenSource(Patience);
-        var topic = await infrastructure.CreateTopicAsync("hotswap-poll", partitions: 2, cts.Token);
-        var deadLetters = await infrastructure.CreateTopicAsync("hotswap-poll-dlq", partitions: 1, cts.Token);
-        var database = await infrastructure.CreateDatabaseAsync("hotswap_poll", cts.Token);
-        try
-        {
-            await using var dataSource = NpgsqlDataSource.Create(database);
-            await new SchemaMigrator(dataSource).MigrateAsync(cts.Token);
-            var registry = new ModelRegistry(dataSource);
-            var v1 = (await registry.RegisterFileAsync("polled", fixture.ModelPath, activate: true, cts.Token)).Version;
-            var v2 = (await registry.RegisterFileAsync("polled", SecondModel(), activate: false, cts.Token)).Version;
-            int port = ServeFixture.FreePort();
-            await using var app = ServeFixture.Host(Configuration(topic, deadLetters, database, port, "polled"));
-            await app.StartAsync(cts.Token);
-            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
-            Assert.Equal(v1, (await ReadyAsync(http, cts.Token)).Version);
+        await using var stream = await ServeStream.CreateAsync(infrastructure, "hotswap-poll", partitions: 2, cts.Token);
+        var (topic, deadLetters, database) = stream;
+        await using var dataSource = NpgsqlDataSource.Create(database);
+        await new SchemaMigrator(dataSource).MigrateAsync(cts.Token);
+        var registry = new ModelRegistry(dataSource);
+        var v1 = (await registry.RegisterFileAsync("polled", fixture.ModelPath, activate: true, cts.Token)).Version;
+        var v2 = (await registry.RegisterFileAsync("polled", SecondModel(), activate: false, cts.Token)).Version;
+        int port = ServeFixture.FreePort();
+        await using var app = ServeFixture.Host(Configuration(topic, deadLetters, database, port, "polled"));
+        await app.StartAsync(cts.Token);
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+        Assert.Equal(v1, (await ReadyAsync(http, cts.Token)).Version);
 
-            // An activation written without pg_notify: only the periodic poll can find it. Retire, then activate, in one
-            // transaction: one active version per detector is a unique index, checked row by row.
-            await using (var silent = dataSource.CreateBatch())
+        // An activation written without pg_notify: only the periodic poll can find it. Retire, then activate, in one
+        // transaction: one active version per detector is a unique index, checked row by row.
+        await using (var silent = dataSource.CreateBatch())
+        {
+            silent.BatchCommands.Add(new NpgsqlBatchCommand("UPDATE models SET status = 'retired' WHERE detector = 'polled' AND status = 'active' AND version <> $1")
             {
-                silent.BatchCommands.Add(new NpgsqlBatchCommand("UPDATE models SET status = 'retired' WHERE detector = 'polled' AND status = 'active' AND version <> $1")
-                {
-                    Parameters = { new NpgsqlParameter { Value = v2 } },
-                });
-                silent.BatchCommands.Add(new NpgsqlBatchCommand("UPDATE models SET status = 'active', activated_at = now() WHERE detector = 'polled' AND version = $1")
-                {
-                    Parameters = { new NpgsqlParameter { Value = v2 } },
-                });
-                await silent.ExecuteNonQueryAsync(cts.Token);
-            }
-            var polled = await WaitForVersionAsync(http, v2, cts.Token);
-            var events = await ServeFixture.ProduceAsync(infrastructure, topic, Decodable(1_000, seed: 61), cts.Token);
-            await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
-            int firstPhase = events.Count;
-
-            // The listening connection dies, and the rollback's notification goes out while nobody listens: the
-            // reconnect's catch-up (or the poll) finds it.
-            await using (var kill = dataSource.CreateCommand(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'"))
-                Assert.Equal(1L, await kill.ExecuteScalarAsync(cts.Token));
-            await registry.ActivateAsync("polled", v1, cts.Token);
-            var reconnected = await WaitForVersionAsync(http, v1, cts.Token);
-            events.AddRange(await ServeFixture.ProduceAsync(infrastructure, topic, Decodable(1_000, seed: 62), cts.Token));
-            await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
-            await app.StopAsync(cts.Token);
-            Console.WriteLine($"silent activation taken after {polled.TotalSeconds:F1} s (poll every {ModelRegistryFollower.PollInterval.TotalSeconds} s), "
-                + $"activation while disconnected after {reconnected.TotalSeconds:F1} s");
-
-            var rows = (await ReadRowsAsync(database, topic, cts.Token)).ToDictionary(r => (r.Partition, r.Offset), r => r.Version);
-            Assert.Equal(events.Count, rows.Count);
-            Assert.All(events.Take(firstPhase), e => Assert.Equal(v2, rows[(e.Partition, e.Offset)]));
-            Assert.All(events.Skip(firstPhase), e => Assert.Equal(v1, rows[(e.Partition, e.Offset)]));
+                Parameters = { new NpgsqlParameter { Value = v2 } },
+            });
+            silent.BatchCommands.Add(new NpgsqlBatchCommand("UPDATE models SET status = 'active', activated_at = now() WHERE detector = 'polled' AND version = $1")
+            {
+                Parameters = { new NpgsqlParameter { Value = v2 } },
+            });
+            await silent.ExecuteNonQueryAsync(cts.Token);
         }
-        finally
-        {
-            await infrastructure.DropDatabaseAsync(database, CancellationToken.None);
-        }
+        var polled = await WaitForVersionAsync(http, v2, cts.Token);
+        var events = await ServeFixture.ProduceAsync(infrastructure, topic, Decodable(1_000, seed: 61), cts.Token);
+        await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
+        int firstPhase = events.Count;
+
+        // The listening connection dies, and the rollback's notification goes out while nobody listens: the
+        // reconnect's catch-up (or the poll) finds it.
+        await using (var kill = dataSource.CreateCommand(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'"))
+            Assert.Equal(1L, await kill.ExecuteScalarAsync(cts.Token));
+        await registry.ActivateAsync("polled", v1, cts.Token);
+        var reconnected = await WaitForVersionAsync(http, v1, cts.Token);
+        events.AddRange(await ServeFixture.ProduceAsync(infrastructure, topic, Decodable(1_000, seed: 62), cts.Token));
+        await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
+        await app.StopAsync(cts.Token);
+        Console.WriteLine($"silent activation taken after {polled.TotalSeconds:F1} s (poll every {ModelRegistryFollower.PollInterval.TotalSeconds} s), "
+            + $"activation while disconnected after {reconnected.TotalSeconds:F1} s");
+
+        var rows = (await ReadRowsAsync(database, topic, cts.Token)).ToDictionary(r => (r.Partition, r.Offset), r => r.Version);
+        Assert.Equal(events.Count, rows.Count);
+        Assert.All(events.Take(firstPhase), e => Assert.Equal(v2, rows[(e.Partition, e.Offset)]));
+        Assert.All(events.Skip(firstPhase), e => Assert.Equal(v1, rows[(e.Partition, e.Offset)]));
     }
 
     [Fact]
     public async Task An_activated_version_that_does_not_load_is_reported_and_the_stream_goes_on_with_the_old_one()
     {
         using var cts = new CancellationTokenSource(Patience);
-        var topic = await infrastructure.CreateTopicAsync("hotswap-bad", partitions: 2, cts.Token);
-        var deadLetters = await infrastructure.CreateTopicAsync("hotswap-bad-dlq", partitions: 1, cts.Token);
-        var database = await infrastructure.CreateDatabaseAsync("hotswap_bad", cts.Token);
-        try
+        await using var stream = await ServeStream.CreateAsync(infrastructure, "hotswap-bad", partitions: 2, cts.Token);
+        var (topic, deadLetters, database) = stream;
+        await using var dataSource = NpgsqlDataSource.Create(database);
+        await new SchemaMigrator(dataSource).MigrateAsync(cts.Token);
+        var registry = new ModelRegistry(dataSource);
+        var v1 = (await registry.RegisterFileAsync("bad-follow", fixture.ModelPath, activate: true, cts.Token)).Version;
+        // A stored model whose bytes got corrupted (the registry itself validates what it registers).
+        await using (var corrupt = dataSource.CreateCommand(
+            "INSERT INTO models (detector, version, created_at, onnx, metadata) VALUES ('bad-follow', 'corrupt-1', now(), '\\x0102030405'::bytea, '{}')"))
+            await corrupt.ExecuteNonQueryAsync(cts.Token);
+
+        int port = ServeFixture.FreePort();
+        var events = await ServeFixture.ProduceAsync(infrastructure, topic, Decodable(2_000, seed: 51), cts.Token);
+        await using var app = ServeFixture.Host(Configuration(topic, deadLetters, database, port, "bad-follow"));
+        await app.StartAsync(cts.Token);
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+        await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
+
+        await registry.ActivateAsync("bad-follow", "corrupt-1", cts.Token);
+        Ready ready;
+        do
         {
-            await using var dataSource = NpgsqlDataSource.Create(database);
-            await new SchemaMigrator(dataSource).MigrateAsync(cts.Token);
-            var registry = new ModelRegistry(dataSource);
-            var v1 = (await registry.RegisterFileAsync("bad-follow", fixture.ModelPath, activate: true, cts.Token)).Version;
-            // A stored model whose bytes got corrupted (the registry itself validates what it registers).
-            await using (var corrupt = dataSource.CreateCommand(
-                "INSERT INTO models (detector, version, created_at, onnx, metadata) VALUES ('bad-follow', 'corrupt-1', now(), '\\x0102030405'::bytea, '{}')"))
-                await corrupt.ExecuteNonQueryAsync(cts.Token);
-
-            int port = ServeFixture.FreePort();
-            var events = await ServeFixture.ProduceAsync(infrastructure, topic, Decodable(2_000, seed: 51), cts.Token);
-            await using var app = ServeFixture.Host(Configuration(topic, deadLetters, database, port, "bad-follow"));
-            await app.StartAsync(cts.Token);
-            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
-            await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
-
-            await registry.ActivateAsync("bad-follow", "corrupt-1", cts.Token);
-            Ready ready;
-            do
-            {
-                await Task.Delay(50, cts.Token);
-                ready = await ReadyAsync(http, cts.Token);
-            }
-            while (ready.ModelProblem is null);
-            Assert.Contains("corrupt-1", ready.ModelProblem, StringComparison.Ordinal);
-            Assert.Equal(v1, ready.Version);
-            Assert.True(ready.IsReady, "a detector still scoring with its previous version stays ready");
-
-            events.AddRange(await ServeFixture.ProduceAsync(infrastructure, topic, Decodable(2_000, seed: 52), cts.Token));
-            await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
-            var metrics = await http.GetStringAsync("/metrics", cts.Token);
-            Assert.Contains("anomalyvae_model_load_failures_total{detector=\"sensors\"} 1\n", metrics, StringComparison.Ordinal);
-            Assert.Contains($"anomalyvae_model_info{{detector=\"sensors\",version=\"{v1}\"}} 1\n", metrics, StringComparison.Ordinal);
-            Assert.Matches("anomalyvae_build_info\\{librdkafka=\"2\\.16\\.[0-9]+\",onnxruntime=\"1\\.32\\.[0-9]+\",version=\"[^\"]+\"\\} 1\n", metrics);
-            await app.StopAsync(cts.Token);
-
-            var rows = await ReadRowsAsync(database, topic, cts.Token);
-            Assert.Equal(events.Count, rows.Count);
-            Assert.All(rows, r => Assert.Equal(v1, r.Version));
+            await Task.Delay(50, cts.Token);
+            ready = await ReadyAsync(http, cts.Token);
         }
-        finally
-        {
-            await infrastructure.DropDatabaseAsync(database, CancellationToken.None);
-        }
+        while (ready.ModelProblem is null);
+        Assert.Contains("corrupt-1", ready.ModelProblem, StringComparison.Ordinal);
+        Assert.Equal(v1, ready.Version);
+        Assert.True(ready.IsReady, "a detector still scoring with its previous version stays ready");
+
+        events.AddRange(await ServeFixture.ProduceAsync(infrastructure, topic, Decodable(2_000, seed: 52), cts.Token));
+        await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
+        var metrics = await http.GetStringAsync("/metrics", cts.Token);
+        Assert.Contains("anomalyvae_model_load_failures_total{detector=\"sensors\"} 1\n", metrics, StringComparison.Ordinal);
+        Assert.Contains($"anomalyvae_model_info{{detector=\"sensors\",version=\"{v1}\"}} 1\n", metrics, StringComparison.Ordinal);
+        Assert.Matches("anomalyvae_build_info\\{librdkafka=\"2\\.16\\.[0-9]+\",onnxruntime=\"1\\.32\\.[0-9]+\",version=\"[^\"]+\"\\} 1\n", metrics);
+        await app.StopAsync(cts.Token);
+
+        var rows = await ReadRowsAsync(database, topic, cts.Token);
+        Assert.Equal(events.Count, rows.Count);
+        Assert.All(rows, r => Assert.Equal(v1, r.Version));
     }
 
     [Fact]

@@ -22,76 +22,68 @@ public sealed class ServeMembersTests(TestInfrastructure infrastructure, ServeFi
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         var clock = Stopwatch.StartNew();
-        var topic = await infrastructure.CreateTopicAsync("serve-members", partitions: 4, cts.Token);
-        var deadLetters = await infrastructure.CreateTopicAsync("serve-members-dlq", partitions: 1, cts.Token);
-        var database = await infrastructure.CreateDatabaseAsync("members", cts.Token);
-        try
+        await using var stream = await ServeStream.CreateAsync(infrastructure, "serve-members", partitions: 4, cts.Token);
+        var (topic, deadLetters, database) = stream;
+        var configuration = fixture.Configuration(infrastructure, topic, deadLetters, database, $"g-{Guid.NewGuid():N}");
+        // A killed member stays in the group until its session times out: 6 s is the least Kafka 0.9 accepts
+        // (group.min.session.timeout.ms), and librdkafka's heartbeat (3 s) stays below it.
+        configuration["Kafka:Properties:session.timeout.ms"] = "6000";
+        var configFile = await ServeProcess.WriteConfigAsync(fixture.Directory, configuration, cts.Token);
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        using var victim = ServeProcess.Start(configFile, "Information", ServeFixture.FreePort());
+        using var survivor = ServeProcess.Start(configFile, "Information", ServeFixture.FreePort());
+
+        // Both own partitions, together all four, before events flow.
+        int[] victimPartitions, survivorPartitions;
+        while (true)
         {
-            var configuration = fixture.Configuration(infrastructure, topic, deadLetters, database, $"g-{Guid.NewGuid():N}");
-            // A killed member stays in the group until its session times out: 6 s is the least Kafka 0.9 accepts
-            // (group.min.session.timeout.ms), and librdkafka's heartbeat (3 s) stays below it.
-            configuration["Kafka:Properties:session.timeout.ms"] = "6000";
-            var configFile = await ServeProcess.WriteConfigAsync(fixture.Directory, configuration, cts.Token);
-            using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
-            using var victim = ServeProcess.Start(configFile, "Information", ServeFixture.FreePort());
-            using var survivor = ServeProcess.Start(configFile, "Information", ServeFixture.FreePort());
-
-            // Both own partitions, together all four, before events flow.
-            int[] victimPartitions, survivorPartitions;
-            while (true)
-            {
-                Assert.False(victim.HasExited || survivor.HasExited, "a serve process exited at start-up:\n" + victim.Output + "\n" + survivor.Output);
-                victimPartitions = await victim.PartitionsAsync(http, cts.Token) ?? [];
-                survivorPartitions = await survivor.PartitionsAsync(http, cts.Token) ?? [];
-                if (victimPartitions.Length > 0 && survivorPartitions.Length > 0 && victimPartitions.Concat(survivorPartitions).Order().SequenceEqual([0, 1, 2, 3]))
-                    break;
-                await Task.Delay(100, cts.Token);
-            }
-            Console.WriteLine($"members: split {string.Join(",", victimPartitions)} | {string.Join(",", survivorPartitions)} after {clock.Elapsed.TotalSeconds:F1} s");
-
-            // Kill while the events are still being produced, once both have committed something (every partition
-            // has a stored offset). The events go out in paced chunks: a fast member could otherwise finish a burst
-            // before the kill, and the victim would have nothing left to hand over.
-            var produce = ProduceInChunksAsync(topic, ServeFixture.Events(60_000, seed: 51), chunks: 12, TimeSpan.FromMilliseconds(250), cts.Token);
-            Dictionary<int, long> stored;
-            while ((stored = await ServeProcess.StoredOffsetsAsync(database, cts.Token)).Count < 4 || stored.Values.Any(o => o == 0))
-            {
-                Assert.False(victim.HasExited || survivor.HasExited, "a serve process exited:\n" + victim.Output + "\n" + survivor.Output);
-                await Task.Delay(20, cts.Token);
-            }
-            victim.Kill();
-            await victim.WaitForExitAsync(cts.Token);
-            var killedAt = Stopwatch.StartNew();
-            stored = await ServeProcess.StoredOffsetsAsync(database, cts.Token);
-            var events = await produce;
-            var ends = EndOffsets(events);
-            Console.WriteLine($"members: killed {string.Join(", ", victimPartitions.Select(p => $"{p}@{stored[p]}/{ends[p]}"))}; "
-                + $"{stored.Values.Sum()} of {events.Count} events committed");
-            Assert.True(victimPartitions.Any(p => stored[p] < ends[p]), "the victim had finished its partitions; produce more events");
-
-            // The survivor takes the victim's partitions over once the victim's session times out.
-            while (!(await survivor.PartitionsAsync(http, cts.Token) ?? []).SequenceEqual([0, 1, 2, 3]))
-            {
-                Assert.False(survivor.HasExited, "the survivor exited:\n" + survivor.Output);
-                await Task.Delay(100, cts.Token);
-            }
-            Console.WriteLine($"members: the survivor owns all partitions {killedAt.Elapsed.TotalSeconds:F1} s after the kill");
-            await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
-            Console.WriteLine($"members: all offsets at the end {killedAt.Elapsed.TotalSeconds:F1} s after the kill");
-            // It resumed the victim's partitions exactly at the offsets the victim had committed.
-            Assert.Contains(Assignments(survivor.Output), a => victimPartitions.All(p => a.GetValueOrDefault(p) == stored[p]));
-
-            await survivor.SignalAsync("TERM", cts.Token);
-            await survivor.WaitForExitAsync(cts.Token);
-            Assert.True(survivor.ExitCode == 0, survivor.Output);
-
-            await AssertExactAsync(database, events, cts.Token);
-            Console.WriteLine($"members: done in {clock.Elapsed.TotalSeconds:F1} s");
+            Assert.False(victim.HasExited || survivor.HasExited, "a serve process exited at start-up:\n" + victim.Output + "\n" + survivor.Output);
+            victimPartitions = await victim.PartitionsAsync(http, cts.Token) ?? [];
+            survivorPartitions = await survivor.PartitionsAsync(http, cts.Token) ?? [];
+            if (victimPartitions.Length > 0 && survivorPartitions.Length > 0 && victimPartitions.Concat(survivorPartitions).Order().SequenceEqual([0, 1, 2, 3]))
+                break;
+            await Task.Delay(100, cts.Token);
         }
-        finally
+        Console.WriteLine($"members: split {string.Join(",", victimPartitions)} | {string.Join(",", survivorPartitions)} after {clock.Elapsed.TotalSeconds:F1} s");
+
+        // Kill while the events are still being produced, once both have committed something (every partition
+        // has a stored offset). The events go out in paced chunks: a fast member could otherwise finish a burst
+        // before the kill, and the victim would have nothing left to hand over.
+        var produce = ProduceInChunksAsync(topic, ServeFixture.Events(60_000, seed: 51), chunks: 12, TimeSpan.FromMilliseconds(250), cts.Token);
+        Dictionary<int, long> stored;
+        while ((stored = await ServeProcess.StoredOffsetsAsync(database, cts.Token)).Count < 4 || stored.Values.Any(o => o == 0))
         {
-            await infrastructure.DropDatabaseAsync(database, CancellationToken.None);
+            Assert.False(victim.HasExited || survivor.HasExited, "a serve process exited:\n" + victim.Output + "\n" + survivor.Output);
+            await Task.Delay(20, cts.Token);
         }
+        victim.Kill();
+        await victim.WaitForExitAsync(cts.Token);
+        var killedAt = Stopwatch.StartNew();
+        stored = await ServeProcess.StoredOffsetsAsync(database, cts.Token);
+        var events = await produce;
+        var ends = EndOffsets(events);
+        Console.WriteLine($"members: killed {string.Join(", ", victimPartitions.Select(p => $"{p}@{stored[p]}/{ends[p]}"))}; "
+            + $"{stored.Values.Sum()} of {events.Count} events committed");
+        Assert.True(victimPartitions.Any(p => stored[p] < ends[p]), "the victim had finished its partitions; produce more events");
+
+        // The survivor takes the victim's partitions over once the victim's session times out.
+        while (!(await survivor.PartitionsAsync(http, cts.Token) ?? []).SequenceEqual([0, 1, 2, 3]))
+        {
+            Assert.False(survivor.HasExited, "the survivor exited:\n" + survivor.Output);
+            await Task.Delay(100, cts.Token);
+        }
+        Console.WriteLine($"members: the survivor owns all partitions {killedAt.Elapsed.TotalSeconds:F1} s after the kill");
+        await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
+        Console.WriteLine($"members: all offsets at the end {killedAt.Elapsed.TotalSeconds:F1} s after the kill");
+        // It resumed the victim's partitions exactly at the offsets the victim had committed.
+        Assert.Contains(Assignments(survivor.Output), a => victimPartitions.All(p => a.GetValueOrDefault(p) == stored[p]));
+
+        await survivor.SignalAsync("TERM", cts.Token);
+        await survivor.WaitForExitAsync(cts.Token);
+        Assert.True(survivor.ExitCode == 0, survivor.Output);
+
+        await AssertExactAsync(database, events, cts.Token);
+        Console.WriteLine($"members: done in {clock.Elapsed.TotalSeconds:F1} s");
     }
 
     [Theory]
@@ -102,92 +94,84 @@ public sealed class ServeMembersTests(TestInfrastructure infrastructure, ServeFi
         // Generous: on a loaded machine producing, two serve runs and the checks take well over a minute.
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(6));
         var clock = Stopwatch.StartNew();
-        var topic = await infrastructure.CreateTopicAsync("serve-signal", partitions: 2, cts.Token);
-        var deadLetters = await infrastructure.CreateTopicAsync("serve-signal-dlq", partitions: 1, cts.Token);
-        var database = await infrastructure.CreateDatabaseAsync("signal", cts.Token);
-        try
+        await using var stream = await ServeStream.CreateAsync(infrastructure, "serve-signal", partitions: 2, cts.Token);
+        var (topic, deadLetters, database) = stream;
+        string group = $"g-{Guid.NewGuid():N}";
+        var configuration = fixture.Configuration(infrastructure, topic, deadLetters, database, group);
+        // A member that did not leave would stay listed in the group this long after its process ended.
+        configuration["Kafka:Properties:session.timeout.ms"] = "30000";
+        var configFile = await ServeProcess.WriteConfigAsync(fixture.Directory, configuration, cts.Token);
+
+        // Mid-stream by construction: events keep arriving until the process has exited, however fast it
+        // reads and however late the signal lands on a busy machine.
+        using var stopProducing = CancellationTokenSource.CreateLinkedTokenSource(cts.Token);
+        var produce = ProduceUntilStoppedAsync(topic, seed: 61, chunk: 2_000, TimeSpan.FromMilliseconds(50), stopProducing.Token);
+        Dictionary<int, long> stored;
+        List<ProducedEvent> events;
+        using (var serve = ServeProcess.Start(configFile, "Information"))
         {
-            string group = $"g-{Guid.NewGuid():N}";
-            var configuration = fixture.Configuration(infrastructure, topic, deadLetters, database, group);
-            // A member that did not leave would stay listed in the group this long after its process ended.
-            configuration["Kafka:Properties:session.timeout.ms"] = "30000";
-            var configFile = await ServeProcess.WriteConfigAsync(fixture.Directory, configuration, cts.Token);
-
-            // Mid-stream by construction: events keep arriving until the process has exited, however fast it
-            // reads and however late the signal lands on a busy machine.
-            using var stopProducing = CancellationTokenSource.CreateLinkedTokenSource(cts.Token);
-            var produce = ProduceUntilStoppedAsync(topic, seed: 61, chunk: 2_000, TimeSpan.FromMilliseconds(50), stopProducing.Token);
-            Dictionary<int, long> stored;
-            List<ProducedEvent> events;
-            using (var serve = ServeProcess.Start(configFile, "Information"))
+            // Signal once a committed prefix holds enough events that it holds anomalies (every 50th event).
+            while ((stored = await ServeProcess.StoredOffsetsAsync(database, cts.Token)).Values.Sum() < 2_000)
             {
-                // Signal once a committed prefix holds enough events that it holds anomalies (every 50th event).
-                while ((stored = await ServeProcess.StoredOffsetsAsync(database, cts.Token)).Values.Sum() < 2_000)
-                {
-                    Assert.False(serve.HasExited, "serve exited before committing anything:\n" + serve.Output);
-                    await Task.Delay(20, cts.Token);
-                }
-                var signalled = Stopwatch.StartNew();
-                await serve.SignalAsync(signal, cts.Token);
-                await serve.WaitForExitAsync(cts.Token);
-                await stopProducing.CancelAsync();
-                events = await produce;
-                stored = await ServeProcess.StoredOffsetsAsync(database, cts.Token);
-                Console.WriteLine($"SIG{signal}: exit {serve.ExitCode} {signalled.Elapsed.TotalSeconds:F1} s after the signal; "
-                    + $"{stored.Values.Sum()} of {events.Count} events committed");
-                var output = serve.Output;
-                Assert.True(serve.ExitCode == 0, output);
-                Assert.Contains("Application is shutting down", output, StringComparison.Ordinal);
-                Assert.Contains($"Detector sensors: left group {group}.sensors", output, StringComparison.Ordinal);
-                Assert.DoesNotContain("could not commit the batches in memory", output, StringComparison.Ordinal);
-                Assert.DoesNotContain("fail:", output, StringComparison.Ordinal);
-                Assert.DoesNotContain("crit:", output, StringComparison.Ordinal);
+                Assert.False(serve.HasExited, "serve exited before committing anything:\n" + serve.Output);
+                await Task.Delay(20, cts.Token);
             }
-            var ends = EndOffsets(events);
-
-            // It left the group: no member is listed although its session would not have timed out yet.
-            using var admin = new AdminClientBuilder(infrastructure.ProducerConfig()).Build();
-            Assert.Equal(0, Members(admin, $"{group}.sensors"));
-
-            // What it committed is exactly what its offsets cover: every event below them scored or dead-lettered once.
-            await AssertExactAsync(database, events, cts.Token, stored);
-
-            // A restart resumes exactly there. With a batch timeout longer than the test, batches commit only when
-            // full (BatchSize events), so the stream's last Tail events stay in memory: a few more events make that
-            // tail non-empty. The signal comes once all full batches are committed; the tail must commit on the way out.
-            const int Tail = 100;
-            int extra = (int)(((Tail - (events.Count - stored.Values.Sum())) % BatchSize + BatchSize) % BatchSize);
-            events.AddRange(await ServeFixture.ProduceAsync(infrastructure, topic, ServeFixture.Events(extra, seed: 62), cts.Token));
-            ends = EndOffsets(events);
-            using (var serve = ServeProcess.Start(configFile, "Information", overrides: "--Scoring:BatchTimeoutMs=60000"))
-            {
-                while ((await ServeProcess.StoredOffsetsAsync(database, cts.Token)).Values.Sum() < events.Count - Tail)
-                {
-                    Assert.False(serve.HasExited, "serve exited:\n" + serve.Output);
-                    await Task.Delay(20, cts.Token);
-                }
-                Assert.Equal(events.Count - Tail, (await ServeProcess.StoredOffsetsAsync(database, cts.Token)).Values.Sum());
-                // The group listing does see a member that has not left.
-                Assert.Equal(1, Members(admin, $"{group}.sensors"));
-                var signalled = Stopwatch.StartNew();
-                await serve.SignalAsync(signal, cts.Token);
-                await serve.WaitForExitAsync(cts.Token);
-                Console.WriteLine($"SIG{signal}: restart exit {serve.ExitCode} {signalled.Elapsed.TotalSeconds:F1} s after the signal with {Tail} events in memory");
-                var output = serve.Output;
-                Assert.True(serve.ExitCode == 0, output);
-                Assert.Contains(Assignments(output), a => stored.All(s => a.GetValueOrDefault(s.Key) == s.Value));
-                Assert.Contains($"Detector sensors: left group {group}.sensors", output, StringComparison.Ordinal);
-            }
-            // The tail, held only in memory when the signal came, is committed.
-            Assert.Equal(ends, await ServeProcess.StoredOffsetsAsync(database, cts.Token));
-            await AssertExactAsync(database, events, cts.Token);
-            Assert.Equal(0, Members(admin, $"{group}.sensors"));
-            Console.WriteLine($"SIG{signal}: done in {clock.Elapsed.TotalSeconds:F1} s");
+            var signalled = Stopwatch.StartNew();
+            await serve.SignalAsync(signal, cts.Token);
+            await serve.WaitForExitAsync(cts.Token);
+            await stopProducing.CancelAsync();
+            events = await produce;
+            stored = await ServeProcess.StoredOffsetsAsync(database, cts.Token);
+            Console.WriteLine($"SIG{signal}: exit {serve.ExitCode} {signalled.Elapsed.TotalSeconds:F1} s after the signal; "
+                + $"{stored.Values.Sum()} of {events.Count} events committed");
+            var output = serve.Output;
+            Assert.True(serve.ExitCode == 0, output);
+            Assert.Contains("Application is shutting down", output, StringComparison.Ordinal);
+            Assert.Contains($"Detector sensors: left group {group}.sensors", output, StringComparison.Ordinal);
+            Assert.DoesNotContain("could not commit the batches in memory", output, StringComparison.Ordinal);
+            Assert.DoesNotContain("fail:", output, StringComparison.Ordinal);
+            Assert.DoesNotContain("crit:", output, StringComparison.Ordinal);
         }
-        finally
+        var ends = EndOffsets(events);
+
+        // It left the group: no member is listed although its session would not have timed out yet.
+        using var admin = new AdminClientBuilder(infrastructure.ProducerConfig()).Build();
+        Assert.Equal(0, Members(admin, $"{group}.sensors"));
+
+        // What it committed is exactly what its offsets cover: every event below them scored or dead-lettered once.
+        await AssertExactAsync(database, events, cts.Token, stored);
+
+        // A restart resumes exactly there. With a batch timeout longer than the test, batches commit only when
+        // full (BatchSize events), so the stream's last Tail events stay in memory: a few more events make that
+        // tail non-empty. The signal comes once all full batches are committed; the tail must commit on the way out.
+        const int Tail = 100;
+        int extra = (int)(((Tail - (events.Count - stored.Values.Sum())) % BatchSize + BatchSize) % BatchSize);
+        events.AddRange(await ServeFixture.ProduceAsync(infrastructure, topic, ServeFixture.Events(extra, seed: 62), cts.Token));
+        ends = EndOffsets(events);
+        using (var serve = ServeProcess.Start(configFile, "Information", overrides: "--Scoring:BatchTimeoutMs=60000"))
         {
-            await infrastructure.DropDatabaseAsync(database, CancellationToken.None);
+            while ((await ServeProcess.StoredOffsetsAsync(database, cts.Token)).Values.Sum() < events.Count - Tail)
+            {
+                Assert.False(serve.HasExited, "serve exited:\n" + serve.Output);
+                await Task.Delay(20, cts.Token);
+            }
+            Assert.Equal(events.Count - Tail, (await ServeProcess.StoredOffsetsAsync(database, cts.Token)).Values.Sum());
+            // The group listing does see a member that has not left.
+            Assert.Equal(1, Members(admin, $"{group}.sensors"));
+            var signalled = Stopwatch.StartNew();
+            await serve.SignalAsync(signal, cts.Token);
+            await serve.WaitForExitAsync(cts.Token);
+            Console.WriteLine($"SIG{signal}: restart exit {serve.ExitCode} {signalled.Elapsed.TotalSeconds:F1} s after the signal with {Tail} events in memory");
+            var output = serve.Output;
+            Assert.True(serve.ExitCode == 0, output);
+            Assert.Contains(Assignments(output), a => stored.All(s => a.GetValueOrDefault(s.Key) == s.Value));
+            Assert.Contains($"Detector sensors: left group {group}.sensors", output, StringComparison.Ordinal);
         }
+        // The tail, held only in memory when the signal came, is committed.
+        Assert.Equal(ends, await ServeProcess.StoredOffsetsAsync(database, cts.Token));
+        await AssertExactAsync(database, events, cts.Token);
+        Assert.Equal(0, Members(admin, $"{group}.sensors"));
+        Console.WriteLine($"SIG{signal}: done in {clock.Elapsed.TotalSeconds:F1} s");
     }
 
     /// <summary>The worker's "assigned 0@123, 1@456" log lines: where each assignment started each partition.</summary>

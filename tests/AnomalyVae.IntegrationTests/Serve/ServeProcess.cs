@@ -119,6 +119,43 @@ internal sealed class ServeProcess : IDisposable
         return path;
     }
 
+    /// <summary>
+    /// The crash tests' run: <c>serve</c> SIGKILLed <paramref name="kills"/> times mid-stream, each time once it has
+    /// committed more than before, then after a random 0–300 ms (<paramref name="seed"/>); restarted after each kill, and
+    /// at last run until the stored offsets reach the end of <paramref name="events"/>. Fails when the stream ends
+    /// before the last kill (produce more events then).
+    /// </summary>
+    public static async Task KillMidStreamAsync(string configFile, string database, string topic, IReadOnlyList<ProducedEvent> events,
+        int kills, int seed, string label, CancellationToken cancellationToken)
+    {
+        var random = new Random(seed);
+        long previous = 0;
+        for (int kill = 0; kill < kills; kill++)
+        {
+            using var serve = Start(configFile);
+            while (await CommittedAsync(database, cancellationToken) <= previous)
+            {
+                Assert.False(serve.HasExited, "serve exited before committing anything:\n" + serve.Output);
+                await Task.Delay(20, cancellationToken);
+            }
+            await Task.Delay(random.Next(0, 300), cancellationToken);
+            serve.Kill();
+            await serve.WaitForExitAsync(cancellationToken);
+            previous = await CommittedAsync(database, cancellationToken);
+            Console.WriteLine($"{label} {kill + 1}: {previous} of {events.Count} events committed");
+            Assert.True(previous < events.Count, "the stream finished before all kills happened; produce more events");
+        }
+        using (var serve = Start(configFile))
+        {
+            await ServeFixture.WaitForOffsetsAsync(database, topic, events, cancellationToken);
+            serve.Kill();
+            await serve.WaitForExitAsync(cancellationToken);
+        }
+    }
+
+    private static async Task<long> CommittedAsync(string database, CancellationToken cancellationToken) =>
+        (await StoredOffsetsAsync(database, cancellationToken)).Values.Sum();
+
     /// <summary>The next offset stored in PostgreSQL per partition (empty before the migrations ran).</summary>
     public static async Task<Dictionary<int, long>> StoredOffsetsAsync(string database, CancellationToken cancellationToken)
     {

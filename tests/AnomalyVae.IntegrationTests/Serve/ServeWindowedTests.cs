@@ -22,52 +22,22 @@ public sealed class ServeWindowedTests(TestInfrastructure infrastructure, ServeF
     public async Task Killed_five_times_mid_stream_a_windowed_detector_stores_the_rows_and_scores_of_an_uninterrupted_run()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(5));
-        var topic = await infrastructure.CreateTopicAsync("serve-window-crash", partitions: 4, cts.Token);
-        var deadLetters = await infrastructure.CreateTopicAsync("serve-window-crash-dlq", partitions: 1, cts.Token);
-        var database = await infrastructure.CreateDatabaseAsync("window_crash", cts.Token);
-        try
-        {
-            var events = await ServeFixture.ProduceAsync(infrastructure, topic, ServeFixture.Events(60_000, seed: 43), cts.Token);
-            var expected = fixture.DirectWindowedScores(events, out _, out var undecodable);
-            double threshold = Median(expected.Values);
-            var configuration = Configuration(topic, deadLetters, database, threshold);
-            // A killed member stays in the group until its session times out; keep that short.
-            configuration["Kafka:Properties:session.timeout.ms"] = "6000";
-            var configFile = await ServeProcess.WriteConfigAsync(fixture.Directory, configuration, cts.Token);
+        await using var stream = await ServeStream.CreateAsync(infrastructure, "serve-window-crash", partitions: 4, cts.Token);
+        var (topic, deadLetters, database) = stream;
+        var events = await ServeFixture.ProduceAsync(infrastructure, topic, ServeFixture.Events(60_000, seed: 43), cts.Token);
+        var expected = fixture.DirectWindowedScores(events, out _, out var undecodable);
+        double threshold = Median(expected.Values);
+        var configuration = Configuration(topic, deadLetters, database, threshold);
+        // A killed member stays in the group until its session times out; keep that short.
+        configuration["Kafka:Properties:session.timeout.ms"] = "6000";
+        var configFile = await ServeProcess.WriteConfigAsync(fixture.Directory, configuration, cts.Token);
 
-            var random = new Random(44);
-            long previous = 0;
-            for (int kill = 0; kill < Kills; kill++)
-            {
-                using var serve = ServeProcess.Start(configFile);
-                while (await CommittedAsync(database, cts.Token) <= previous)
-                {
-                    Assert.False(serve.HasExited, "serve exited before committing anything:\n" + serve.Output);
-                    await Task.Delay(20, cts.Token);
-                }
-                await Task.Delay(random.Next(0, 300), cts.Token);
-                serve.Kill();
-                await serve.WaitForExitAsync(cts.Token);
-                previous = await CommittedAsync(database, cts.Token);
-                Console.WriteLine($"windowed kill {kill + 1}: {previous} of {events.Count} events committed");
-                Assert.True(previous < events.Count, "the stream finished before all kills happened; produce more events");
-            }
-            using (var serve = ServeProcess.Start(configFile))
-            {
-                await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
-                serve.Kill();
-                await serve.WaitForExitAsync(cts.Token);
-            }
+        await ServeProcess.KillMidStreamAsync(configFile, database, topic, events, Kills, seed: 44, "windowed kill", cts.Token);
 
-            await ServeFixture.AssertScoresAsync(database, expected, threshold, cts.Token);
-            var flagged = expected.Where(e => e.Value > threshold).Select(e => e.Key).Order().ToList();
-            await ServeFixture.AssertRowsAndTotalsAsync(database, flagged, expected.Count, undecodable.Count, cts.Token);
-            await AssertStateAsync(database, events, expected.Keys, cts.Token);
-        }
-        finally
-        {
-            await infrastructure.DropDatabaseAsync(database, CancellationToken.None);
-        }
+        await ServeFixture.AssertScoresAsync(database, expected, threshold, cts.Token);
+        var flagged = expected.Where(e => e.Value > threshold).Select(e => e.Key).Order().ToList();
+        await ServeFixture.AssertRowsAndTotalsAsync(database, flagged, expected.Count, undecodable.Count, cts.Token);
+        await AssertStateAsync(database, events, expected.Keys, cts.Token);
     }
 
     [Fact]
@@ -75,70 +45,62 @@ public sealed class ServeWindowedTests(TestInfrastructure infrastructure, ServeF
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(4));
         var clock = Stopwatch.StartNew();
-        var topic = await infrastructure.CreateTopicAsync("serve-window-members", partitions: 4, cts.Token);
-        var deadLetters = await infrastructure.CreateTopicAsync("serve-window-members-dlq", partitions: 1, cts.Token);
-        var database = await infrastructure.CreateDatabaseAsync("window_members", cts.Token);
-        try
+        await using var stream = await ServeStream.CreateAsync(infrastructure, "serve-window-members", partitions: 4, cts.Token);
+        var (topic, deadLetters, database) = stream;
+        var all = ServeFixture.Events(48_000, seed: 53);
+        var expected = fixture.DirectWindowedScores(
+            [.. all.Select((p, i) => new ProducedEvent(i % 4, i / 4, p))], out _, out _); // for the threshold only
+        double threshold = Median(expected.Values);
+        var configuration = Configuration(topic, deadLetters, database, threshold);
+        configuration["Kafka:Properties:session.timeout.ms"] = "6000";
+        var configFile = await ServeProcess.WriteConfigAsync(fixture.Directory, configuration, cts.Token);
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+
+        // The first member alone, with a third of the events: it owns and advances every partition's state.
+        var events = await ServeFixture.ProduceAsync(infrastructure, topic, all.GetRange(0, 16_000), cts.Token);
+        using var first = ServeProcess.Start(configFile, "Information", ServeFixture.FreePort());
+        await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
+
+        // A second member joins: the partitions are split, and each member reads the state of those it is
+        // newly given before scoring their next event (the joiner's are all new to it).
+        using var second = ServeProcess.Start(configFile, "Information", ServeFixture.FreePort());
+        while (true)
         {
-            var all = ServeFixture.Events(48_000, seed: 53);
-            var expected = fixture.DirectWindowedScores(
-                [.. all.Select((p, i) => new ProducedEvent(i % 4, i / 4, p))], out _, out _); // for the threshold only
-            double threshold = Median(expected.Values);
-            var configuration = Configuration(topic, deadLetters, database, threshold);
-            configuration["Kafka:Properties:session.timeout.ms"] = "6000";
-            var configFile = await ServeProcess.WriteConfigAsync(fixture.Directory, configuration, cts.Token);
-            using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
-
-            // The first member alone, with a third of the events: it owns and advances every partition's state.
-            var events = await ServeFixture.ProduceAsync(infrastructure, topic, all.GetRange(0, 16_000), cts.Token);
-            using var first = ServeProcess.Start(configFile, "Information", ServeFixture.FreePort());
-            await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
-
-            // A second member joins: the partitions are split, and each member reads the state of those it is
-            // newly given before scoring their next event (the joiner's are all new to it).
-            using var second = ServeProcess.Start(configFile, "Information", ServeFixture.FreePort());
-            while (true)
-            {
-                Assert.False(first.HasExited || second.HasExited, "a serve process exited:\n" + first.Output + "\n" + second.Output);
-                var a = await first.PartitionsAsync(http, cts.Token) ?? [];
-                var b = await second.PartitionsAsync(http, cts.Token) ?? [];
-                if (a.Length > 0 && b.Length > 0 && a.Concat(b).Order().SequenceEqual([0, 1, 2, 3]))
-                    break;
-                await Task.Delay(100, cts.Token);
-            }
-            Console.WriteLine($"windowed members: split after {clock.Elapsed.TotalSeconds:F1} s");
-            events.AddRange(await ServeFixture.ProduceAsync(infrastructure, topic, all.GetRange(16_000, 16_000), cts.Token));
-            await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
-
-            // The first leaves (SIGTERM: commits, leaves the group): the second is given its partitions and reads their state.
-            await first.SignalAsync("TERM", cts.Token);
-            await first.WaitForExitAsync(cts.Token);
-            Assert.True(first.ExitCode == 0, first.Output);
-            while (!(await second.PartitionsAsync(http, cts.Token) ?? []).SequenceEqual([0, 1, 2, 3]))
-            {
-                Assert.False(second.HasExited, "the second member exited:\n" + second.Output);
-                await Task.Delay(100, cts.Token);
-            }
-            events.AddRange(await ServeFixture.ProduceAsync(infrastructure, topic, all.GetRange(32_000, 16_000), cts.Token));
-            await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
-            await second.SignalAsync("TERM", cts.Token);
-            await second.WaitForExitAsync(cts.Token);
-            Assert.True(second.ExitCode == 0, second.Output);
-            Console.WriteLine($"windowed members: done in {clock.Elapsed.TotalSeconds:F1} s");
-
-            // Each member read state when partitions were assigned, and the joiner found stored entities there.
-            Assert.Contains("read the window state of partitions", second.Output);
-            Assert.Matches(@"read the window state of partitions [0-9, ]+: [1-9][0-9]* entities", second.Output);
-            expected = fixture.DirectWindowedScores(events, out _, out var undecodable);
-            await ServeFixture.AssertScoresAsync(database, expected, threshold, cts.Token);
-            var flagged = expected.Where(e => e.Value > threshold).Select(e => e.Key).Order().ToList();
-            await ServeFixture.AssertRowsAndTotalsAsync(database, flagged, expected.Count, undecodable.Count, cts.Token);
-            await AssertStateAsync(database, events, expected.Keys, cts.Token);
+            Assert.False(first.HasExited || second.HasExited, "a serve process exited:\n" + first.Output + "\n" + second.Output);
+            var a = await first.PartitionsAsync(http, cts.Token) ?? [];
+            var b = await second.PartitionsAsync(http, cts.Token) ?? [];
+            if (a.Length > 0 && b.Length > 0 && a.Concat(b).Order().SequenceEqual([0, 1, 2, 3]))
+                break;
+            await Task.Delay(100, cts.Token);
         }
-        finally
+        Console.WriteLine($"windowed members: split after {clock.Elapsed.TotalSeconds:F1} s");
+        events.AddRange(await ServeFixture.ProduceAsync(infrastructure, topic, all.GetRange(16_000, 16_000), cts.Token));
+        await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
+
+        // The first leaves (SIGTERM: commits, leaves the group): the second is given its partitions and reads their state.
+        await first.SignalAsync("TERM", cts.Token);
+        await first.WaitForExitAsync(cts.Token);
+        Assert.True(first.ExitCode == 0, first.Output);
+        while (!(await second.PartitionsAsync(http, cts.Token) ?? []).SequenceEqual([0, 1, 2, 3]))
         {
-            await infrastructure.DropDatabaseAsync(database, CancellationToken.None);
+            Assert.False(second.HasExited, "the second member exited:\n" + second.Output);
+            await Task.Delay(100, cts.Token);
         }
+        events.AddRange(await ServeFixture.ProduceAsync(infrastructure, topic, all.GetRange(32_000, 16_000), cts.Token));
+        await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
+        await second.SignalAsync("TERM", cts.Token);
+        await second.WaitForExitAsync(cts.Token);
+        Assert.True(second.ExitCode == 0, second.Output);
+        Console.WriteLine($"windowed members: done in {clock.Elapsed.TotalSeconds:F1} s");
+
+        // Each member read state when partitions were assigned, and the joiner found stored entities there.
+        Assert.Contains("read the window state of partitions", second.Output);
+        Assert.Matches(@"read the window state of partitions [0-9, ]+: [1-9][0-9]* entities", second.Output);
+        expected = fixture.DirectWindowedScores(events, out _, out var undecodable);
+        await ServeFixture.AssertScoresAsync(database, expected, threshold, cts.Token);
+        var flagged = expected.Where(e => e.Value > threshold).Select(e => e.Key).Order().ToList();
+        await ServeFixture.AssertRowsAndTotalsAsync(database, flagged, expected.Count, undecodable.Count, cts.Token);
+        await AssertStateAsync(database, events, expected.Keys, cts.Token);
     }
 
     private Dictionary<string, string?> Configuration(string topic, string deadLetters, string database, double threshold)
@@ -172,7 +134,4 @@ public sealed class ServeWindowedTests(TestInfrastructure infrastructure, ServeF
         var sorted = values.Order().ToArray();
         return sorted[sorted.Length / 2];
     }
-
-    private static async Task<long> CommittedAsync(string database, CancellationToken cancellationToken) =>
-        (await ServeProcess.StoredOffsetsAsync(database, cancellationToken)).Values.Sum();
 }

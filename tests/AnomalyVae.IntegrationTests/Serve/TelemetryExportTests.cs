@@ -19,9 +19,8 @@ public sealed class TelemetryExportTests(TestInfrastructure infrastructure, Serv
     public async Task Batches_are_traced_and_exported_with_metrics_over_otlp()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        var topic = await infrastructure.CreateTopicAsync("otlp", partitions: 2, cts.Token);
-        var deadLetters = await infrastructure.CreateTopicAsync("otlp-dlq", partitions: 1, cts.Token);
-        var database = await infrastructure.CreateDatabaseAsync("otlp", cts.Token);
+        await using var stream = await ServeStream.CreateAsync(infrastructure, "otlp", partitions: 2, cts.Token);
+        var (topic, deadLetters, database) = stream;
         int receiverPort = ServeFixture.FreePort();
         using var receiver = new HttpListener();
         receiver.Prefixes.Add($"http://127.0.0.1:{receiverPort}/");
@@ -94,7 +93,6 @@ public sealed class TelemetryExportTests(TestInfrastructure infrastructure, Serv
         {
             receiver.Stop();
             await receiving;
-            await infrastructure.DropDatabaseAsync(database, CancellationToken.None);
         }
     }
 }

@@ -19,69 +19,49 @@ public sealed class WindowStateStoreTests(TestInfrastructure infrastructure, Ser
     public async Task A_replayed_or_stale_batch_does_not_overwrite_the_state_a_newer_one_does()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(1));
-        var database = await infrastructure.CreateDatabaseAsync("window_state", cts.Token);
-        try
-        {
-            await using var dataSource = NpgsqlDataSource.Create(database);
-            await new SchemaMigrator(dataSource).MigrateAsync(cts.Token);
-            var store = new AnomalyStore(dataSource);
+        await using var database = await TestDatabase.CreateAsync(infrastructure, "window_state", migrated: true, cts.Token);
+        var store = new AnomalyStore(database.DataSource);
 
-            await store.WriteAsync(Record(next: 100, state: 1), cts.Token);
-            Assert.Equal((99L, (byte)1), await StoredAsync(dataSource, cts.Token));
-            // The same batch again (its COMMIT acknowledgement lost) with other bytes, and an older batch: ignored.
-            await store.WriteAsync(Record(next: 100, state: 2), cts.Token);
-            await store.WriteAsync(Record(next: 60, state: 3), cts.Token);
-            Assert.Equal((99L, (byte)1), await StoredAsync(dataSource, cts.Token));
-            await store.WriteAsync(Record(next: 150, state: 4), cts.Token);
-            Assert.Equal((149L, (byte)4), await StoredAsync(dataSource, cts.Token));
-        }
-        finally
-        {
-            NpgsqlConnection.ClearAllPools();
-            await infrastructure.DropDatabaseAsync(database, CancellationToken.None);
-        }
+        await store.WriteAsync(Record(next: 100, state: 1), cts.Token);
+        Assert.Equal((99L, (byte)1), await StoredAsync(database.DataSource, cts.Token));
+        // The same batch again (its COMMIT acknowledgement lost) with other bytes, and an older batch: ignored.
+        await store.WriteAsync(Record(next: 100, state: 2), cts.Token);
+        await store.WriteAsync(Record(next: 60, state: 3), cts.Token);
+        Assert.Equal((99L, (byte)1), await StoredAsync(database.DataSource, cts.Token));
+        await store.WriteAsync(Record(next: 150, state: 4), cts.Token);
+        Assert.Equal((149L, (byte)4), await StoredAsync(database.DataSource, cts.Token));
     }
 
     [Fact]
     public async Task Evicting_reading_back_and_restarting_score_like_keeping_everything_in_memory()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-        var database = await infrastructure.CreateDatabaseAsync("window_evict", cts.Token);
-        try
-        {
-            await using var dataSource = NpgsqlDataSource.Create(database);
-            await new SchemaMigrator(dataSource).MigrateAsync(cts.Token);
-            var store = new AnomalyStore(dataSource);
-            var states = new WindowStateStore(dataSource);
-            var options = new ServiceOptions();
-            options.Detectors.Add(new DetectorOptions { Name = "w", Topic = "t", Model = fixture.WindowedModelPath, EntityField = "id", Threshold = -1e30 });
-            using var detector = Assert.Single(Detector.LoadAll(options, NullLogger.Instance));
-            // 20 entities in one partition, batches of 16: each batch sees a few of them, most are evicted between.
-            var payloads = ServeFixture.Events(1200, seed: 71).Where(p => p is not null && p.AsSpan().IndexOf("\"id\""u8) >= 0).Cast<byte[]>().ToList();
+        await using var database = await TestDatabase.CreateAsync(infrastructure, "window_evict", migrated: true, cts.Token);
+        var store = new AnomalyStore(database.DataSource);
+        var states = new WindowStateStore(database.DataSource);
+        var options = new ServiceOptions();
+        options.Detectors.Add(new DetectorOptions { Name = "w", Topic = "t", Model = fixture.WindowedModelPath, EntityField = "id", Threshold = -1e30 });
+        using var detector = Assert.Single(Detector.LoadAll(options, NullLogger.Instance));
+        // 20 entities in one partition, batches of 16: each batch sees a few of them, most are evicted between.
+        var payloads = ServeFixture.Events(1200, seed: 71).Where(p => p is not null && p.AsSpan().IndexOf("\"id\""u8) >= 0).Cast<byte[]>().ToList();
 
-            var reference = Stream(detector, payloads, new EntityWindows("w", "t", 1000, null, null, NullLogger.Instance), null, 0, payloads.Count);
-            var capped = new EntityWindows("w", "t", maxEntities: 6, states, null, NullLogger.Instance);
-            capped.Assigned([0]);
-            var first = Stream(detector, payloads, capped, store, 0, payloads.Count / 2);
-            // A restart: a fresh process reads the partition's state at assignment and goes on.
-            var restarted = new EntityWindows("w", "t", maxEntities: 6, states, null, NullLogger.Instance);
-            restarted.Assigned([0]);
-            var second = Stream(detector, payloads, restarted, store, payloads.Count / 2, payloads.Count);
+        var reference = Stream(detector, payloads, new EntityWindows("w", "t", 1000, null, null, NullLogger.Instance), null, 0, payloads.Count);
+        var capped = new EntityWindows("w", "t", maxEntities: 6, states, null, NullLogger.Instance);
+        capped.Assigned([0]);
+        var first = Stream(detector, payloads, capped, store, 0, payloads.Count / 2);
+        // A restart: a fresh process reads the partition's state at assignment and goes on.
+        var restarted = new EntityWindows("w", "t", maxEntities: 6, states, null, NullLogger.Instance);
+        restarted.Assigned([0]);
+        var second = Stream(detector, payloads, restarted, store, payloads.Count / 2, payloads.Count);
 
-            var scores = first.Concat(second).ToList();
-            Assert.Equal(reference.Count, scores.Count);
-            for (int i = 0; i < scores.Count; i++)
-                Assert.True(Math.Abs(reference[i] - scores[i]) <= 1e-5 * Math.Max(1, Math.Abs(reference[i])), $"event {i}: {reference[i]} in memory, {scores[i]} capped");
-            Assert.True(capped.Evicted > 100, $"only {capped.Evicted} evictions");
-            // One read per batch at most: the assignment read plus the batches that missed.
-            Assert.InRange(capped.Loads, 10, 1 + ((payloads.Count / 2) + 15) / 16);
-            Console.WriteLine($"capped: {capped.Evicted} evictions, {capped.Loads} reads over {(payloads.Count / 2 + 15) / 16} batches");
-        }
-        finally
-        {
-            NpgsqlConnection.ClearAllPools();
-            await infrastructure.DropDatabaseAsync(database, CancellationToken.None);
-        }
+        var scores = first.Concat(second).ToList();
+        Assert.Equal(reference.Count, scores.Count);
+        for (int i = 0; i < scores.Count; i++)
+            Assert.True(Math.Abs(reference[i] - scores[i]) <= 1e-5 * Math.Max(1, Math.Abs(reference[i])), $"event {i}: {reference[i]} in memory, {scores[i]} capped");
+        Assert.True(capped.Evicted > 100, $"only {capped.Evicted} evictions");
+        // One read per batch at most: the assignment read plus the batches that missed.
+        Assert.InRange(capped.Loads, 10, 1 + ((payloads.Count / 2) + 15) / 16);
+        Console.WriteLine($"capped: {capped.Evicted} evictions, {capped.Loads} reads over {(payloads.Count / 2 + 15) / 16} batches");
     }
 
     /// <summary>Scores events [from, to) in batches of 16 on partition 0 (offset = index), committing each batch when a store is given.</summary>

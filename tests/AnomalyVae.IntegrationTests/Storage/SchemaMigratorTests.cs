@@ -11,7 +11,7 @@ public class SchemaMigratorTests(TestInfrastructure infrastructure)
     private static readonly string[] s_tables = ["anomalies", "consumer_offsets", "scoring_stats", "schema_migrations"];
 
     /// <summary>A new, empty database for one test (dropped on dispose), on the shared test server.</summary>
-    private Task<FreshDatabase> CreateDatabaseAsync() => FreshDatabase.CreateAsync(infrastructure.PostgresConnectionString);
+    private Task<TestDatabase> CreateDatabaseAsync() => TestDatabase.CreateAsync(infrastructure, "migrator", migrated: false, CancellationToken.None);
 
     [Fact]
     public async Task AppliesEveryMigrationToAnEmptyDatabase()
@@ -207,69 +207,5 @@ public class SchemaMigratorTests(TestInfrastructure infrastructure)
             VALUES ('press', '2024-05-01T12:02:00Z', 60, 'v1', 10, 5, 3, 9, 40)
             """));
         Assert.Equal("scoring_stats_quantiles_ordered", unordered.ConstraintName);
-    }
-
-    /// <summary>A database created for one test and dropped afterwards.</summary>
-    private sealed class FreshDatabase : IAsyncDisposable
-    {
-        private readonly string _adminConnectionString;
-        private readonly string _name;
-
-        private FreshDatabase(string adminConnectionString, string name, string connectionString)
-        {
-            _adminConnectionString = adminConnectionString;
-            _name = name;
-            ConnectionString = connectionString;
-            DataSource = NpgsqlDataSource.Create(connectionString);
-        }
-
-        public string ConnectionString { get; }
-
-        public NpgsqlDataSource DataSource { get; }
-
-        public static async Task<FreshDatabase> CreateAsync(string serverConnectionString)
-        {
-            var name = $"anomalyvae_test_{Guid.NewGuid():N}";
-            await using (var admin = new NpgsqlConnection(serverConnectionString))
-            {
-                await admin.OpenAsync();
-                await using var create = new NpgsqlCommand($"CREATE DATABASE \"{name}\"", admin);
-                await create.ExecuteNonQueryAsync();
-            }
-
-            var builder = new NpgsqlConnectionStringBuilder(serverConnectionString) { Database = name };
-            return new FreshDatabase(serverConnectionString, name, builder.ConnectionString);
-        }
-
-        public async Task<int> ExecuteAsync(string sql)
-        {
-            await using var command = DataSource.CreateCommand(sql);
-            return await command.ExecuteNonQueryAsync();
-        }
-
-        public async Task<T> ScalarAsync<T>(string sql)
-        {
-            await using var command = DataSource.CreateCommand(sql);
-            return (T)(await command.ExecuteScalarAsync())!;
-        }
-
-        public async Task<List<T>> RowsAsync<T>(string sql, Func<NpgsqlDataReader, T> read)
-        {
-            await using var command = DataSource.CreateCommand(sql);
-            await using var reader = await command.ExecuteReaderAsync();
-            var rows = new List<T>();
-            while (await reader.ReadAsync())
-                rows.Add(read(reader));
-            return rows;
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            await DataSource.DisposeAsync();
-            await using var admin = new NpgsqlConnection(_adminConnectionString);
-            await admin.OpenAsync();
-            await using var drop = new NpgsqlCommand($"DROP DATABASE IF EXISTS \"{_name}\" WITH (FORCE)", admin);
-            await drop.ExecuteNonQueryAsync();
-        }
     }
 }

@@ -47,15 +47,15 @@ public sealed class OnnxBindingTests
         binding.Run(64);
         binding.Run(1024);
 
-        var before = GC.GetAllocatedBytesForCurrentThread();
-        for (var i = 0; i < 200; i++)
+        // The fewest bytes of a few rounds: a one-off of the runtime (a tier-up) allocated 6232 bytes in one run here.
+        Assert.Equal(0, Allocations.Fewest(() =>
         {
-            binding.Run((i & 1) == 0 ? 64 : 1024);
-            _ = binding.Output(0, 64);
-        }
-
-        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.Equal(0, allocated);
+            for (var i = 0; i < 200; i++)
+            {
+                binding.Run((i & 1) == 0 ? 64 : 1024);
+                _ = binding.Output(0, 64);
+            }
+        }));
         TestModels.AssertClose(TestModels.DenseReference(x, W, B, MaxRows, In, Out), y);
     }
 

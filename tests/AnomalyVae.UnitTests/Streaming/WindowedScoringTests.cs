@@ -48,9 +48,11 @@ public sealed class WindowedScoringTests : IDisposable
     public void Serve_scores_and_flags_each_event_like_csv_scoring_whatever_the_batch_size(int batchSize)
     {
         // Entities interleaved irregularly, some values missing (the CSV's row order is arrival order), and every
-        // 17th reading hot: the events after it hold a flagged step, which the model's rule masks (FlaggedHistory).
+        // 7th reading hot: the events after it hold a flagged step, which the model's rule masks (FlaggedHistory).
+        // Hot readings this close make some entity's event flagged by its whole window only (its masked score is
+        // lower) with a later event of the entity in the same batch: that later window must not mask it.
         var events = Sequence(entities: 6, steps: 40, seed: 7, irregular: true);
-        for (int i = 5; i < events.Count; i += 17)
+        for (int i = 5; i < events.Count; i += 7)
             events[i] = events[i] with { Temperature = events[i].Temperature + 40 };
         using var bundle = ModelBundle.Load(_model);
         Assert.True(bundle.Window!.MaskFlaggedHistory);
