@@ -92,7 +92,12 @@ public sealed class BatchCommitter
             foreach (var sample in (ReadOnlySpan<SampleRows>)[batch.Record.Training, batch.Record.Recent])
             {
                 for (int i = 0; i < sample.Count; i++)
+                {
                     sample.Events[i] = EventJson.ForJsonb(sample.Payloads[i], wrap: true);
+                    // A window history is rebuilt from decoded steps (numbers, vocabulary names); if one was refused
+                    // too, the row is kept without it (windowed retraining skips it).
+                    sample.Histories[i] = null;
+                }
             }
             await _pipeline.ExecuteAsync(static (state, ct) => state.Committer.WriteAsync(state.Batch, state.Alerts, ct), (Committer: this, Batch: batch, Alerts: alerts),
                 cancellationToken);
