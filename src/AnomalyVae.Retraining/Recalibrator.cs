@@ -65,13 +65,11 @@ public sealed class Recalibrator(NpgsqlDataSource dataSource, int minSampleRows 
             recent = await RetrainingData.RecentEventsAsync(connection, detector, withoutTruePositives: true, cancellationToken);
             labelled = await RetrainingData.LabelledAsync(connection, detector, cancellationToken);
         }
-        // A windowed model scores each recent event's window (its stored history + the event). Anomalies keep no
-        // window, so a windowed detector's labelled anomalies cannot be scored as serve scored them: left out.
-        if (bundle.Window is not null)
-            labelled = [];
+        // A windowed model scores each recent event's and labelled anomaly's window (its stored history + the event);
+        // rows without a stored history (written before migration 0010) are left out.
         var recentSet = new HashSet<string>(recent.Select(e => System.Text.Encoding.UTF8.GetString(e.Event)), StringComparer.Ordinal);
-        var falsePositives = labelled.Where(l => !l.IsTruePositive).Select(l => new SampleEvent(l.Event)).ToList();
-        var truePositives = labelled.Where(l => l.IsTruePositive).Select(l => new SampleEvent(l.Event)).ToList();
+        var falsePositives = labelled.Where(l => !l.IsTruePositive).Select(l => l.Sample).ToList();
+        var truePositives = labelled.Where(l => l.IsTruePositive).Select(l => l.Sample).ToList();
 
         var sampleEvents = recent.Concat(falsePositives.Where(e => !recentSet.Contains(System.Text.Encoding.UTF8.GetString(e.Event)))).ToList();
         var sampleScores = Scores(bundle, sampleEvents, cancellationToken);

@@ -166,11 +166,9 @@ public sealed class Retrainer(
 
         var labelled = await RetrainingData.LabelledAsync(connection, detector, cancellationToken);
         var recent = await RetrainingData.RecentEventsAsync(connection, detector, withoutTruePositives: false, cancellationToken);
-        // A windowed model scores windows; anomalies keep their event but not its window, so labelled anomalies are
-        // neither added to training nor evaluated on (docs/retraining.md, "Windowed detectors").
-        if (window is not null)
-            labelled = [];
-        var falsePositives = labelled.Where(l => !l.IsTruePositive).Select(l => new SampleEvent(l.Event)).ToList();
+        // A windowed model scores windows: a labelled anomaly counts with the window history serve stored with it
+        // (anomalies written before migration 0010 have none and are skipped, like such sample rows).
+        var falsePositives = labelled.Where(l => !l.IsTruePositive).Select(l => l.Sample).ToList();
 
         // Rows the model in service could read: an event it could not decode was never scored, so never sampled;
         // this only guards against rows written by an older, different feature spec. A windowed model also needs the
@@ -348,7 +346,7 @@ public sealed class Retrainer(
     private static (ModelEvaluation Challenger, ModelEvaluation? Active) Evaluate(
         ModelBundle challenger, ModelBundle? active, List<SampleEvent> recent, List<LabelledEvent> labelled, CancellationToken cancellationToken)
     {
-        var labelledEvents = labelled.Select(l => new SampleEvent(l.Event)).ToList();
+        var labelledEvents = labelled.Select(l => l.Sample).ToList();
         var recentC = RetrainingData.Decode(challenger.Schema, challenger.Window, recent);
         var labelC = RetrainingData.Decode(challenger.Schema, challenger.Window, labelledEvents);
         var recentA = active is null ? null : RetrainingData.Decode(active.Schema, active.Window, recent);

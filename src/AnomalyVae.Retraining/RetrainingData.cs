@@ -8,8 +8,12 @@ using Npgsql;
 
 namespace AnomalyVae.Retraining;
 
-/// <summary>A labelled anomaly's event: <see cref="IsTruePositive"/> is its latest label.</summary>
-public sealed record LabelledEvent(byte[] Event, bool IsTruePositive);
+/// <summary>A labelled anomaly's event (with its window history for a windowed detector, migration 0010):
+/// <see cref="IsTruePositive"/> is its latest label.</summary>
+public sealed record LabelledEvent(SampleEvent Sample, bool IsTruePositive)
+{
+    public byte[] Event => Sample.Event;
+}
 
 /// <summary>
 /// A row of training_sample or recent_events: the event and, for a windowed detector, the earlier steps its window
@@ -172,14 +176,15 @@ internal static class RetrainingData
     {
         await using var command = new NpgsqlCommand(
             $"""
-            SELECT event::text, label FROM (SELECT a.id, a.event, {LatestLabel} AS label FROM anomalies a WHERE a.detector = $1) labelled
+            SELECT event::text, label, history::text FROM (SELECT a.id, a.event, a.history, {LatestLabel} AS label FROM anomalies a WHERE a.detector = $1) labelled
             WHERE label IS NOT NULL ORDER BY id
             """, connection);
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = detector });
         var events = new List<LabelledEvent>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
-            events.Add(new LabelledEvent(EventJson.FromJsonb(reader.GetString(0)), reader.GetString(1) == "true_positive"));
+            events.Add(new LabelledEvent(SampleEvent.From(EventJson.FromJsonb(reader.GetString(0)), reader.IsDBNull(2) ? null : reader.GetString(2)),
+                reader.GetString(1) == "true_positive"));
         return events;
     }
 

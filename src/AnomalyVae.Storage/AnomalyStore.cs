@@ -102,6 +102,9 @@ public sealed class BatchRecord
     /// <summary>jsonb text of the event (an object).</summary>
     public List<string> Events { get; } = [];
 
+    /// <summary>jsonb text of a windowed detector's window history of the event (migration 0010); null otherwise.</summary>
+    public List<string?> Histories { get; } = [];
+
     public List<int> OffsetPartitions { get; } = [];
 
     public List<long> NextOffsets { get; } = [];
@@ -161,6 +164,7 @@ public sealed class BatchRecord
         PValues.Clear();
         Contributions.Clear();
         Events.Clear();
+        Histories.Clear();
         OffsetPartitions.Clear();
         NextOffsets.Clear();
         EventsScored = 0;
@@ -201,10 +205,10 @@ public sealed class AnomalyStore(NpgsqlDataSource dataSource, TimeProvider? time
           SELECT $1, $2, u.p, min(u.o), now() FROM unnest($5::integer[], $6::bigint[]) AS u(p, o) GROUP BY u.p ORDER BY u.p
           ON CONFLICT (detector, topic, "partition") DO UPDATE SET next_offset = c.next_offset
           RETURNING c."partition", c.next_offset)
-        INSERT INTO anomalies (detector, topic, "partition", "offset", entity, event_time, detected_at, score, p_value, threshold, model_version, contributions, event)
-        SELECT $1, $2, u.p, u.o, u.e, u.t, $13, u.s, u.pv, $3, $4, u.c::jsonb, u.ev::jsonb
-        FROM unnest($5::integer[], $6::bigint[], $7::text[], $8::timestamptz[], $9::float8[], $10::float8[], $11::text[], $12::text[])
-             AS u(p, o, e, t, s, pv, c, ev)
+        INSERT INTO anomalies (detector, topic, "partition", "offset", entity, event_time, detected_at, score, p_value, threshold, model_version, contributions, event, history)
+        SELECT $1, $2, u.p, u.o, u.e, u.t, $13, u.s, u.pv, $3, $4, u.c::jsonb, u.ev::jsonb, u.h::jsonb
+        FROM unnest($5::integer[], $6::bigint[], $7::text[], $8::timestamptz[], $9::float8[], $10::float8[], $11::text[], $12::text[], $14::text[])
+             AS u(p, o, e, t, s, pv, c, ev, h)
              JOIN fence f ON f."partition" = u.p
         WHERE u.o >= f.next_offset
         ON CONFLICT DO NOTHING
@@ -298,7 +302,7 @@ public sealed class AnomalyStore(NpgsqlDataSource dataSource, TimeProvider? time
             var insert = new NpgsqlBatchCommand(incidents ? InsertAnomalies + IncidentStore.Returning : InsertAnomalies);
             Add(insert, record.Detector, record.Topic, record.Threshold, record.ModelVersion, record.Partitions, record.Offsets,
                 record.Entities, record.EventTimes, record.Scores, record.PValues, record.Contributions, record.Events,
-                _time.GetUtcNow().UtcDateTime);
+                _time.GetUtcNow().UtcDateTime, record.Histories);
             // With incidents the insert runs first, on its own round trip: the rows it stored are grouped into incidents.
             if (incidents)
                 changes = await IncidentStore.InsertAndGroupAsync(connection, transaction, insert, record, batch, alerts, cancellationToken);

@@ -88,7 +88,10 @@ public sealed class BatchCommitter
             // A payload jsonb refuses despite the checks in EventJson: store every event of the batch as base64.
             _logger.LogWarning("Detector {Detector}: PostgreSQL rejected an event ({Error}); storing the batch's events as base64", _detector, e.MessageText);
             for (int i = 0; i < batch.Record.Events.Count; i++)
+            {
                 batch.Record.Events[i] = EventJson.ForJsonb(batch.FlaggedPayloads[i], wrap: true);
+                batch.Record.Histories[i] = null;
+            }
             foreach (var sample in (ReadOnlySpan<SampleRows>)[batch.Record.Training, batch.Record.Recent])
             {
                 for (int i = 0; i < sample.Count; i++)

@@ -378,6 +378,7 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
             record.PValues.Add(calibration.PValue(score));
             record.Contributions.Add(Contributions(batch.Scorer, featureScores.Slice(pending.Row * features, features)));
             record.Events.Add(EventJson.ForJsonb(pending.Payload));
+            record.Histories.Add(HistoryJson(batch, pending.Row));
             batch.FlaggedPayloads.Add(pending.Payload);
         }
         foreach (var (partition, next) in batch.NextOffsets)
@@ -395,7 +396,7 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
     /// from the decoded steps (numbers as values, categories by name, binary features by their first token, missing
     /// features absent), so that decoding a step again gives the same values and retraining can refit the schema on
     /// them. "flagged" (whether each step's event was flagged) only when the model masks flagged history. Called for
-    /// admitted rows only (a low rate); null for per-event models.
+    /// admitted and flagged rows only (which allocate their event text anyway); null for per-event models.
     /// </summary>
     private string? HistoryJson(MicroBatch batch, int row)
     {

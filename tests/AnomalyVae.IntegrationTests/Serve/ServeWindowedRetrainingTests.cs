@@ -55,7 +55,7 @@ public sealed class ServeWindowedRetrainingTests(TestInfrastructure infrastructu
             var v1Scores = fixture.DirectWindowedScores(events, out double v1Threshold, out _, v1Model);
             var sequences = Sequences(events, v1Scores.Keys);
 
-            // Each sample row holds the W−1 earlier events of its entity that its window held, and their flags.
+            // Each sample row and anomaly holds the W−1 earlier events of its entity that its window held, and their flags.
             var rows = await SampleRowsAsync(dataSource, cts.Token);
             Assert.True(rows.Count > 2000, $"only {rows.Count} sample rows");
             int steps = 0;
@@ -89,13 +89,26 @@ public sealed class ServeWindowedRetrainingTests(TestInfrastructure infrastructu
                 direct[ScoreDrift.BinOf(edges, score)]++;
             Assert.Equal(direct, await BinsAsync(dataSource, v1, cts.Token));
 
-            // Recalibration scores the recent events' windows: its (1 − α) quantile is that of the scores serve stored
-            // for them (windows scored in serve), over every recent row.
+            // Feedback: 25 flagged events that are not injected anomalies (nor in the recent slice) are false positives.
+            var injected = events.Where((_, i) => i % 50 == 7).Select(e => (e.Partition, e.Offset)).ToHashSet();
+            var recentKeys = (await SampleRowsAsync(dataSource, cts.Token, "recent_events")).Select(r => r.Key).ToHashSet();
+            var anomalies = await AnomaliesAsync(dataSource, cts.Token);
+            var falsePositives = anomalies.Keys.Where(k => !injected.Contains(k) && !recentKeys.Contains(k)).Order().Take(25).ToList();
+            Assert.Equal(25, falsePositives.Count);
+            await LabelAsync(dataSource, falsePositives, cts.Token);
+
+            // Recalibration scores the windows of the recent events and of the labelled anomalies (stored with them):
+            // its quantiles are those of the scores serve stored for them (windows scored in serve).
             var recentScores = await ScalarsAsync<double>(dataSource, "SELECT score FROM recent_events WHERE detector = 'sensors'", cts.Token);
+            var fpScores = falsePositives.Select(k => anomalies[k].Score).Order().ToArray();
             var recalibrated = await new Recalibrator(dataSource).RunAsync("sensors", cancellationToken: cts.Token);
-            double expectedThreshold = RetrainingGates.Quantile([.. recentScores.Order()], 1 - v1Model.Calibration.TargetFalsePositiveRate);
-            Assert.Equal(recentScores.Count, recalibrated.SampleRows);
+            double expectedThreshold = RetrainingGates.Quantile([.. recentScores.Concat(fpScores).Order()], 1 - v1Model.Calibration.TargetFalsePositiveRate);
+            Assert.Equal(recentScores.Count + 25, recalibrated.SampleRows);
             Assert.Equal(expectedThreshold, recalibrated.FprThreshold, 1e-4 * Math.Max(1, Math.Abs(expectedThreshold)));
+            Assert.Equal(25, recalibrated.LabelledFalsePositives);
+            Assert.Equal(0, recalibrated.FalsePositivesPassingOld);
+            double expectedFp = RetrainingGates.Quantile(fpScores, Recalibrator.DefaultFalsePositivePassShare);
+            Assert.Equal(expectedFp, recalibrated.FalsePositiveThreshold!.Value, 1e-4 * Math.Max(1, Math.Abs(expectedFp)));
             var v1r = recalibrated.NewVersion;
             Assert.NotEqual(v1, v1r);
 
@@ -109,6 +122,9 @@ public sealed class ServeWindowedRetrainingTests(TestInfrastructure infrastructu
                 + string.Join("; ", outcome.Reasons) + $"; recalibrated threshold {recalibrated.OldThreshold:F3} -> {recalibrated.NewThreshold:F3}");
             Assert.Equal(Retrainer.Promoted, outcome.Decision);
             Assert.Equal(v1, outcome.ActiveVersion);
+            // The labelled false positives joined the training windows and were evaluated as windows.
+            Assert.Equal(25, outcome.FalsePositivesAdded);
+            Assert.Equal(25, outcome.Active!.LabelledFalsePositives);
             var v2 = outcome.ChallengerVersion!;
             var active = await registry.GetActiveAsync("sensors", cts.Token);
             Assert.Equal(v2, active!.Version);
@@ -202,13 +218,15 @@ public sealed class ServeWindowedRetrainingTests(TestInfrastructure infrastructu
 
     private sealed record SampleRow((int Partition, long Offset) Key, JsonDocument? History);
 
-    private static async Task<List<SampleRow>> SampleRowsAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken)
+    private static async Task<List<SampleRow>> SampleRowsAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken, string? table = null)
     {
         var rows = new List<SampleRow>();
-        await using var command = dataSource.CreateCommand(
-            """
+        await using var command = dataSource.CreateCommand(table is not null
+            ? $"SELECT \"partition\", \"offset\", history::text FROM {table} WHERE detector = 'sensors'"
+            : """
             SELECT "partition", "offset", history::text FROM training_sample WHERE detector = 'sensors'
             UNION ALL SELECT "partition", "offset", history::text FROM recent_events WHERE detector = 'sensors'
+            UNION ALL SELECT "partition", "offset", history::text FROM anomalies WHERE detector = 'sensors'
             """);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
@@ -229,6 +247,19 @@ public sealed class ServeWindowedRetrainingTests(TestInfrastructure infrastructu
                 stored[k] += bins[k];
         }
         return stored;
+    }
+
+    private static async Task LabelAsync(NpgsqlDataSource dataSource, List<(int Partition, long Offset)> keys, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand(
+            """
+            INSERT INTO anomaly_feedback (anomaly_id, label, source)
+            SELECT a.id, 'false_positive', 'test' FROM anomalies a JOIN unnest($1::integer[], $2::bigint[]) AS k(p, o)
+              ON a.detector = 'sensors' AND a."partition" = k.p AND a."offset" = k.o
+            """);
+        command.Parameters.AddWithValue(keys.Select(k => k.Partition).ToArray());
+        command.Parameters.AddWithValue(keys.Select(k => k.Offset).ToArray());
+        Assert.Equal(keys.Count, await command.ExecuteNonQueryAsync(cancellationToken));
     }
 
     private static async Task<List<T>> ScalarsAsync<T>(NpgsqlDataSource dataSource, string sql, CancellationToken cancellationToken)
