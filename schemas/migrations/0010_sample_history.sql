@@ -10,8 +10,9 @@ ALTER TABLE training_sample ADD COLUMN history jsonb NULL
   CHECK (history IS NULL OR jsonb_typeof(history) = 'object');
 ALTER TABLE recent_events ADD COLUMN history jsonb NULL
   CHECK (history IS NULL OR jsonb_typeof(history) = 'object');
-ALTER TABLE anomalies ADD COLUMN history jsonb NULL
-  CONSTRAINT anomalies_history_object CHECK (history IS NULL OR jsonb_typeof(history) = 'object');
+-- No CHECK on anomalies.history: adding one would scan every partition of a large table under an exclusive lock,
+-- while adding a nullable column without a default only changes the catalog.
+ALTER TABLE anomalies ADD COLUMN history jsonb NULL;
 COMMENT ON COLUMN training_sample.history IS 'Windowed detectors: {"steps": [event objects, oldest first], "flagged": [bool per step]} of the W-1 earlier events its window held; NULL otherwise.';
 COMMENT ON COLUMN recent_events.history IS 'Windowed detectors: {"steps": [event objects, oldest first], "flagged": [bool per step]} of the W-1 earlier events its window held; NULL otherwise.';
 COMMENT ON COLUMN anomalies.history IS 'Windowed detectors: the earlier events the anomaly''s window held, as training_sample.history; NULL otherwise.';
