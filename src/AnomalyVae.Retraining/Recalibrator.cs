@@ -58,18 +58,20 @@ public sealed class Recalibrator(NpgsqlDataSource dataSource, int minSampleRows 
         using var bundle = ModelBundle.Load(active.Onnx, $"{detector} {active.Version}");
         double alpha = targetFalsePositiveRate ?? bundle.Calibration.TargetFalsePositiveRate;
 
-        List<byte[]> recent;
+        List<SampleEvent> recent;
         List<LabelledEvent> labelled;
         await using (var connection = await dataSource.OpenConnectionAsync(cancellationToken))
         {
             recent = await RetrainingData.RecentEventsAsync(connection, detector, withoutTruePositives: true, cancellationToken);
             labelled = await RetrainingData.LabelledAsync(connection, detector, cancellationToken);
         }
-        var recentSet = new HashSet<string>(recent.Select(System.Text.Encoding.UTF8.GetString), StringComparer.Ordinal);
-        var falsePositives = labelled.Where(l => !l.IsTruePositive).Select(l => l.Event).ToList();
-        var truePositives = labelled.Where(l => l.IsTruePositive).Select(l => l.Event).ToList();
+        // A windowed model scores each recent event's and labelled anomaly's window (its stored history + the event);
+        // rows without a stored history (written before migration 0010) are left out.
+        var recentSet = new HashSet<string>(recent.Select(e => System.Text.Encoding.UTF8.GetString(e.Event)), StringComparer.Ordinal);
+        var falsePositives = labelled.Where(l => !l.IsTruePositive).Select(l => l.Sample).ToList();
+        var truePositives = labelled.Where(l => l.IsTruePositive).Select(l => l.Sample).ToList();
 
-        var sampleEvents = recent.Concat(falsePositives.Where(e => !recentSet.Contains(System.Text.Encoding.UTF8.GetString(e)))).ToList();
+        var sampleEvents = recent.Concat(falsePositives.Where(e => !recentSet.Contains(System.Text.Encoding.UTF8.GetString(e.Event)))).ToList();
         var sampleScores = Scores(bundle, sampleEvents, cancellationToken);
         if (sampleScores.Length < minSampleRows)
             throw new RetrainingException(
@@ -108,11 +110,11 @@ public sealed class Recalibrator(NpgsqlDataSource dataSource, int minSampleRows 
             tpScores.Length, tpScores.Count(s => s > threshold));
     }
 
-    private static float[] Scores(ModelBundle bundle, List<byte[]> events, CancellationToken cancellationToken)
+    private static float[] Scores(ModelBundle bundle, List<SampleEvent> events, CancellationToken cancellationToken)
     {
-        var decoded = RetrainingData.Decode(bundle.Schema, events);
+        var decoded = RetrainingData.Decode(bundle.Schema, bundle.Window, events);
         var rows = Enumerable.Range(0, events.Count).Where(i => decoded.Decoded[i]).ToList();
-        return RetrainingData.Score(bundle, decoded.Table(bundle.Schema, rows), cancellationToken);
+        return decoded.Score(bundle, rows, cancellationToken);
     }
 
     private static double Share(float[] scores, Func<float, bool> predicate) =>

@@ -155,30 +155,33 @@ public sealed class Retrainer(
 
     private async Task<RetrainOutcome> RetrainAsync(
         NpgsqlConnection connection, long runId, string detector, string trigger, ActiveModel? active, byte[]? specSource,
-        List<byte[]> sample, CancellationToken cancellationToken)
+        List<SampleEvent> sample, CancellationToken cancellationToken)
     {
         if (specSource is null)
             throw new RetrainingException($"detector '{detector}' has no registered model to take the feature spec from; register one (anomalyvae models register).");
         using var reference = ModelBundle.Load(specSource, active is null ? $"{detector} (newest registered model)" : $"{detector} {active.Version}");
-        // A windowed model needs whole entity sequences, which the samples (single events) do not keep: say that.
-        if (reference.Window is { } window)
-        {
-            throw new RetrainingException($"detector '{detector}' has a windowed model (W = {window.Steps} events per {window.EntityField}); " +
-                "retraining does not support windowed models yet: train a new one offline (anomalyvae train --window) and register it.");
-        }
+        var window = reference.Window;
         if (sample.Count == 0)
             throw new RetrainingException($"detector '{detector}' has no training sample yet: serve fills it while it scores (Retraining:SampleSize > 0).");
 
         var labelled = await RetrainingData.LabelledAsync(connection, detector, cancellationToken);
         var recent = await RetrainingData.RecentEventsAsync(connection, detector, withoutTruePositives: false, cancellationToken);
-        var falsePositives = labelled.Where(l => !l.IsTruePositive).Select(l => l.Event).ToList();
+        // A windowed model scores windows: a labelled anomaly counts with the window history serve stored with it
+        // (anomalies written before migration 0010 have none and are skipped, like such sample rows).
+        var falsePositives = labelled.Where(l => !l.IsTruePositive).Select(l => l.Sample).ToList();
 
         // Rows the model in service could read: an event it could not decode was never scored, so never sampled;
-        // this only guards against rows written by an older, different feature spec.
+        // this only guards against rows written by an older, different feature spec. A windowed model also needs the
+        // row's window history (rows from before migration 0010 or from a per-event model have none).
         var trainingEvents = sample.Concat(falsePositives).ToList();
-        var readable = RetrainingData.Decode(reference.Schema, trainingEvents);
+        var readable = RetrainingData.Decode(reference.Schema, window, trainingEvents);
         var rows = Enumerable.Range(0, trainingEvents.Count).Where(i => readable.Decoded[i]).ToList();
         int fpAdded = rows.Count(i => i >= sample.Count);
+        if (window is not null && rows.Count < sample.Count)
+        {
+            logger?.LogInformation("Retraining {Detector}: {Skipped} of {Rows} sample rows have no stored window history (or do not decode) and are skipped",
+                detector, sample.Count - rows.Count, sample.Count);
+        }
         if (rows.Count < gates.MinTrainingRows)
         {
             var early = RetrainingGates.Evaluate(gates, rows.Count, null, null);
@@ -186,15 +189,37 @@ public sealed class Retrainer(
                 [.. early.Select(g => g.ToString())], early, rows.Count, fpAdded, null, null);
         }
 
-        // The challenger: the active model's spec, refitted on the rows, trained with the default options.
+        // The challenger: the active model's spec (and window), refitted on the rows, trained with the default options.
+        // A windowed challenger's schema is refitted on every step its training windows hold unmasked, as offline
+        // training fits on every row.
         var spec = RetrainingData.SpecOf(reference.Schema);
         var names = spec.Features.Select(f => f.Name).ToArray();
-        var schema = FeatureSchema.Fit(spec, names, RetrainingData.Cells(spec, rows.Select(i => trainingEvents[i])));
-        var decoded = RetrainingData.Decode(schema, [.. rows.Select(i => trainingEvents[i])]);
-        var table = decoded.Table(schema, [.. Enumerable.Range(0, rows.Count).Where(i => decoded.Decoded[i])]);
+        var fitEvents = rows.SelectMany(i => FitSteps(trainingEvents[i], window));
+        var schema = FeatureSchema.Fit(spec, names, RetrainingData.Cells(spec, fitEvents));
+        // A windowed challenger keeps the active model's feature encoding (vocabularies, binary tokens) and refits the
+        // numeric centers and scales only: serve's per-entity window state is kept across a swap only between
+        // versions of one encoding (docs/streaming.md, "Model swap"), so a promotion does not restart every window.
+        if (window is not null)
+            schema = RetrainingData.KeepEncoding(schema, reference.Schema);
         var options = (training ?? new VaeTrainingOptions()) with { Seed = (int)(runId % int.MaxValue) };
         double targetFpr = reference.Calibration.TargetFalsePositiveRate;
-        var trained = await Task.Run(() => Trainer.Train(table, options, targetFpr, cancellationToken: cancellationToken), cancellationToken);
+        TrainedModel trained;
+        int trainingRows;
+        if (window is null)
+        {
+            var decoded = RetrainingData.Decode(schema, [.. rows.Select(i => trainingEvents[i].Event)]);
+            var table = decoded.Table(schema, [.. Enumerable.Range(0, rows.Count).Where(i => decoded.Decoded[i])]);
+            trainingRows = table.RowCount;
+            trained = await Task.Run(() => Trainer.Train(table, options, targetFpr, cancellationToken: cancellationToken), cancellationToken);
+        }
+        else
+        {
+            var decoded = RetrainingData.DecodeWindows(schema, window, [.. rows.Select(i => trainingEvents[i])], maskFlagged: true);
+            var (windows, windowRows) = RetrainingData.TrainingWindows(schema, window, decoded,
+                [.. Enumerable.Range(0, rows.Count).Where(i => decoded.Decoded[i])]);
+            trainingRows = windowRows.Length;
+            trained = await Task.Run(() => Trainer.TrainWindowed(windows, windowRows, options, targetFpr, cancellationToken: cancellationToken), cancellationToken);
+        }
         var challengerBytes = trained.ToOnnx();
         var challenger = ModelBundle.Load(challengerBytes, $"{detector} challenger");
         SampleTruncation? truncation = null;
@@ -226,7 +251,7 @@ public sealed class Retrainer(
         using var challengerModel = challenger;
 
         var (challengerEval, activeEval) = Evaluate(challenger, active is null ? null : reference, evaluationEvents, labelled, cancellationToken);
-        var results = RetrainingGates.Evaluate(gates, table.RowCount, challengerEval, activeEval);
+        var results = RetrainingGates.Evaluate(gates, trainingRows, challengerEval, activeEval);
         bool promote = results.All(g => g.Passed);
 
         var registered = await _registry.RegisterAsync(detector, challengerBytes, $"retrain run {runId}", activate: false, cancellationToken);
@@ -244,13 +269,28 @@ public sealed class Retrainer(
         if (promote)
             await _registry.ActivateAsync(detector, registered.Version, cancellationToken);
         return new RetrainOutcome(runId, detector, trigger, promote ? Promoted : Rejected, active?.Version, registered.Version,
-            [.. results.Select(g => g.ToString())], results, table.RowCount, fpAdded, challengerEval, activeEval, truncation);
+            [.. results.Select(g => g.ToString())], results, trainingRows, fpAdded, challengerEval, activeEval, truncation);
+    }
+
+    /// <summary>The events a row contributes to the schema refit: the event, and for a windowed model the history
+    /// steps its training window holds (flagged ones are masked when the model masks flagged history).</summary>
+    private static IEnumerable<byte[]> FitSteps(SampleEvent row, WindowDefinition? window)
+    {
+        if (window is not null && row.History is { } history)
+        {
+            for (int k = Math.Max(0, history.Count - (window.Steps - 1)); k < history.Count; k++)
+            {
+                if (!(window.MaskFlaggedHistory && (row.HistoryFlagged?[k] ?? false)))
+                    yield return history[k];
+            }
+        }
+        yield return row.Event;
     }
 
     /// <summary>Decides whether the sample is truncated (see the remarks) and, when it is, the challenger's threshold
     /// from the calibration half of <paramref name="recent"/>; returns the events to evaluate on.</summary>
-    private (SampleTruncation Truncation, List<byte[]> Evaluation, Calibration? Recalibrated) CorrectForTruncation(
-        ModelBundle active, ModelBundle challenger, List<byte[]> recent, HashSet<string> truePositives, CancellationToken cancellationToken)
+    private (SampleTruncation Truncation, List<SampleEvent> Evaluation, Calibration? Recalibrated) CorrectForTruncation(
+        ModelBundle active, ModelBundle challenger, List<SampleEvent> recent, HashSet<string> truePositives, CancellationToken cancellationToken)
     {
         double alpha = challenger.Calibration.TargetFalsePositiveRate;
         double sampleThreshold = challenger.Calibration.Threshold;
@@ -273,13 +313,13 @@ public sealed class Retrainer(
             double expected = n * active.Calibration.TargetFalsePositiveRate;
             truncated = psi > driftThreshold && flagged > expected + (3 * Math.Sqrt(expected * (1 - active.Calibration.TargetFalsePositiveRate)));
         }
-        var calibration = new List<byte[]>();
-        var evaluation = new List<byte[]>();
+        var calibration = new List<SampleEvent>();
+        var evaluation = new List<SampleEvent>();
         for (int i = 0; i < recent.Count; i++)
         {
             if (i % 2 == 1)
                 evaluation.Add(recent[i]);
-            else if (!truePositives.Contains(Encoding.UTF8.GetString(recent[i])))
+            else if (!truePositives.Contains(Encoding.UTF8.GetString(recent[i].Event)))
                 calibration.Add(recent[i]);
         }
         var calibrationScores = truncated ? ScoreDecodable(challenger, calibration, cancellationToken) : [];
@@ -295,22 +335,22 @@ public sealed class Retrainer(
         return (new SampleTruncation(psi, flagRate, n, true, sampleThreshold, recentThreshold, recalibrated.Threshold, calibrationScores.Length), evaluation, recalibrated);
     }
 
-    private static float[] ScoreDecodable(ModelBundle model, List<byte[]> events, CancellationToken cancellationToken)
+    private static float[] ScoreDecodable(ModelBundle model, List<SampleEvent> events, CancellationToken cancellationToken)
     {
-        var decoded = RetrainingData.Decode(model.Schema, events);
+        var decoded = RetrainingData.Decode(model.Schema, model.Window, events);
         var rows = Enumerable.Range(0, events.Count).Where(i => decoded.Decoded[i]).ToList();
-        return RetrainingData.Score(model, decoded.Table(model.Schema, rows), cancellationToken);
+        return decoded.Score(model, rows, cancellationToken);
     }
 
     /// <summary>Scores the recent events and the labelled anomalies with both models, on the events both can decode.</summary>
     private static (ModelEvaluation Challenger, ModelEvaluation? Active) Evaluate(
-        ModelBundle challenger, ModelBundle? active, List<byte[]> recent, List<LabelledEvent> labelled, CancellationToken cancellationToken)
+        ModelBundle challenger, ModelBundle? active, List<SampleEvent> recent, List<LabelledEvent> labelled, CancellationToken cancellationToken)
     {
-        var labelledEvents = labelled.Select(l => l.Event).ToList();
-        var recentC = RetrainingData.Decode(challenger.Schema, recent);
-        var labelC = RetrainingData.Decode(challenger.Schema, labelledEvents);
-        var recentA = active is null ? null : RetrainingData.Decode(active.Schema, recent);
-        var labelA = active is null ? null : RetrainingData.Decode(active.Schema, labelledEvents);
+        var labelledEvents = labelled.Select(l => l.Sample).ToList();
+        var recentC = RetrainingData.Decode(challenger.Schema, challenger.Window, recent);
+        var labelC = RetrainingData.Decode(challenger.Schema, challenger.Window, labelledEvents);
+        var recentA = active is null ? null : RetrainingData.Decode(active.Schema, active.Window, recent);
+        var labelA = active is null ? null : RetrainingData.Decode(active.Schema, active.Window, labelledEvents);
         var recentRows = Enumerable.Range(0, recent.Count).Where(i => recentC.Decoded[i] && (recentA?.Decoded[i] ?? true)).ToList();
         var labelRows = Enumerable.Range(0, labelled.Count).Where(i => labelC.Decoded[i] && (labelA?.Decoded[i] ?? true)).ToList();
         var truth = labelRows.Select(i => labelled[i].IsTruePositive).ToArray();
@@ -324,8 +364,7 @@ public sealed class Retrainer(
         ModelBundle model, DecodedEvents recent, DecodedEvents labelled, List<int> recentRows, List<int> labelRows, bool[] truth,
         CancellationToken cancellationToken)
     {
-        var table = recent.Table(model.Schema, recentRows);
-        var scores = RetrainingData.Score(model, table, cancellationToken);
+        var scores = recent.Score(model, recentRows, cancellationToken);
         double threshold = model.Calibration.Threshold;
         int flagged = 0;
         double sum = 0, nll = 0;
@@ -334,12 +373,12 @@ public sealed class Retrainer(
         {
             flagged += scores[i] > threshold ? 1 : 0;
             sum += scores[i];
-            perEvent[i] = RetrainingGates.ComparableNll(scores[i], model.Schema, table.RowMask(i), table.X.AsSpan(i * table.FeatureCount, table.FeatureCount));
+            perEvent[i] = RetrainingGates.ComparableNll(scores[i], model.Schema, recent.EventMask(recentRows[i]), recent.EventX(recentRows[i]));
             nll += perEvent[i];
         }
         int n = scores.Length;
 
-        var labelScores = RetrainingData.Score(model, labelled.Table(model.Schema, labelRows), cancellationToken);
+        var labelScores = labelled.Score(model, labelRows, cancellationToken);
         int tp = 0, fp = 0, positives = truth.Count(t => t);
         for (int i = 0; i < labelScores.Length; i++)
         {

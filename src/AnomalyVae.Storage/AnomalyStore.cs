@@ -30,10 +30,16 @@ public sealed class SampleRows
     /// <summary>The raw payloads behind <see cref="Events"/> (for the base64 fallback; not written).</summary>
     public List<byte[]> Payloads { get; } = [];
 
+    /// <summary>jsonb text of a windowed detector's window history of the event (migration 0010); null for
+    /// per-event detectors.</summary>
+    public List<string?> Histories { get; } = [];
+
     public int Count => Partitions.Count;
 
-    public void Add(int partition, long offset, DateTime? eventTime, double score, bool flagged, byte[] payload, double draw)
+    public void Add(int partition, long offset, DateTime? eventTime, double score, bool flagged, byte[] payload, double draw,
+        string? history = null)
     {
+        Histories.Add(history);
         Partitions.Add(partition);
         Offsets.Add(offset);
         EventTimes.Add(eventTime);
@@ -54,6 +60,7 @@ public sealed class SampleRows
         Events.Clear();
         Draws.Clear();
         Payloads.Clear();
+        Histories.Clear();
     }
 }
 
@@ -94,6 +101,9 @@ public sealed class BatchRecord
 
     /// <summary>jsonb text of the event (an object).</summary>
     public List<string> Events { get; } = [];
+
+    /// <summary>jsonb text of a windowed detector's window history of the event (migration 0010); null otherwise.</summary>
+    public List<string?> Histories { get; } = [];
 
     public List<int> OffsetPartitions { get; } = [];
 
@@ -154,6 +164,7 @@ public sealed class BatchRecord
         PValues.Clear();
         Contributions.Clear();
         Events.Clear();
+        Histories.Clear();
         OffsetPartitions.Clear();
         NextOffsets.Clear();
         EventsScored = 0;
@@ -194,10 +205,10 @@ public sealed class AnomalyStore(NpgsqlDataSource dataSource, TimeProvider? time
           SELECT $1, $2, u.p, min(u.o), now() FROM unnest($5::integer[], $6::bigint[]) AS u(p, o) GROUP BY u.p ORDER BY u.p
           ON CONFLICT (detector, topic, "partition") DO UPDATE SET next_offset = c.next_offset
           RETURNING c."partition", c.next_offset)
-        INSERT INTO anomalies (detector, topic, "partition", "offset", entity, event_time, detected_at, score, p_value, threshold, model_version, contributions, event)
-        SELECT $1, $2, u.p, u.o, u.e, u.t, $13, u.s, u.pv, $3, $4, u.c::jsonb, u.ev::jsonb
-        FROM unnest($5::integer[], $6::bigint[], $7::text[], $8::timestamptz[], $9::float8[], $10::float8[], $11::text[], $12::text[])
-             AS u(p, o, e, t, s, pv, c, ev)
+        INSERT INTO anomalies (detector, topic, "partition", "offset", entity, event_time, detected_at, score, p_value, threshold, model_version, contributions, event, history)
+        SELECT $1, $2, u.p, u.o, u.e, u.t, $13, u.s, u.pv, $3, $4, u.c::jsonb, u.ev::jsonb, u.h::jsonb
+        FROM unnest($5::integer[], $6::bigint[], $7::text[], $8::timestamptz[], $9::float8[], $10::float8[], $11::text[], $12::text[], $14::text[])
+             AS u(p, o, e, t, s, pv, c, ev, h)
              JOIN fence f ON f."partition" = u.p
         WHERE u.o >= f.next_offset
         ON CONFLICT DO NOTHING
@@ -212,7 +223,8 @@ public sealed class AnomalyStore(NpgsqlDataSource dataSource, TimeProvider? time
     // its draw picks uniformly, so an entry survives about SampleSize later admissions. Ring: slot i mod RecentSize.
     // Two admissions of one batch can land on the same slot; the later one wins, as it would one batch later.
     // Parameters: $1 detector, $2 topic, $3/$4 partitions and next offsets, $5..$15 window statistics,
-    // $16 reservoir slots, $17 its admissions, $18..$23 their rows, $24 ring slots, $25 its admissions, $26..$31 rows.
+    // $16 reservoir slots, $17 its admissions, $18..$23 their rows, $24 ring slots, $25 its admissions, $26..$31 rows,
+    // $32 and $33 the window histories of the reservoir's and the ring's rows (null elements for per-event detectors).
     private const string UpsertOffsetsSamplesAndStats = """
         WITH moved AS (
           INSERT INTO consumer_offsets AS c (detector, topic, "partition", next_offset, updated_at)
@@ -227,25 +239,25 @@ public sealed class AnomalyStore(NpgsqlDataSource dataSource, TimeProvider? time
                                                recent_admitted = c.recent_admitted + excluded.recent_admitted
           RETURNING c.training_admitted - $17 AS training_first, c.recent_admitted - $25 AS recent_first),
         training AS (
-          INSERT INTO training_sample AS t (detector, slot, topic, "partition", "offset", event_time, sampled_at, model_version, score, event)
-          SELECT DISTINCT ON (x.slot) $1, x.slot, $2, x.p, x.o, x.et, now(), $7, x.s, x.ev::jsonb
+          INSERT INTO training_sample AS t (detector, slot, topic, "partition", "offset", event_time, sampled_at, model_version, score, event, history)
+          SELECT DISTINCT ON (x.slot) $1, x.slot, $2, x.p, x.o, x.et, now(), $7, x.s, x.ev::jsonb, x.h::jsonb
           FROM (SELECT (CASE WHEN c.training_first + u.i - 1 < $16 THEN c.training_first + u.i - 1 ELSE floor(u.r * $16) END)::integer AS slot, u.*
-                FROM counter c, unnest($18::integer[], $19::bigint[], $20::timestamptz[], $21::float8[], $22::text[], $23::float8[])
-                     WITH ORDINALITY AS u(p, o, et, s, ev, r, i)) x
+                FROM counter c, unnest($18::integer[], $19::bigint[], $20::timestamptz[], $21::float8[], $22::text[], $23::float8[], $32::text[])
+                     WITH ORDINALITY AS u(p, o, et, s, ev, r, h, i)) x
           ORDER BY x.slot, x.i DESC
           ON CONFLICT (detector, slot) DO UPDATE SET topic = excluded.topic, "partition" = excluded."partition", "offset" = excluded."offset",
             event_time = excluded.event_time, sampled_at = excluded.sampled_at, model_version = excluded.model_version,
-            score = excluded.score, event = excluded.event),
+            score = excluded.score, event = excluded.event, history = excluded.history),
         recent AS (
-          INSERT INTO recent_events AS t (detector, slot, topic, "partition", "offset", event_time, sampled_at, model_version, score, flagged, event)
-          SELECT DISTINCT ON (x.slot) $1, x.slot, $2, x.p, x.o, x.et, now(), $7, x.s, x.f, x.ev::jsonb
+          INSERT INTO recent_events AS t (detector, slot, topic, "partition", "offset", event_time, sampled_at, model_version, score, flagged, event, history)
+          SELECT DISTINCT ON (x.slot) $1, x.slot, $2, x.p, x.o, x.et, now(), $7, x.s, x.f, x.ev::jsonb, x.h::jsonb
           FROM (SELECT ((c.recent_first + u.i - 1) % $24)::integer AS slot, u.*
-                FROM counter c, unnest($26::integer[], $27::bigint[], $28::timestamptz[], $29::float8[], $30::boolean[], $31::text[])
-                     WITH ORDINALITY AS u(p, o, et, s, f, ev, i)) x
+                FROM counter c, unnest($26::integer[], $27::bigint[], $28::timestamptz[], $29::float8[], $30::boolean[], $31::text[], $33::text[])
+                     WITH ORDINALITY AS u(p, o, et, s, f, ev, h, i)) x
           ORDER BY x.slot, x.i DESC
           ON CONFLICT (detector, slot) DO UPDATE SET topic = excluded.topic, "partition" = excluded."partition", "offset" = excluded."offset",
             event_time = excluded.event_time, sampled_at = excluded.sampled_at, model_version = excluded.model_version,
-            score = excluded.score, flagged = excluded.flagged, event = excluded.event)
+            score = excluded.score, flagged = excluded.flagged, event = excluded.event, history = excluded.history)
         INSERT INTO scoring_stats AS s (detector, window_start, window_seconds, model_version, events_scored, events_flagged,
                                         events_dead_lettered, score_p50, score_p90, score_p99, score_max, score_bins, updated_at)
         SELECT $1, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, now() WHERE EXISTS (SELECT 1 FROM moved)
@@ -290,7 +302,7 @@ public sealed class AnomalyStore(NpgsqlDataSource dataSource, TimeProvider? time
             var insert = new NpgsqlBatchCommand(incidents ? InsertAnomalies + IncidentStore.Returning : InsertAnomalies);
             Add(insert, record.Detector, record.Topic, record.Threshold, record.ModelVersion, record.Partitions, record.Offsets,
                 record.Entities, record.EventTimes, record.Scores, record.PValues, record.Contributions, record.Events,
-                _time.GetUtcNow().UtcDateTime);
+                _time.GetUtcNow().UtcDateTime, record.Histories);
             // With incidents the insert runs first, on its own round trip: the rows it stored are grouped into incidents.
             if (incidents)
                 changes = await IncidentStore.InsertAndGroupAsync(connection, transaction, insert, record, batch, alerts, cancellationToken);
@@ -315,7 +327,8 @@ public sealed class AnomalyStore(NpgsqlDataSource dataSource, TimeProvider? time
                 record.ModelVersion, record.EventsScored, record.EventsFlagged, record.EventsDeadLettered, q?.P50, q?.P90, q?.P99, q?.Max,
                 record.ScoreBins,
                 (long)record.TrainingSampleSize, (long)t.Count, t.Partitions, t.Offsets, t.EventTimes, t.Scores, t.Events, t.Draws,
-                (long)record.RecentSize, (long)r.Count, r.Partitions, r.Offsets, r.EventTimes, r.Scores, r.Flagged, r.Events);
+                (long)record.RecentSize, (long)r.Count, r.Partitions, r.Offsets, r.EventTimes, r.Scores, r.Flagged, r.Events,
+                t.Histories, r.Histories);
             batch.BatchCommands.Add(offsets);
         }
         if (alerts)

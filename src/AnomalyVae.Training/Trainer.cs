@@ -92,17 +92,34 @@ public static class Trainer
         double targetFalsePositiveRate = Calibration.DefaultFalsePositiveRate,
         Action<VaeEpochProgress>? progress = null,
         string? dataFile = null,
+        CancellationToken cancellationToken = default) =>
+        TrainWindowed(windows, null, options, targetFalsePositiveRate, progress, dataFile, cancellationToken);
+
+    /// <summary>
+    /// Trains on the windows of <paramref name="windowRows"/> only; the table's other rows are history that those
+    /// windows hold (retraining: each sample row's window is laid out as its own entity). The windows are
+    /// independent, so the engine's random split holds out some of them to calibrate on.
+    /// </summary>
+    public static TrainedModel TrainWindowed(
+        FeatureWindows windows,
+        IReadOnlyList<int>? windowRows,
+        VaeTrainingOptions options,
+        double targetFalsePositiveRate = Calibration.DefaultFalsePositiveRate,
+        Action<VaeEpochProgress>? progress = null,
+        string? dataFile = null,
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(windows);
-        if (windows.RowCount < 2)
-            throw new ArgumentException($"Training needs at least 2 rows; the data has {windows.RowCount}.");
+        int rows = windowRows?.Count ?? windows.RowCount;
+        if (rows < 2)
+            throw new ArgumentException($"Training needs at least 2 rows; the data has {rows}.");
         var clock = Stopwatch.StartNew();
         var schema = windows.Table.Schema;
-        int rows = windows.RowCount;
         // Hold out blocks of each entity's events, not a random share: a random held-out event would sit inside
         // the training windows of its successors, and calibration on it would be optimistic (FeatureWindows.Split).
-        var (trainRows, validationRows) = options.ValidationRowIndices is null
+        var (trainRows, validationRows) = windowRows is not null
+            ? ([.. windowRows], [])
+            : options.ValidationRowIndices is null
             ? windows.Split(options.ValidationFraction)
             : ([.. Enumerable.Range(0, rows).Except(options.ValidationRowIndices)], [.. options.ValidationRowIndices]);
         int[] used = [.. trainRows.Concat(validationRows).Order()];
@@ -133,8 +150,11 @@ public static class Trainer
         var calibrationScores = ScoreWindows(result.Model, heldValues, heldMask, held.Length, scoredFrom, null, threads);
         var calibration = Calibration.Fit(calibrationScores, targetFalsePositiveRate);
 
-        int sampleRows = Math.Min(LatentSampleRows, rows);
-        var (sampleValues, sampleMask) = windows.Standardized([.. Enumerable.Range(0, sampleRows)]);
+        int[] latentRows = windowRows is null
+            ? [.. Enumerable.Range(0, Math.Min(LatentSampleRows, windows.RowCount))]
+            : used[..Math.Min(LatentSampleRows, used.Length)];
+        int sampleRows = latentRows.Length;
+        var (sampleValues, sampleMask) = windows.Standardized(latentRows);
         var latent = new float[sampleRows * result.Model.LatentSize];
         ScoreWindows(result.Model, sampleValues, sampleMask, sampleRows, scoredFrom, latent, threads);
         var summary = Summarize(result, used.Length, dataFile);

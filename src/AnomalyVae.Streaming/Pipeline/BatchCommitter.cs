@@ -88,11 +88,19 @@ public sealed class BatchCommitter
             // A payload jsonb refuses despite the checks in EventJson: store every event of the batch as base64.
             _logger.LogWarning("Detector {Detector}: PostgreSQL rejected an event ({Error}); storing the batch's events as base64", _detector, e.MessageText);
             for (int i = 0; i < batch.Record.Events.Count; i++)
+            {
                 batch.Record.Events[i] = EventJson.ForJsonb(batch.FlaggedPayloads[i], wrap: true);
+                batch.Record.Histories[i] = null;
+            }
             foreach (var sample in (ReadOnlySpan<SampleRows>)[batch.Record.Training, batch.Record.Recent])
             {
                 for (int i = 0; i < sample.Count; i++)
+                {
                     sample.Events[i] = EventJson.ForJsonb(sample.Payloads[i], wrap: true);
+                    // A window history is rebuilt from decoded steps (numbers, vocabulary names); if one was refused
+                    // too, the row is kept without it (windowed retraining skips it).
+                    sample.Histories[i] = null;
+                }
             }
             await _pipeline.ExecuteAsync(static (state, ct) => state.Committer.WriteAsync(state.Batch, state.Alerts, ct), (Committer: this, Batch: batch, Alerts: alerts),
                 cancellationToken);

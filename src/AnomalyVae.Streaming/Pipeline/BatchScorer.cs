@@ -37,6 +37,9 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
     private EntityHistory[] _histories = [];
     private long[] _rowOffsets = [];
     private long[] _appended = [];
+    // Windowed models, per scorer row: how many history steps its window held (the entity's earlier events, ≤ W−1),
+    // so an admitted sample row keeps exactly those (HistoryJson).
+    private int[] _held = [];
     // Windowed models that mask flagged history (FlaggedHistory), per scorer row: the previous appended row of its
     // entity in this batch (−1: none), its history's flags (W−1 per row, oldest first), its wave, its final flag; the
     // final scores and feature scores (filled from the scorer's at the batch's first rescore: _rescored); rows ordered by
@@ -134,6 +137,7 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
             _histories = new EntityHistory[batch.Capacity];
             _rowOffsets = new long[batch.Capacity];
             _appended = new long[batch.Capacity];
+            _held = new int[batch.Capacity];
         }
         bool rule = window.MaskFlaggedHistory;
         if (rule && (_previousRow.Length < batch.Capacity || _historyFlags.Length != batch.Capacity * (w - 1)))
@@ -181,6 +185,7 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
             var steps = new HistorySteps(history, row[last..], rowMask[last..]);
             WindowAssembly.Fill(ref steps, w, f, row, rowMask);
             bool append = _rowOffsets[r] > history.LastOffset;
+            _held[r] = Math.Min(history.Count, w - 1);
             if (rule)
                 NoteHistory(r, history, w - 1, append, sequence);
             // An offset the state already holds is a replay after another owner's commit landed late: scored, not appended twice.
@@ -374,10 +379,10 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
             double u = _sampling.NextDouble();
             if (u < recentRate)
                 record.Recent.Add(pending.Partition, pending.Offset, pending.EventTime?.UtcDateTime,
-                    double.IsFinite(score) ? score : float.MaxValue, flagged, pending.Payload, 0);
+                    double.IsFinite(score) ? score : float.MaxValue, flagged, pending.Payload, 0, HistoryJson(batch, pending.Row));
             else if (!flagged && double.IsFinite(score) && u < recentRate + sampleRate)
                 record.Training.Add(pending.Partition, pending.Offset, pending.EventTime?.UtcDateTime, score, false, pending.Payload,
-                    _sampling.NextDouble());
+                    _sampling.NextDouble(), HistoryJson(batch, pending.Row));
             if (!flagged)
                 continue;
             record.Partitions.Add(pending.Partition);
@@ -389,6 +394,7 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
             record.PValues.Add(calibration.PValue(score));
             record.Contributions.Add(Contributions(batch.Scorer, featureScores.Slice(pending.Row * features, features)));
             record.Events.Add(EventJson.ForJsonb(pending.Payload));
+            record.Histories.Add(HistoryJson(batch, pending.Row));
             batch.FlaggedPayloads.Add(pending.Payload);
         }
         foreach (var (partition, next) in batch.NextOffsets)
@@ -398,6 +404,66 @@ public sealed class BatchScorer(string detector, string topic, ScoringOptions sc
         }
         if (batch.Model.Bundle.Window is not null && batch.Rows > 0)
             RecordWindowState(batch, scores, batch.Model.Bundle.Calibration.Threshold);
+    }
+
+    /// <summary>
+    /// A windowed model's admitted row: the earlier steps its window held, as the jsonb of training_sample.history and
+    /// recent_events.history (migration 0010): {"steps": [event objects, oldest first], "flagged": [...]}, rebuilt
+    /// from the decoded steps (numbers as values, categories by name, binary features by their first token, missing
+    /// features absent), so that decoding a step again gives the same values and retraining can refit the schema on
+    /// them. "flagged" (whether each step's event was flagged) only when the model masks flagged history. Called for
+    /// admitted and flagged rows only (which allocate their event text anyway); null for per-event models.
+    /// </summary>
+    private string? HistoryJson(MicroBatch batch, int row)
+    {
+        if (batch.Model.Bundle.Window is not { } window)
+            return null;
+        var schema = batch.Scorer.Bundle.Schema;
+        int f = schema.Count, w = window.Steps, width = w * f, held = _held[row], h = w - 1;
+        var x = batch.Scorer.X.Slice(row * width, width);
+        var mask = batch.Scorer.Mask.Slice(row * width, width);
+        _json.ResetWrittenCount();
+        using (var writer = new Utf8JsonWriter(_json))
+        {
+            writer.WriteStartObject();
+            writer.WriteStartArray("steps");
+            for (int step = h - held; step < h; step++)
+            {
+                writer.WriteStartObject();
+                for (int j = 0; j < f; j++)
+                {
+                    int k = (step * f) + j;
+                    if (mask[k] == 0)
+                        continue;
+                    var feature = schema.Features[j];
+                    switch (feature.Kind)
+                    {
+                        case FeatureKind.Numeric:
+                            writer.WriteNumber(feature.Name, x[k]);
+                            break;
+                        case FeatureKind.Categorical:
+                            writer.WriteString(feature.Name, feature.Vocabulary[(int)x[k]]);
+                            break;
+                        default:
+                            writer.WriteString(feature.Name, x[k] != 0 ? feature.TrueTokens[0] : feature.FalseTokens[0]);
+                            break;
+                    }
+                }
+                writer.WriteEndObject();
+            }
+            writer.WriteEndArray();
+            // The wave pass (RescoreFlaggedHistory) ran for every batch of such a model and set each row's step flags.
+            if (window.MaskFlaggedHistory)
+            {
+                writer.WriteStartArray("flagged");
+                var flags = _historyFlags.AsSpan(row * h, h);
+                for (int step = h - held; step < h; step++)
+                    writer.WriteBooleanValue(flags[step]);
+                writer.WriteEndArray();
+            }
+            writer.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(_json.WrittenSpan);
     }
 
     private double[] BinEdges(Calibration calibration)

@@ -91,7 +91,7 @@ public sealed class RetrainingTests(TestInfrastructure infrastructure, ITestOutp
     }
 
     [Fact]
-    public async Task A_windowed_model_is_refused_with_the_reason_not_as_a_missing_sample()
+    public async Task A_windowed_models_sample_rows_without_a_stored_window_are_skipped_not_trained_as_single_events()
     {
         var csv = new StringBuilder("machine,ts,temperature\n");
         var random = new Random(3);
@@ -113,10 +113,17 @@ public sealed class RetrainingTests(TestInfrastructure infrastructure, ITestOutp
         }
         await new ModelRegistry(_dataSource).RegisterAsync("kpis", windowed, "windowed", activate: true);
 
+        // Rows as serve wrote them before migration 0010 (no history): their windows are unknown.
+        var rows = Enumerable.Range(0, 1200).Select(i => string.Create(CultureInfo.InvariantCulture,
+            $"{{\"machine\":\"m{i % 2}\",\"ts\":{i / 2},\"temperature\":{20 + (i % 7 / 10.0)}}}")).ToList();
+        await InsertSampleAsync("training_sample", rows, detector: "kpis");
+
         var outcome = await new Retrainer(_dataSource, new RetrainingGateOptions(), s_training).RunAsync("kpis", Retrainer.Manual);
 
-        Assert.Equal(Retrainer.Failed, outcome.Decision);
-        Assert.Contains("windowed model (W = 4 events per machine)", Assert.Single(outcome.Reasons));
+        Assert.Equal(Retrainer.Rejected, outcome.Decision);
+        Assert.Equal(0, outcome.TrainingRows);
+        Assert.Equal(1200, outcome.SampleRows);
+        Assert.Contains(outcome.Reasons, r => r.StartsWith("FAIL training_rows: 0 rows", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -397,7 +404,7 @@ public sealed class RetrainingTests(TestInfrastructure infrastructure, ITestOutp
         }
     }
 
-    private async Task InsertSampleAsync(string table, List<string> events, int firstSlot = 0)
+    private async Task InsertSampleAsync(string table, List<string> events, int firstSlot = 0, string detector = Detector)
     {
         await using var connection = await _dataSource.OpenConnectionAsync();
         await using var batch = new NpgsqlBatch(connection);
@@ -410,7 +417,7 @@ public sealed class RetrainingTests(TestInfrastructure infrastructure, ITestOutp
             {
                 Parameters =
                 {
-                    new NpgsqlParameter<string> { TypedValue = Detector },
+                    new NpgsqlParameter<string> { TypedValue = detector },
                     new NpgsqlParameter<int> { TypedValue = firstSlot + i },
                     new NpgsqlParameter<string> { TypedValue = events[i] },
                 },

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
@@ -196,6 +197,42 @@ public sealed class ServeFixture : IDisposable
             ["Http:Port"] = httpPort.ToString(CultureInfo.InvariantCulture),
         };
 
+    /// <summary>How long until /readyz shows <paramref name="version"/> as the detector's model.</summary>
+    internal static async Task<TimeSpan> WaitForVersionAsync(HttpClient http, string version, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        while ((await ReadyAsync(http, cancellationToken)).Version != version)
+            await Task.Delay(10, cancellationToken);
+        return clock.Elapsed;
+    }
+
+    internal sealed record Ready(bool IsReady, string? Version, string? ModelProblem);
+
+    internal static async Task<Ready> ReadyAsync(HttpClient http, CancellationToken cancellationToken)
+    {
+        using var response = await http.GetAsync("/readyz", cancellationToken);
+        using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync(cancellationToken));
+        var detector = json.RootElement.GetProperty("detectors")[0];
+        return new Ready(response.StatusCode == HttpStatusCode.OK && json.RootElement.GetProperty("ready").GetBoolean(),
+            detector.GetProperty("model_version").GetString(), detector.GetProperty("model_problem").GetString());
+    }
+
+    /// <summary>Waits until every one of <paramref name="partitions"/> partitions has committed at least <paramref name="atLeast"/> events.</summary>
+    internal static async Task WaitForProgressAsync(string database, string topic, int partitions, long atLeast, CancellationToken cancellationToken)
+    {
+        await using var connection = new NpgsqlConnection(database);
+        await connection.OpenAsync(cancellationToken);
+        while (true)
+        {
+            await using var command = new NpgsqlCommand("SELECT count(*) FROM consumer_offsets WHERE topic = $1 AND next_offset >= $2", connection);
+            command.Parameters.AddWithValue(topic);
+            command.Parameters.AddWithValue(atLeast);
+            if ((long)(await command.ExecuteScalarAsync(cancellationToken))! >= partitions)
+                return;
+            await Task.Delay(20, cancellationToken);
+        }
+    }
+
     internal static WebApplication Host(Dictionary<string, string?> configuration) =>
         ServeHost.Build([], configure: c => c.AddInMemoryCollection(configuration));
 
@@ -232,11 +269,13 @@ public sealed class ServeFixture : IDisposable
     }
 
     /// <summary>The scores the windowed model gives each decodable event through CSV-style scoring
-    /// (<see cref="FeatureWindows"/>, no service involved): each (partition, entity)'s events in offset order.</summary>
+    /// (<see cref="FeatureWindows"/>, no service involved): each (partition, entity)'s events in offset order.
+    /// <paramref name="model"/>: another windowed model of the same features (default <see cref="WindowedModelPath"/>).</summary>
     internal Dictionary<(int Partition, long Offset), float> DirectWindowedScores(IReadOnlyList<ProducedEvent> events, out double threshold,
-        out HashSet<(int Partition, long Offset)> undecodable)
+        out HashSet<(int Partition, long Offset)> undecodable, ModelBundle? model = null)
     {
-        using var bundle = ModelBundle.Load(WindowedModelPath);
+        using var owned = model is null ? ModelBundle.Load(WindowedModelPath) : null;
+        var bundle = model ?? owned!;
         threshold = bundle.Calibration.Threshold;
         var decoder = new EventDecoder(bundle.Schema, "id", "ts", EventDecoder.DefaultMaxPayloadBytes);
         int f = bundle.Schema.Count;

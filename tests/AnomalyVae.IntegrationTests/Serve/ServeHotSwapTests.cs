@@ -45,10 +45,10 @@ public sealed class ServeHotSwapTests(TestInfrastructure infrastructure, ServeFi
         await using var app = ServeFixture.Host(configuration);
         await app.StartAsync(cts.Token);
         using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
-        Assert.Equal(v1, (await ReadyAsync(http, cts.Token)).Version);
+        Assert.Equal(v1, (await ServeFixture.ReadyAsync(http, cts.Token)).Version);
 
         // Mid-stream: every partition has progressed under v1, far from the end of the backlog.
-        await WaitForProgressAsync(database, topic, partitions: 4, atLeast: 1_000, cts.Token);
+        await ServeFixture.WaitForProgressAsync(database, topic, partitions: 4, atLeast: 1_000, cts.Token);
         var swap = await ActivateAndWaitAsync(registry, http, "hotswap", v2, cts.Token);
         events.AddRange(await ServeFixture.ProduceAsync(infrastructure, topic, Decodable(50_000, seed: 42), cts.Token));
         await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
@@ -98,7 +98,7 @@ public sealed class ServeHotSwapTests(TestInfrastructure infrastructure, ServeFi
         await using var app = ServeFixture.Host(Configuration(topic, deadLetters, database, port, "polled"));
         await app.StartAsync(cts.Token);
         using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
-        Assert.Equal(v1, (await ReadyAsync(http, cts.Token)).Version);
+        Assert.Equal(v1, (await ServeFixture.ReadyAsync(http, cts.Token)).Version);
 
         // An activation written without pg_notify: only the periodic poll can find it. Retire, then activate, in one
         // transaction: one active version per detector is a unique index, checked row by row.
@@ -114,7 +114,7 @@ public sealed class ServeHotSwapTests(TestInfrastructure infrastructure, ServeFi
             });
             await silent.ExecuteNonQueryAsync(cts.Token);
         }
-        var polled = await WaitForVersionAsync(http, v2, cts.Token);
+        var polled = await ServeFixture.WaitForVersionAsync(http, v2, cts.Token);
         var events = await ServeFixture.ProduceAsync(infrastructure, topic, Decodable(1_000, seed: 61), cts.Token);
         await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
         int firstPhase = events.Count;
@@ -125,7 +125,7 @@ public sealed class ServeHotSwapTests(TestInfrastructure infrastructure, ServeFi
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'"))
             Assert.Equal(1L, await kill.ExecuteScalarAsync(cts.Token));
         await registry.ActivateAsync("polled", v1, cts.Token);
-        var reconnected = await WaitForVersionAsync(http, v1, cts.Token);
+        var reconnected = await ServeFixture.WaitForVersionAsync(http, v1, cts.Token);
         events.AddRange(await ServeFixture.ProduceAsync(infrastructure, topic, Decodable(1_000, seed: 62), cts.Token));
         await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
         await app.StopAsync(cts.Token);
@@ -161,11 +161,11 @@ public sealed class ServeHotSwapTests(TestInfrastructure infrastructure, ServeFi
         await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
 
         await registry.ActivateAsync("bad-follow", "corrupt-1", cts.Token);
-        Ready ready;
+        ServeFixture.Ready ready;
         do
         {
             await Task.Delay(50, cts.Token);
-            ready = await ReadyAsync(http, cts.Token);
+            ready = await ServeFixture.ReadyAsync(http, cts.Token);
         }
         while (ready.ModelProblem is null);
         Assert.Contains("corrupt-1", ready.ModelProblem, StringComparison.Ordinal);
@@ -248,43 +248,7 @@ public sealed class ServeHotSwapTests(TestInfrastructure infrastructure, ServeFi
     private static async Task<TimeSpan> ActivateAndWaitAsync(ModelRegistry registry, HttpClient http, string name, string version, CancellationToken cancellationToken)
     {
         await registry.ActivateAsync(name, version, cancellationToken);
-        return await WaitForVersionAsync(http, version, cancellationToken);
-    }
-
-    /// <summary>How long until /readyz shows <paramref name="version"/> as the detector's model.</summary>
-    private static async Task<TimeSpan> WaitForVersionAsync(HttpClient http, string version, CancellationToken cancellationToken)
-    {
-        var clock = Stopwatch.StartNew();
-        while ((await ReadyAsync(http, cancellationToken)).Version != version)
-            await Task.Delay(10, cancellationToken);
-        return clock.Elapsed;
-    }
-
-    private sealed record Ready(bool IsReady, string? Version, string? ModelProblem);
-
-    private static async Task<Ready> ReadyAsync(HttpClient http, CancellationToken cancellationToken)
-    {
-        using var response = await http.GetAsync("/readyz", cancellationToken);
-        using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync(cancellationToken));
-        var detector = json.RootElement.GetProperty("detectors")[0];
-        return new Ready(response.StatusCode == HttpStatusCode.OK && json.RootElement.GetProperty("ready").GetBoolean(),
-            detector.GetProperty("model_version").GetString(), detector.GetProperty("model_problem").GetString());
-    }
-
-    /// <summary>Waits until every one of <paramref name="partitions"/> partitions has committed at least <paramref name="atLeast"/> events.</summary>
-    private static async Task WaitForProgressAsync(string database, string topic, int partitions, long atLeast, CancellationToken cancellationToken)
-    {
-        await using var connection = new NpgsqlConnection(database);
-        await connection.OpenAsync(cancellationToken);
-        while (true)
-        {
-            await using var command = new NpgsqlCommand("SELECT count(*) FROM consumer_offsets WHERE topic = $1 AND next_offset >= $2", connection);
-            command.Parameters.AddWithValue(topic);
-            command.Parameters.AddWithValue(atLeast);
-            if ((long)(await command.ExecuteScalarAsync(cancellationToken))! >= partitions)
-                return;
-            await Task.Delay(20, cancellationToken);
-        }
+        return await ServeFixture.WaitForVersionAsync(http, version, cancellationToken);
     }
 
     private static async Task<List<(int Partition, long Offset, string Version)>> ReadRowsAsync(string database, string topic, CancellationToken cancellationToken)

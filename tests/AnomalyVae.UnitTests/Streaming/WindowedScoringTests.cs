@@ -77,6 +77,65 @@ public sealed class WindowedScoringTests : IDisposable
     }
 
     [Fact]
+    public void A_sampled_events_stored_history_rebuilds_the_window_that_scored_it()
+    {
+        // Hot readings, so some windows hold flagged steps (recorded in the history and masked by the model's rule).
+        var events = Sequence(entities: 4, steps: 30, seed: 11, irregular: true);
+        for (int i = 6; i < events.Count; i += 13)
+            events[i] = events[i] with { Temperature = events[i].Temperature + 40 };
+        using var detector = Load(threshold: 1e30);
+        var windows = new EntityWindows("w", "t", 1000, null, null, NullLogger.Instance);
+        var scorer = new BatchScorer("w", "t", new ScoringOptions { BatchSize = 7 }, EveryEvent, windows);
+        using var batch = new MicroBatch("w", "t", 7);
+        batch.Bind(detector.AcquireCurrent()!);
+        var now = DateTime.UtcNow;
+        var rows = new List<SampleEvent>();
+        var scores = new List<double>();
+        var histories = new List<string>();
+        for (int first = 0; first < events.Count; first += 7)
+        {
+            batch.Clear();
+            for (int i = first; i < Math.Min(events.Count, first + 7); i++)
+                batch.Add(0, i, Json(events[i]), now, now);
+            scorer.Build(batch);
+            var recent = batch.Record.Recent;
+            for (int i = 0; i < recent.Count; i++)
+            {
+                histories.Add(recent.Histories[i]!);
+                rows.Add(SampleEvent.From(recent.Payloads[i], recent.Histories[i]));
+                scores.Add(recent.Scores[i]);
+            }
+            windows.Committed(batch.WindowSequence);
+        }
+
+        Assert.Equal(events.Count, rows.Count);
+        // Each row keeps the entity's earlier events its window held: min(W − 1, events seen before) of them.
+        var seen = new Dictionary<string, int>();
+        for (int i = 0; i < events.Count; i++)
+        {
+            int before = seen.GetValueOrDefault(events[i].Machine);
+            seen[events[i].Machine] = before + 1;
+            Assert.Equal(Math.Min(Steps - 1, before), rows[i].History!.Count);
+            Assert.Equal(rows[i].History!.Count, rows[i].HistoryFlagged!.Count);
+        }
+        Assert.Contains(rows, r => r.HistoryFlagged!.Contains(true));
+        // Steps are event objects: numbers as values, categories by name, missing features absent.
+        Assert.Contains(histories, h => h.Contains("\"status\":\"", StringComparison.Ordinal) && h.Contains("\"temperature\":", StringComparison.Ordinal));
+        Assert.DoesNotContain(histories, h => h.Contains("machine", StringComparison.Ordinal) || h.Contains("null", StringComparison.Ordinal));
+
+        // Retraining's windows of the rows score as serve scored them (the flagged-history rule included).
+        using var bundle = ModelBundle.Load(_model);
+        var decoded = RetrainingData.DecodeWindows(bundle.Schema, bundle.Window!, rows, maskFlagged: false);
+        Assert.All(decoded.Decoded, Assert.True);
+        var rebuilt = decoded.Score(bundle, [.. Enumerable.Range(0, rows.Count)], CancellationToken.None);
+        for (int i = 0; i < rows.Count; i++)
+            Assert.True(Math.Abs(rebuilt[i] - scores[i]) <= 1e-4 * Math.Max(1, Math.Abs(scores[i])), $"event {i}: serve {scores[i]}, rebuilt window {rebuilt[i]}");
+        // Without its history (a row from before migration 0010) a row has no window to score.
+        var bare = RetrainingData.DecodeWindows(bundle.Schema, bundle.Window!, [new SampleEvent(rows[^1].Event)], maskFlagged: false);
+        Assert.False(bare.Decoded[0]);
+    }
+
+    [Fact]
     public void State_is_per_partition_and_entity_and_an_event_without_entity_is_a_dead_letter()
     {
         var events = Sequence(entities: 1, steps: 10, seed: 3);
