@@ -230,32 +230,34 @@ internal static class TinyModels
     private static string TrainWindowed()
     {
         var directory = s_models.Value.Directory;
-        var data = Path.Combine(directory, "train-windowed.csv");
-        var random = new Random(4);
-        var csv = new StringBuilder("machine_id,temperature,vibration,pressure\n");
-        for (var i = 0; i < 400; i++)
-        {
-            var t = 70 + 5 * random.NextDouble();
-            csv.Append(CultureInfo.InvariantCulture, $"m{i % 8},{t:F3},{t * 0.01 + random.NextDouble() * 0.1:F4},{100 + random.NextDouble():F3}\n");
-        }
-        File.WriteAllText(data, csv.ToString());
+        var data = TrainingData(directory, "train-windowed.csv", seed: 4, machines: 8);
         var path = Path.Combine(directory, "model-windowed.onnx");
         Trainer.TrainWindowed(data, null, "machine_id", null, 4, new VaeTrainingOptions { Epochs = 2, Hidden = [8], Latent = 2, Threads = 1, Seed = 1 }).Save(path);
         return path;
     }
 
-    private static (string, string, string) Train()
+    /// <summary>400 rows of temperature, vibration and pressure; with <paramref name="machines"/> &gt; 0 a machine_id
+    /// column cycling through that many machines first.</summary>
+    private static string TrainingData(string directory, string name, int seed, int machines)
     {
-        var directory = Directory.CreateTempSubdirectory("avae-registry-").FullName;
-        var data = Path.Combine(directory, "train.csv");
-        var random = new Random(3);
-        var csv = new StringBuilder("temperature,vibration,pressure\n");
+        var data = Path.Combine(directory, name);
+        var random = new Random(seed);
+        var csv = new StringBuilder(machines > 0 ? "machine_id,temperature,vibration,pressure\n" : "temperature,vibration,pressure\n");
         for (var i = 0; i < 400; i++)
         {
             var t = 70 + 5 * random.NextDouble();
+            if (machines > 0)
+                csv.Append(CultureInfo.InvariantCulture, $"m{i % machines},");
             csv.Append(CultureInfo.InvariantCulture, $"{t:F3},{t * 0.01 + random.NextDouble() * 0.1:F4},{100 + random.NextDouble():F3}\n");
         }
         File.WriteAllText(data, csv.ToString());
+        return data;
+    }
+
+    private static (string, string, string) Train()
+    {
+        var directory = Directory.CreateTempSubdirectory("avae-registry-").FullName;
+        var data = TrainingData(directory, "train.csv", seed: 3, machines: 0);
         string TrainOne(int seed)
         {
             var path = Path.Combine(directory, $"model-{seed}.onnx");
