@@ -90,25 +90,85 @@ public sealed class ApiHardeningTests(AnomalyApiTests.SeededApi api) : IClassFix
     public async Task Bodies_over_the_endpoint_limit_are_413_problems_without_being_read()
     {
         var id = api.Seeded[0].Id;
-        var note = new string('x', 100_000);
-        var (status, contentType, body) = await _server.SendAsync(HttpMethod.Post, $"/api/anomalies/{id}/feedback", new { label = "true_positive", note }, Key);
+        var json = Encoding.UTF8.GetBytes("{\"label\":\"true_positive\",\"note\":\"" + new string('x', 100_000) + "\"}");
+
+        // A Content-Length over the limit is refused before a byte of the body is sent.
+        var (status, contentType, body) = await RawPostAsync($"/api/anomalies/{id}/feedback", $"Content-Length: {json.Length}", []);
         Assert.Equal(413, status);
         Assert.Equal("application/problem+json", contentType);
-        Assert.Contains(AnomalyApi.MaxFeedbackBodyBytes.ToString(CultureInfo.InvariantCulture), body!.Value.GetProperty("detail").GetString());
+        Assert.Contains(AnomalyApi.MaxFeedbackBodyBytes.ToString(CultureInfo.InvariantCulture), body.GetProperty("detail").GetString());
 
         // Activation needs a detector name: 10 KB of ignored JSON is refused too.
-        (status, _, _) = await _server.SendAsync(HttpMethod.Post, "/api/models/v1/activate?detector=sensors", new { detector = "sensors", padding = new string(' ', 10_000) }, Key);
+        (status, _, _) = await RawPostAsync("/api/models/v1/activate?detector=sensors", "Content-Length: 10000", []);
         Assert.Equal(413, status);
 
-        // Chunked (no Content-Length): refused once the limit is passed.
-        var chunked = new ChunkedContent(new StreamContent(new MemoryStream(Encoding.UTF8.GetBytes("{\"label\":\"true_positive\",\"note\":\"" + note + "\"}"))));
-        chunked.Headers.ContentType = new MediaTypeHeaderValue("application/json");
-        var (chunkedStatus, chunkedType, _, response) = await _server.SendFullAsync(HttpMethod.Post, $"/api/anomalies/{id}/feedback", apiKey: Key, content: chunked);
-        using (response)
+        // Chunked (no Content-Length): refused once the limit is passed, without waiting for the rest.
+        int sent = AnomalyApi.MaxFeedbackBodyBytes + 1;
+        var chunk = Encoding.ASCII.GetBytes($"{sent:x}\r\n").Concat(json.Take(sent)).Concat("\r\n"u8.ToArray()).ToArray();
+        (status, contentType, _) = await RawPostAsync($"/api/anomalies/{id}/feedback", "Transfer-Encoding: chunked", chunk);
+        Assert.Equal(413, status);
+        Assert.Equal("application/problem+json", contentType);
+    }
+
+    /// <summary>
+    /// POSTs a request head and <paramref name="body"/> (which may stop short of what the head announces) over a raw
+    /// connection, then reads the response until the server closes. Nothing is written after the bytes that pass the
+    /// limit, so the 413 and the close that follows cannot race an upload still being written (with HttpClient, the
+    /// rest of a body written after the close fails with a broken pipe instead of returning the response).
+    /// </summary>
+    private async Task<(int Status, string? ContentType, JsonElement Body)> RawPostAsync(string path, string framing, byte[] body)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        var uri = new Uri(_server.BaseAddress);
+        using var tcp = new System.Net.Sockets.TcpClient();
+        await tcp.ConnectAsync(uri.Host, uri.Port, cts.Token);
+        var stream = tcp.GetStream();
+        var head = $"POST {path} HTTP/1.1\r\nHost: {uri.Authority}\r\n{ApiOptions.KeyHeader}: {Key}\r\n" +
+                   $"Content-Type: application/json\r\nConnection: close\r\n{framing}\r\n\r\n";
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(head), cts.Token);
+        await stream.WriteAsync(body, cts.Token);
+        // Read until the response is complete, not until the server closes: after refusing an announced body the
+        // server may wait for it and then reset the connection.
+        var response = new MemoryStream();
+        var read = new byte[8192];
+        string text = "", content = "";
+        string[] lines = [];
+        string? Header(string name) => lines.Skip(1).Select(l => l.Split(':', 2)).Where(h => h[0].Trim().Equals(name, StringComparison.OrdinalIgnoreCase))
+            .Select(h => h[1].Trim()).FirstOrDefault();
+        bool chunked = false;
+        while (true)
         {
-            Assert.Equal(413, chunkedStatus);
-            Assert.Equal("application/problem+json", chunkedType);
+            int n = await stream.ReadAsync(read, cts.Token);
+            Assert.True(n > 0, $"the connection closed before a complete response: {text}");
+            response.Write(read, 0, n);
+            text = Encoding.UTF8.GetString(response.ToArray());
+            int split = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
+            if (split < 0)
+                continue;
+            lines = text[..split].Split("\r\n");
+            content = text[(split + 4)..];
+            chunked = Header("Transfer-Encoding")?.Contains("chunked", StringComparison.OrdinalIgnoreCase) == true;
+            if (chunked ? content.EndsWith("0\r\n\r\n", StringComparison.Ordinal)
+                        : Encoding.UTF8.GetByteCount(content) >= int.Parse(Header("Content-Length") ?? "0", CultureInfo.InvariantCulture))
+                break;
         }
+        int status = int.Parse(lines[0].Split(' ')[1], CultureInfo.InvariantCulture);
+        if (chunked)
+        {
+            var joined = new StringBuilder();
+            for (int at = 0; ;)
+            {
+                int end = content.IndexOf("\r\n", at, StringComparison.Ordinal);
+                int size = int.Parse(content[at..end], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+                if (size == 0)
+                    break;
+                joined.Append(content, end + 2, size);
+                at = end + 2 + size + 2;
+            }
+            content = joined.ToString();
+        }
+        using var document = JsonDocument.Parse(content);
+        return (status, Header("Content-Type")?.Split(';')[0].Trim(), document.RootElement.Clone());
     }
 
     [Theory]
@@ -327,27 +387,5 @@ public sealed class ApiHardeningTests(AnomalyApiTests.SeededApi api) : IClassFix
         var (status, _, body) = await _server.SendAsync(HttpMethod.Get, path);
         Assert.Equal(400, status);
         return (body!.Value.GetProperty("parameter").GetString(), body.Value.GetProperty("rule").GetString());
-    }
-
-    /// <summary>Sends its inner content without a Content-Length (chunked).</summary>
-    private sealed class ChunkedContent(HttpContent inner) : HttpContent
-    {
-        protected override void SerializeToStream(Stream stream, System.Net.TransportContext? context, CancellationToken cancellationToken) =>
-            inner.CopyTo(stream, context, cancellationToken);
-
-        protected override Task SerializeToStreamAsync(Stream stream, System.Net.TransportContext? context) => inner.CopyToAsync(stream, context);
-
-        protected override bool TryComputeLength(out long length)
-        {
-            length = 0;
-            return false;
-        }
-
-        protected override void Dispose(bool disposing)
-        {
-            if (disposing)
-                inner.Dispose();
-            base.Dispose(disposing);
-        }
     }
 }
