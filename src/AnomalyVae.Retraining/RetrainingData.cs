@@ -249,37 +249,45 @@ internal static class RetrainingData
         var mask = new float[events.Count * width];
         var flags = new bool[events.Count * h];
         var decoded = new bool[events.Count];
+        // A row's steps decoded newest first (the event, then its history back to front); WindowAssembly lays them
+        // out as CSV scoring and serve do. The decoder leaves a step it cannot read all zeros: a missing step.
+        var stepX = new float[width];
+        var stepMask = new float[width];
         for (int i = 0; i < events.Count; i++)
         {
-            var row = x.AsSpan(i * width, width);
-            var rowMask = mask.AsSpan(i * width, width);
             var sample = events[i];
-            var result = decoder.Decode(sample.Event, row[(h * f)..], rowMask[(h * f)..]);
+            var result = decoder.Decode(sample.Event, stepX.AsSpan(0, f), stepMask.AsSpan(0, f));
             decoded[i] = sample.History is not null && result.IsSuccess && result.PresentFeatures > 0;
             if (!decoded[i])
-            {
-                row.Clear();
-                rowMask.Clear();
                 continue;
-            }
             var history = sample.History!;
             int held = Math.Min(history.Count, h);
-            for (int k = 0; k < held; k++)
+            for (int back = 1; back <= held; back++)
             {
-                int source = history.Count - held + k, step = h - held + k;
-                var stepX = row.Slice(step * f, f);
-                var stepMask = rowMask.Slice(step * f, f);
-                if (!decoder.Decode(history[source], stepX, stepMask).IsSuccess)
-                {
-                    stepX.Clear();
-                    stepMask.Clear();
-                }
-                flags[(i * h) + step] = sample.HistoryFlagged?[source] ?? false;
+                int source = history.Count - back;
+                decoder.Decode(history[source], stepX.AsSpan(back * f, f), stepMask.AsSpan(back * f, f));
+                flags[(i * h) + h - back] = sample.HistoryFlagged?[source] ?? false;
             }
+            var row = x.AsSpan(i * width, width);
+            var rowMask = mask.AsSpan(i * width, width);
+            var steps = new DecodedSteps(stepX, stepMask, held + 1, f);
+            WindowAssembly.Fill(ref steps, w, f, row, rowMask);
             if (maskFlagged && window.MaskFlaggedHistory)
                 FlaggedHistory.Apply(row, rowMask, flags.AsSpan(i * h, h), f);
         }
         return new DecodedEvents(x, mask, decoded, f, w, flags);
+    }
+
+    /// <summary>The first <paramref name="count"/> decoded steps of a row, newest first, [F] each.</summary>
+    private readonly struct DecodedSteps(float[] x, float[] mask, int count, int features) : IWindowSteps
+    {
+        public bool TryStep(int back, out ReadOnlySpan<float> values, out ReadOnlySpan<float> present)
+        {
+            bool held = back < count;
+            values = held ? x.AsSpan(back * features, features) : default;
+            present = held ? mask.AsSpan(back * features, features) : default;
+            return held;
+        }
     }
 
     /// <summary>
