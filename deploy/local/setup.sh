@@ -129,58 +129,38 @@ else
   rm -rf "$tmp"
 fi
 
-# Prometheus: only the binary, from Debian's package.
-PROMETHEUS="$AV_CACHE/prometheus/usr/bin/prometheus"
-if [ -x "$PROMETHEUS" ]; then
-  av_say "Prometheus present at $PROMETHEUS"
-else
-  av_say "downloading Debian's prometheus package (unpacked, not installed)"
-  tmp=$(mktemp -d "$AV_CACHE/.prometheus.XXXXXX")
+# unpack_deb PACKAGE DIR: Debian's PACKAGE unpacked (not installed) into $AV_CACHE/DIR, checked for usr/bin/PACKAGE;
+# nothing when that binary is there already. Prometheus and Alertmanager: only their binaries (and Alertmanager's
+# templates, below), no services.
+unpack_deb() {
+  local package=$1 dir=$2 tmp
+  if [ -x "$AV_CACHE/$dir/usr/bin/$package" ]; then
+    av_say "$package present at $AV_CACHE/$dir/usr/bin/$package"
+    return
+  fi
+  av_say "downloading Debian's $package package (unpacked, not installed)"
+  tmp=$(mktemp -d "$AV_CACHE/.$dir.XXXXXX")
   # apt-get download runs as the _apt user where it can: let it write here.
   chmod 777 "$tmp"
-  if ! (cd "$tmp" && apt-get download -qq prometheus >/dev/null 2>&1); then
+  if ! (cd "$tmp" && apt-get download -qq "$package" >/dev/null 2>&1); then
     av_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    (cd "$tmp" && apt-get download -qq prometheus) || {
+    (cd "$tmp" && apt-get download -qq "$package") || {
       rm -rf "$tmp"
-      av_die "apt-get download prometheus failed"
+      av_die "apt-get download $package failed"
     }
   fi
   mkdir -p "$tmp/root"
-  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/root"
-  [ -x "$tmp/root/usr/bin/prometheus" ] || {
+  dpkg-deb -x "$tmp"/"$package"_*.deb "$tmp/root"
+  [ -x "$tmp/root/usr/bin/$package" ] || {
     rm -rf "$tmp"
-    av_die "the prometheus package has no usr/bin/prometheus"
+    av_die "the $package package has no usr/bin/$package"
   }
-  rm -rf "$AV_CACHE/prometheus"
-  mv "$tmp/root" "$AV_CACHE/prometheus"
+  rm -rf "${AV_CACHE:?}/$dir"
+  mv "$tmp/root" "$AV_CACHE/$dir"
   rm -rf "$tmp"
-fi
-
-# Alertmanager: only the binary, from Debian's package (same reason as Prometheus).
-ALERTMANAGER="$AV_CACHE/alertmanager/usr/bin/prometheus-alertmanager"
-if [ -x "$ALERTMANAGER" ]; then
-  av_say "Alertmanager present at $ALERTMANAGER"
-else
-  av_say "downloading Debian's prometheus-alertmanager package (unpacked, not installed)"
-  tmp=$(mktemp -d "$AV_CACHE/.alertmanager.XXXXXX")
-  chmod 777 "$tmp"
-  if ! (cd "$tmp" && apt-get download -qq prometheus-alertmanager >/dev/null 2>&1); then
-    av_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    (cd "$tmp" && apt-get download -qq prometheus-alertmanager) || {
-      rm -rf "$tmp"
-      av_die "apt-get download prometheus-alertmanager failed"
-    }
-  fi
-  mkdir -p "$tmp/root"
-  dpkg-deb -x "$tmp"/prometheus-alertmanager_*.deb "$tmp/root"
-  [ -x "$tmp/root/usr/bin/prometheus-alertmanager" ] || {
-    rm -rf "$tmp"
-    av_die "the prometheus-alertmanager package has no usr/bin/prometheus-alertmanager"
-  }
-  rm -rf "$AV_CACHE/alertmanager"
-  mv "$tmp/root" "$AV_CACHE/alertmanager"
-  rm -rf "$tmp"
-fi
+}
+unpack_deb prometheus prometheus
+unpack_deb prometheus-alertmanager alertmanager
 # Debian's build reads its default notification templates from a fixed path (no flag moves it) and exits without
 # them: put the package's two template files there (only those; no service, no configuration).
 AM_TEMPLATES=/usr/share/prometheus/alertmanager
