@@ -139,10 +139,7 @@ internal static class GenerativeCommands
                 switch (feature.Kind)
                 {
                     case FeatureKind.Numeric:
-                        // Undo the tail squash (z = k·sinh(z′ / k)), then the standardization.
-                        double z = feature.TailScale > 0 ? feature.TailScale * Math.Sinh(v / feature.TailScale) : v;
-                        double t = z * feature.Scale + feature.Center;
-                        writer.WriteField(feature.Log ? Math.Sign(t) * (Math.Exp(Math.Abs(t)) - 1) : t);
+                        writer.WriteField(feature.Unstandardize(v));
                         break;
                     case FeatureKind.Categorical:
                         writer.WriteField(feature.Vocabulary[Math.Clamp((int)v, 0, feature.Cardinality - 1)]);

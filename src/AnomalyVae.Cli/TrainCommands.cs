@@ -68,10 +68,17 @@ internal static class TrainCommands
         var window = new Option<int?>("--window") { Description = $"Windowed model: W events per window, the last W events of each entity (default with --entity-column: {WindowDefinition.DefaultSteps}, fewer for short series)." };
         var entity = new Option<string?>("--entity-column") { Description = "Windowed model: the column naming each row's entity (machine, KPI); makes the model windowed." };
         var order = new Option<string?>("--order-column") { Description = "Windowed model: the column ordering an entity's rows (number or date/time; default: row order)." };
+        var score = new Option<string>("--score")
+        {
+            Description = "What the model scores: reconstruction (An & Cho's reconstruction probability) or elbo (the -ELBO: adds the latent code's KL from the prior; per-event models only; docs/quality.md).",
+            DefaultValueFactory = _ => "reconstruction",
+        };
+        score.AcceptOnlyFromAmong("reconstruction", "elbo");
+        var quantileMap = new Option<bool>("--quantile-map") { Description = "Blend a rank-Gauss map into every numeric feature's standardization (\"quantileMap\" in the spec, per feature; docs/quality.md)." };
         var command = new Command("train", "Fit a VAE on a CSV file and export one self-contained ONNX model.")
         {
             data, output, spec, report, hidden, latent, beta, epochs, batch, lr, seed, threads, validation, fpr, samples, variance, activation,
-            ensemble, window, entity, order,
+            ensemble, window, entity, order, score, quantileMap,
         };
         command.SetAction((parse, cancellationToken) =>
         {
@@ -95,6 +102,7 @@ internal static class TrainCommands
                 ScoringSamples = parse.GetValue(samples),
                 NumericVariance = parse.GetValue(variance),
                 Activation = parse.GetValue(activation),
+                ScoreFunction = parse.GetValue(score) == "elbo" ? ScoreFunction.NegativeElbo : ScoreFunction.ReconstructionProbability,
             };
             if (parse.GetValue(ensemble) is { } k)
             {
@@ -105,6 +113,8 @@ internal static class TrainCommands
             var featureSpec = parse.GetValue(spec) is { } specPath ? FeatureSpec.Load(CliRun.ExistingFile(specPath, "spec file")) : null;
             if (featureSpec is null)
                 Console.Error.WriteLine("No --spec given: inferring one from the data (see 'anomalyvae spec infer').");
+            if (parse.GetValue(quantileMap))
+                featureSpec = (featureSpec ?? Trainer.InferSpec(dataPath)).WithQuantileMaps();
 
             string? entityColumn = parse.GetValue(entity);
             int? steps = parse.GetValue(window);
@@ -112,6 +122,8 @@ internal static class TrainCommands
                 throw new CliException("--window and --order-column need --entity-column (whose recent events make the window).");
             if (entityColumn is not null && parse.GetValue(ensemble) is > 1)
                 throw new CliException("windowed models train one VAE; --ensemble above 1 applies to per-event models only.");
+            if (entityColumn is not null && options.ScoreFunction != ScoreFunction.ReconstructionProbability)
+                throw new CliException("windowed models score the reconstruction probability; --score elbo applies to per-event models only.");
             if (steps is { } w && w is < 2 or > WindowDefinition.MaxSteps)
                 throw new CliException($"--window must be between 2 and {WindowDefinition.MaxSteps}; got {steps}.");
 
@@ -128,7 +140,7 @@ internal static class TrainCommands
             if (trained.Window is { } wd)
                 Console.WriteLine($"window     {wd.Steps} events per '{wd.EntityField}', ordered by {(wd.OrderField is null ? "row order" : $"'{wd.OrderField}'")}");
             Console.WriteLine($"rows       {s.Rows} ({s.TrainingRows} train, {s.ValidationRows} held out)");
-            Console.WriteLine($"network    hidden {string.Join('-', s.Hidden)}, latent {s.Latent}, L={s.ScoringSamples}, batch {s.BatchSize}, threads {s.Threads}{(s.Ensemble is { } members ? $", ensemble of {members}" : "")}");
+            Console.WriteLine($"network    hidden {string.Join('-', s.Hidden)}, latent {s.Latent}, L={s.ScoringSamples}, batch {s.BatchSize}, threads {s.Threads}{(s.Ensemble is { } members ? $", ensemble of {members}" : "")}{(trained.Result.Model.ScoreFunction == ScoreFunction.NegativeElbo ? ", score -ELBO" : "")}");
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"training   {s.Epochs} epochs (best {s.BestEpoch}), validation loss {s.ValidationLoss:F4}{(s.MemberValidationLoss is { } losses ? $" (members {string.Join(", ", losses.Select(l => l.ToString("F4", CultureInfo.InvariantCulture)))})" : "")}, {trained.Elapsed.TotalSeconds:F1} s"));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -167,5 +179,6 @@ internal static class TrainCommands
     }
 
     private static string Describe(FeatureSchema schema) =>
-        string.Join(", ", schema.Features.GroupBy(f => f.Kind).Select(g => $"{g.Count()} {FeatureSpec.KindName(g.Key)}"));
+        string.Join(", ", schema.Features.GroupBy(f => f.Kind).Select(g => $"{g.Count()} {FeatureSpec.KindName(g.Key)}"))
+        + (schema.Features.Count(f => f.QuantileMap is not null) is > 0 and var mapped ? $"; {mapped} quantile-mapped" : "");
 }

@@ -6,6 +6,7 @@ using AnomalyVae.Model;
 using AnomalyVae.Storage;
 using AnomalyVae.Training;
 using AnomalyVae.Training.Engine;
+using AnomalyVae.Training.Export;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 
@@ -201,7 +202,9 @@ public sealed class Retrainer(
         // versions of one encoding (docs/streaming.md, "Model swap"), so a promotion does not restart every window.
         if (window is not null)
             schema = RetrainingData.KeepEncoding(schema, reference.Schema);
-        var options = (training ?? new VaeTrainingOptions()) with { Seed = (int)(runId % int.MaxValue) };
+        // The challenger scores what the active model scores (its schema already carries its quantile maps).
+        var scoreFunction = ModelFile.Read(specSource, $"{detector} reference model").Model.ScoreFunction;
+        var options = (training ?? new VaeTrainingOptions()) with { Seed = (int)(runId % int.MaxValue), ScoreFunction = scoreFunction };
         double targetFpr = reference.Calibration.TargetFalsePositiveRate;
         TrainedModel trained;
         int trainingRows;

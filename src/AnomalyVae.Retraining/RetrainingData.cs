@@ -356,7 +356,7 @@ internal static class RetrainingData
 
     /// <summary>The spec a schema was fitted from: same features, kinds and log transforms.</summary>
     public static FeatureSpec SpecOf(FeatureSchema schema) =>
-        new(schema.Features.Select(f => new FeatureDefinition(f.Name, f.Kind, f.Log)));
+        new(schema.Features.Select(f => new FeatureDefinition(f.Name, f.Kind, f.Log, f.QuantileMap is not null)));
 
     /// <summary>Scores of a table of events through ONNX Runtime, as serve scores (the model's own file).</summary>
     public static float[] Score(ModelBundle bundle, FeatureTable table, CancellationToken cancellationToken) =>

@@ -81,9 +81,9 @@ public static class RetrainingGates
 
     /// <summary>
     /// <see cref="ComparableNll(double, FeatureSchema, ReadOnlySpan{float})"/> for schemas with a tail squash
-    /// z′ = k·asinh(z / k) (<see cref="FittedFeature.TailScale"/>): its Jacobian dz′/dz = (1 + (z/k)²)^(−½) depends on the
-    /// value and on each model's k, so it does not cancel; −log p_t gains ½·log(1 + (z/k)²) per squashed feature, which
-    /// needs the row's raw values <paramref name="rowX"/>.
+    /// z′ = k·asinh(z / k) (<see cref="FittedFeature.TailScale"/>) or a quantile map: their Jacobian depends on the value
+    /// and on each model's fit, so it does not cancel; −log p_t gains −<see cref="FittedFeature.LogSlope"/> per such
+    /// feature, which needs the row's raw values <paramref name="rowX"/>.
     /// </summary>
     public static double ComparableNll(double score, FeatureSchema schema, ReadOnlySpan<float> rowMask, ReadOnlySpan<float> rowX)
     {
@@ -96,15 +96,10 @@ public static class RetrainingGates
             var feature = schema.Features[f];
             if (feature.Kind != FeatureKind.Numeric || rowMask[f] == 0)
                 continue;
-            correction += Math.Log(feature.Scale);
-            if (feature.TailScale > 0)
-            {
-                if (rowX.Length != schema.Count)
-                    throw new ArgumentException("a schema with tail squashes needs the row's raw values", nameof(rowX));
-                double z = Math.Clamp((feature.Transform(rowX[f]) - feature.Center) / feature.Scale, -FeatureSchema.StandardizedLimit, FeatureSchema.StandardizedLimit);
-                double u = z / feature.TailScale;
-                correction += 0.5 * Math.Log(1 + u * u);
-            }
+            bool valueDependent = feature.TailScale > 0 || feature.QuantileMap is not null;
+            if (valueDependent && rowX.Length != schema.Count)
+                throw new ArgumentException("a schema with tail squashes or quantile maps needs the row's raw values", nameof(rowX));
+            correction -= feature.LogSlope(valueDependent ? rowX[f] : 0f);
         }
         return score + correction;
     }

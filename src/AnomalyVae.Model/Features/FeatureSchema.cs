@@ -152,7 +152,22 @@ public sealed class FeatureSchema
             f.Vocabulary ?? [],
             f.FalseTokens ?? [],
             f.TrueTokens ?? [],
-            f.Kind == FeatureKind.Numeric ? f.TailScale ?? 0 : 0)));
+            f.Kind == FeatureKind.Numeric ? f.TailScale ?? 0 : 0,
+            ReadQuantileMap(f))));
+    }
+
+    private static QuantileMap? ReadQuantileMap(FeatureDocument f)
+    {
+        if (f.QuantileKnots is null && f.QuantileGaussian is null && f.QuantileBlend is null)
+            return null;
+        try
+        {
+            return new QuantileMap(f.QuantileKnots ?? [], f.QuantileGaussian ?? [], f.QuantileBlend ?? double.NaN, f.QuantileCenter ?? 0, f.QuantileScale ?? 1);
+        }
+        catch (ArgumentException e)
+        {
+            throw new FeatureSpecException($"feature '{f.Name}': {e.Message}");
+        }
     }
 
     /// <summary>The JSON form (camelCase; kinds as lowercase strings; numbers round-trip exactly).</summary>
@@ -160,7 +175,14 @@ public sealed class FeatureSchema
     {
         var document = new SchemaDocument(FormatVersion, [.. _features.Select(f => f.Kind switch
         {
-            FeatureKind.Numeric => new FeatureDocument(f.Name, f.Kind, f.Log, f.Center, f.Scale, null, null, null, f.TailScale > 0 ? f.TailScale : null),
+            FeatureKind.Numeric => new FeatureDocument(f.Name, f.Kind, f.Log, f.Center, f.Scale, null, null, null, f.TailScale > 0 ? f.TailScale : null)
+            {
+                QuantileKnots = f.QuantileMap is { } map ? [.. map.Knots] : null,
+                QuantileGaussian = f.QuantileMap is { } m ? [.. m.Gaussian] : null,
+                QuantileBlend = f.QuantileMap?.Blend,
+                QuantileCenter = f.QuantileMap?.Center,
+                QuantileScale = f.QuantileMap?.Scale,
+            },
             FeatureKind.Categorical => new FeatureDocument(f.Name, f.Kind, null, null, null, [.. f.Vocabulary], null, null, null),
             _ => new FeatureDocument(f.Name, f.Kind, null, null, null, null, [.. f.FalseTokens], [.. f.TrueTokens], null),
         })]);
@@ -274,7 +296,18 @@ public sealed class FeatureSchema
         string[]? Vocabulary,
         string[]? FalseTokens,
         string[]? TrueTokens,
-        double? TailScale);
+        double? TailScale)
+    {
+        public double[]? QuantileKnots { get; init; }
+
+        public double[]? QuantileGaussian { get; init; }
+
+        public double? QuantileBlend { get; init; }
+
+        public double? QuantileCenter { get; init; }
+
+        public double? QuantileScale { get; init; }
+    }
 
     /// <summary>What fitting needs to remember per column in one pass.</summary>
     private sealed class ColumnStatistics
@@ -359,7 +392,18 @@ public sealed class FeatureSchema
             for (var i = 0; i < t.Length; i++)
                 t[i] = probe.Transform(numbers[i]);
             var (center, scale) = RobustLocationScale(t);
-            return FittedFeature.Numeric(definition.Name, center, scale, definition.Log, FitTailScale(t, center, scale));
+            double tail = FitTailScale(t, center, scale);
+            var map = definition.QuantileMap ? QuantileMap.Fit(t) : null;
+            if (map is not null)
+            {
+                var blended = FittedFeature.Numeric(definition.Name, center, scale, definition.Log, tail, map);
+                var b = new double[t.Length];
+                for (var i = 0; i < b.Length; i++)
+                    b[i] = blended.Standardize(numbers[i]);
+                var (blendCenter, blendScale) = RobustLocationScale(b);
+                map = map.Restandardized(blendCenter, blendScale);
+            }
+            return FittedFeature.Numeric(definition.Name, center, scale, definition.Log, tail, map);
         }
 
         private static IEnumerable<string> Vocabulary(Dictionary<string, long> counts) =>

@@ -7,7 +7,11 @@ namespace AnomalyVae.Model;
 /// <param name="Name">CSV column / event field name (exact, case-sensitive).</param>
 /// <param name="Kind">How the column is modelled.</param>
 /// <param name="Log">Numeric only: model sign(x)·log(1+|x|) instead of x (for heavy right tails).</param>
-public sealed record FeatureDefinition(string Name, FeatureKind Kind, bool Log = false);
+/// <param name="QuantileMap">
+/// Numeric only: blend a rank-Gauss map of the column into its standardized value (<see cref="Model.QuantileMap"/>;
+/// opt-in, docs/quality.md).
+/// </param>
+public sealed record FeatureDefinition(string Name, FeatureKind Kind, bool Log = false, bool QuantileMap = false);
 
 /// <summary>
 /// The user-editable feature spec: which columns are features, of which kind, and which are ignored (JSON form:
@@ -43,6 +47,10 @@ public sealed class FeatureSpec
 
     /// <summary>Columns deliberately left out (labels, ids, timestamps); informational, they may be absent from a file.</summary>
     public IReadOnlyList<string> Ignore => _ignore;
+
+    /// <summary>This spec with <see cref="FeatureDefinition.QuantileMap"/> set on every numeric feature (<c>train --quantile-map</c>).</summary>
+    public FeatureSpec WithQuantileMaps() =>
+        new(_features.Select(f => f.Kind == FeatureKind.Numeric ? f with { QuantileMap = true } : f), _ignore);
 
     /// <summary>Reads a spec file.</summary>
     /// <exception cref="FeatureSpecException">Malformed JSON or an invalid spec; the message names the file.</exception>
@@ -132,6 +140,8 @@ public sealed class FeatureSpec
                 writer.WriteString("kind", KindName(feature.Kind));
                 if (feature.Kind == FeatureKind.Numeric)
                     writer.WriteBoolean("log", feature.Log);
+                if (feature.QuantileMap)
+                    writer.WriteBoolean("quantileMap", true);
                 writer.WriteEndObject();
             }
 
@@ -235,6 +245,7 @@ public sealed class FeatureSpec
             string? name = null;
             string? kindText = null;
             bool? log = null;
+            bool? quantileMap = null;
             var ok = true;
             foreach (var property in item.EnumerateObject())
             {
@@ -249,16 +260,19 @@ public sealed class FeatureSpec
                     case "log" when property.Value.ValueKind is JsonValueKind.True or JsonValueKind.False:
                         log = property.Value.GetBoolean();
                         break;
+                    case "quantileMap" when property.Value.ValueKind is JsonValueKind.True or JsonValueKind.False:
+                        quantileMap = property.Value.GetBoolean();
+                        break;
                     case "name" or "kind":
                         problems.Add($"{at}: \"{property.Name}\" must be a string");
                         ok = false;
                         break;
-                    case "log":
-                        problems.Add($"{at}: \"log\" must be true or false");
+                    case "log" or "quantileMap":
+                        problems.Add($"{at}: \"{property.Name}\" must be true or false");
                         ok = false;
                         break;
                     default:
-                        problems.Add($"{at}: unknown property \"{property.Name}\" (expected \"name\", \"kind\" and for numeric features \"log\")");
+                        problems.Add($"{at}: unknown property \"{property.Name}\" (expected \"name\", \"kind\" and for numeric features \"log\" and \"quantileMap\")");
                         ok = false;
                         break;
                 }
@@ -285,7 +299,7 @@ public sealed class FeatureSpec
             }
 
             if (ok)
-                features.Add(new FeatureDefinition(name!, kind, log ?? false));
+                features.Add(new FeatureDefinition(name!, kind, log ?? false, quantileMap ?? false));
         }
     }
 
@@ -327,6 +341,8 @@ public sealed class FeatureSpec
 
             if (feature.Log && feature.Kind != FeatureKind.Numeric)
                 problems.Add($"feature '{feature.Name}': \"log\" applies only to numeric features, not {KindName(feature.Kind)}");
+            if (feature.QuantileMap && feature.Kind != FeatureKind.Numeric)
+                problems.Add($"feature '{feature.Name}': \"quantileMap\" applies only to numeric features, not {KindName(feature.Kind)}");
             if (!seen.Add(feature.Name))
                 problems.Add($"duplicate feature name '{feature.Name}': each column can be a feature once");
         }

@@ -13,7 +13,7 @@ public sealed class FittedFeature
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _bitOfToken;
 
     private FittedFeature(string name, FeatureKind kind, bool log, double center, double scale,
-        string[] vocabulary, string[] falseTokens, string[] trueTokens, double tailScale = 0)
+        string[] vocabulary, string[] falseTokens, string[] trueTokens, double tailScale = 0, QuantileMap? quantileMap = null)
     {
         var problems = new List<string>();
         if (string.IsNullOrWhiteSpace(name))
@@ -28,6 +28,8 @@ public sealed class FittedFeature
             problems.Add($"feature '{name}': scale must be finite and positive, not {scale}");
         if (!double.IsFinite(tailScale) || tailScale < 0 || (tailScale > 0 && kind != FeatureKind.Numeric))
             problems.Add($"feature '{name}': tail scale must be 0, or finite and positive on a numeric feature, not {tailScale}");
+        if (quantileMap is not null && kind != FeatureKind.Numeric)
+            problems.Add($"feature '{name}': a quantile map applies only to numeric features");
 
         var categories = new Dictionary<string, int>(vocabulary.Length, StringComparer.Ordinal);
         if (kind == FeatureKind.Categorical)
@@ -67,6 +69,7 @@ public sealed class FittedFeature
         Center = center;
         Scale = scale;
         TailScale = tailScale;
+        QuantileMap = quantileMap;
         _vocabulary = vocabulary;
         _falseTokens = falseTokens;
         _trueTokens = trueTokens;
@@ -96,6 +99,9 @@ public sealed class FittedFeature
     /// </summary>
     public double TailScale { get; }
 
+    /// <summary>Numeric: the rank-Gauss map blended into the standardized value (null = none, as in models before it).</summary>
+    public QuantileMap? QuantileMap { get; }
+
     /// <summary>Categorical: index 0 = <see cref="FeatureSchema.UnknownCategory"/>, then training values by
     /// descending frequency, ties in ordinal order. Empty for other kinds.</summary>
     public IReadOnlyList<string> Vocabulary => _vocabulary;
@@ -113,8 +119,8 @@ public sealed class FittedFeature
     public IReadOnlyList<string> TrueTokens => _trueTokens;
 
     /// <summary>A numeric feature with given parameters (for fitted schemas read back and for tests).</summary>
-    public static FittedFeature Numeric(string name, double center, double scale, bool log = false, double tailScale = 0) =>
-        new(name, FeatureKind.Numeric, log, center, scale, [], [], [], tailScale);
+    public static FittedFeature Numeric(string name, double center, double scale, bool log = false, double tailScale = 0, QuantileMap? quantileMap = null) =>
+        new(name, FeatureKind.Numeric, log, center, scale, [], [], [], tailScale, quantileMap);
 
     /// <summary>A categorical feature; <paramref name="values"/> excludes the unknown bucket, which is prepended.</summary>
     public static FittedFeature Categorical(string name, IEnumerable<string> values) =>
@@ -126,8 +132,8 @@ public sealed class FittedFeature
             [.. falseTokens ?? CellText.StandardFalseTokens], [.. trueTokens ?? CellText.StandardTrueTokens]);
 
     internal static FittedFeature FromParts(string name, FeatureKind kind, bool log, double center, double scale,
-        string[] vocabulary, string[] falseTokens, string[] trueTokens, double tailScale) =>
-        new(name, kind, log, center, scale, vocabulary, falseTokens, trueTokens, tailScale);
+        string[] vocabulary, string[] falseTokens, string[] trueTokens, double tailScale, QuantileMap? quantileMap) =>
+        new(name, kind, log, center, scale, vocabulary, falseTokens, trueTokens, tailScale, quantileMap);
 
     /// <summary>Categorical: vocabulary index of <paramref name="value"/> (ordinal, trimmed), 0 when unseen.</summary>
     public int CategoryIndex(ReadOnlySpan<char> value) =>
@@ -140,10 +146,62 @@ public sealed class FittedFeature
     /// <summary>Numeric: t = log ? sign(x)·log(1+|x|) : x.</summary>
     public double Transform(double x) => Log ? Math.Sign(x) * Math.Log(1 + Math.Abs(x)) : x;
 
-    /// <summary>Numeric: z = clamp((t - center) / scale, ±<see cref="FeatureSchema.StandardizedLimit"/>), then the tail squash k·asinh(z / k) when <see cref="TailScale"/> is set.</summary>
+    /// <summary>
+    /// Numeric: z = clamp((t - center) / scale, ±<see cref="FeatureSchema.StandardizedLimit"/>), then the tail squash
+    /// z′ = k·asinh(z / k) when <see cref="TailScale"/> is set, then with a <see cref="QuantileMap"/>
+    /// w·z′ + (1 − w)·Q(t).
+    /// </summary>
     public float Standardize(float x)
     {
-        var z = Math.Clamp((Transform(x) - Center) / Scale, -FeatureSchema.StandardizedLimit, FeatureSchema.StandardizedLimit);
-        return (float)(TailScale > 0 ? TailScale * Math.Asinh(z / TailScale) : z);
+        double t = Transform(x);
+        var z = Math.Clamp((t - Center) / Scale, -FeatureSchema.StandardizedLimit, FeatureSchema.StandardizedLimit);
+        double squashed = TailScale > 0 ? TailScale * Math.Asinh(z / TailScale) : z;
+        return (float)(QuantileMap is { } map ? ((map.Blend * squashed) + ((1 - map.Blend) * map.Apply(t)) - map.Center) / map.Scale : squashed);
+    }
+
+    /// <summary>
+    /// Numeric: log of d(<see cref="Standardize"/>)/dt at x, the change of variables between the model's units and
+    /// the column's (the clamp is ignored, as if z went on). Needs x only with a tail squash or a quantile map.
+    /// </summary>
+    public double LogSlope(float x)
+    {
+        if (TailScale == 0 && QuantileMap is null)
+            return -Math.Log(Scale);
+        double t = Transform(x);
+        var z = Math.Clamp((t - Center) / Scale, -FeatureSchema.StandardizedLimit, FeatureSchema.StandardizedLimit);
+        double u = TailScale > 0 ? z / TailScale : 0;
+        double slope = 1 / (Scale * Math.Sqrt(1 + (u * u)));
+        if (QuantileMap is { } map)
+            slope = ((map.Blend * slope) + ((1 - map.Blend) * map.Slope(t))) / map.Scale;
+        return Math.Log(slope);
+    }
+
+    /// <summary>Numeric: the raw value whose <see cref="Standardize"/> is <paramref name="value"/> (generated rows back to data units).</summary>
+    public double Unstandardize(double value)
+    {
+        double t;
+        if (QuantileMap is { } map)
+        {
+            value = (value * map.Scale) + map.Center;
+            // The blend of two increasing maps has no closed inverse: bisection in t, the squashed z alone bounding it.
+            double lo = Center - (FeatureSchema.StandardizedLimit * Scale), hi = Center + (FeatureSchema.StandardizedLimit * Scale);
+            for (int i = 0; i < 200 && hi - lo > 1e-12 * Math.Max(1, Math.Abs(lo) + Math.Abs(hi)); i++)
+            {
+                double mid = 0.5 * (lo + hi);
+                double z = (mid - Center) / Scale;
+                double v = (map.Blend * (TailScale > 0 ? TailScale * Math.Asinh(z / TailScale) : z)) + ((1 - map.Blend) * map.Apply(mid));
+                if (v < value)
+                    lo = mid;
+                else
+                    hi = mid;
+            }
+            t = 0.5 * (lo + hi);
+        }
+        else
+        {
+            double z = TailScale > 0 ? TailScale * Math.Sinh(value / TailScale) : value;
+            t = (z * Scale) + Center;
+        }
+        return Log ? Math.Sign(t) * (Math.Exp(Math.Abs(t)) - 1) : t;
     }
 }

@@ -101,6 +101,9 @@ public sealed class VaeModel
 
     public float LatentLogVarMax { get; }
 
+    /// <summary>What <see cref="VaeScorer"/> and the exported graph compute as the score.</summary>
+    public ScoreFunction ScoreFunction { get; init; }
+
     private static void CheckChain(IReadOnlyList<DenseLayer> layers, int inputs, int outputs, string name)
     {
         int width = inputs;

@@ -217,9 +217,10 @@ internal sealed class VaeNetwork
     }
 
     /// <summary>Copies parameters into the exporter-facing model.</summary>
-    public VaeModel ToModel(ReadOnlySpan<float> parameters, float[] noise) =>
+    public VaeModel ToModel(ReadOnlySpan<float> parameters, float[] noise, ScoreFunction scoreFunction) =>
         new(Layout, Latent, Layers(Encoder, parameters), Layers(Decoder, parameters), noise,
-            NumericLogVarMin, NumericLogVarMax, LatentLogVarMin, LatentLogVarMax);
+            NumericLogVarMin, NumericLogVarMax, LatentLogVarMin, LatentLogVarMax)
+        { ScoreFunction = scoreFunction };
 
     private static DenseLayer[] Layers(LayerSpec[] specs, ReadOnlySpan<float> p)
     {

@@ -4,8 +4,9 @@ using System.Runtime.InteropServices;
 namespace AnomalyVae.Training.Engine;
 
 /// <summary>
-/// The C# reference of what the exported ONNX graph computes: per row the score −log((1/L)·Σ_l p(x | z_l)) in nats
-/// (higher = more anomalous) and per-feature scores, which attribute the score but do not sum to it when L &gt; 1
+/// The C# reference of what the exported ONNX graph computes: per row the model's score in nats (higher = more
+/// anomalous; <see cref="ScoreFunction"/>: the reconstruction probability −log((1/L)·Σ_l p(x | z_l)) or the −ELBO)
+/// and per-feature scores −log((1/L)·Σ_l p(x_j | z_l)), which attribute the score but do not sum to it
 /// (docs/engine.md, "Scoring"). Nothing is allocated per call. Calls on one instance are serialized (it owns one set
 /// of workspaces): use one scorer per concurrent caller.
 /// </summary>
@@ -22,6 +23,7 @@ public sealed unsafe class VaeScorer : IDisposable
     private readonly ScoreWork _work;
     private readonly int _samples;
     private readonly int _scoredFrom;
+    private readonly bool _elbo;
     private readonly object _gate = new();
 
     // Inputs of the call in progress (pinned for its duration).
@@ -47,6 +49,7 @@ public sealed unsafe class VaeScorer : IDisposable
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(scoredFrom, model.Layout.FeatureCount);
         Model = model;
         _scoredFrom = scoredFrom;
+        _elbo = model.ScoreFunction == ScoreFunction.NegativeElbo;
         _network = VaeNetwork.FromModel(model, out _parameters);
         _noise = GC.AllocateArray<float>(model.Noise.Length, pinned: true);
         model.Noise.CopyTo(_noise, 0);
@@ -140,7 +143,9 @@ public sealed unsafe class VaeScorer : IDisposable
                 total[l] = sum;
             }
 
-            _scores[first + r] = NegativeLogSumExp(total, 1, samples) + logSamples;
+            _scores[first + r] = _elbo
+                ? Mean(total, samples) + KlFromPrior(pass.EncoderHead + r * 2 * z, pass.Sigma + r * z, z)
+                : NegativeLogSumExp(total, 1, samples) + logSamples;
             if (_featureScores != null)
             {
                 float* row = _featureScores + (nint)(first + r) * scored;
@@ -154,6 +159,23 @@ public sealed unsafe class VaeScorer : IDisposable
                     _latentMean[(nint)(first + r) * z + k] = pass.EncoderHead[r * 2 * z + k];
             }
         }
+    }
+
+    private static float Mean(float* values, int count)
+    {
+        float sum = 0f;
+        for (int l = 0; l < count; l++)
+            sum += values[l];
+        return sum / count;
+    }
+
+    /// <summary>KL(N(μ, σ²) ‖ N(0, I)) = ½·Σ_k (σ_k² + μ_k² − 1 − log σ_k²), with σ from the clamped log-variance as sampled.</summary>
+    private static float KlFromPrior(float* mu, float* sigma, int z)
+    {
+        float kl = 0f;
+        for (int k = 0; k < z; k++)
+            kl += (sigma[k] * sigma[k]) + (mu[k] * mu[k]) - 1f - (2f * MathF.Log(sigma[k]));
+        return 0.5f * kl;
     }
 
     /// <summary>−log Σ_l exp(−a_l) for a_l = values[l·stride], stable: min(a) − log Σ exp(min(a) − a_l).</summary>

@@ -150,7 +150,7 @@ public static class VaeTrainer
         var noise = new float[resolved.ScoringSamples * network.Latent];
         var noiseRng = new DeterministicRandom(seed, ScoringNoiseStream);
         noiseRng.FillGaussian(noise);
-        var model = network.ToModel(best, noise);
+        var model = network.ToModel(best, noise, resolved.ScoreFunction);
         return new VaeTrainingResult(model, resolved, history, bestEpoch, stoppedEarly, validation);
     }
 }

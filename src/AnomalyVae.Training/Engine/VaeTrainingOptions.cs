@@ -104,6 +104,14 @@ public sealed record VaeTrainingOptions
     /// </summary>
     public int Ensemble { get; init; } = 2;
 
+    /// <summary>
+    /// What the trained model scores (<see cref="Engine.ScoreFunction"/>): the reconstruction probability by default;
+    /// the −ELBO is opt-in (docs/quality.md, "The −ELBO and the quantile map": it lifts tables whose anomalies are
+    /// shifted marginals, which the reconstruction probability's latent code explains away, and did not win the suite
+    /// mean). Windowed models score the reconstruction probability only (Trainer refuses the −ELBO for them).
+    /// </summary>
+    public ScoreFunction ScoreFunction { get; init; }
+
     /// <summary>Clamp range of the numeric heads' log-variance (standardized units).</summary>
     public float NumericLogVarMin { get; init; } = VaeModel.DefaultNumericLogVarMin;
 

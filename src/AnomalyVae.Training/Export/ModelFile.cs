@@ -104,7 +104,7 @@ public static class ModelFile
         string features = schema.ToJson();
         string calibrationJson = calibration.ToJson();
         string architecture = JsonSerializer.Serialize(Architecture.Of(members[0]) with { Members = members.Count > 1 ? members.Count : null }, Json);
-        g.Description = "AnomalyVae reconstruction-probability model: score = -log p(x), higher is more anomalous.";
+        g.Description = "AnomalyVae VAE model: score = -log p(x) (reconstruction probability or -ELBO, in nats), higher is more anomalous.";
         string? windowJson = window?.ToJson();
         var metadata = new ModelFileMetadata(features, calibrationJson, Version(members, features + windowJson, calibrationJson, summary.CreatedAt), summary.CreatedAt,
             JsonSerializer.Serialize(summary, Json), architecture, windowJson);
@@ -221,18 +221,26 @@ public static class ModelFile
         [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
         public int? Members { get; init; }
 
+        /// <summary>The members' score (null: the reconstruction probability, as every file before the −ELBO).</summary>
+        [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+        public ScoreFunction? Score { get; init; }
+
         public static Architecture Of(VaeModel model) => new(
             model.LatentSize, model.NumericLogVarMin, model.NumericLogVarMax, model.LatentLogVarMin, model.LatentLogVarMax,
             [.. model.Features],
             [.. model.Encoder.Select(l => new LayerShape(l.Inputs, l.Outputs, l.Activation, l.Alpha))],
-            [.. model.Decoder.Select(l => new LayerShape(l.Inputs, l.Outputs, l.Activation, l.Alpha))]);
+            [.. model.Decoder.Select(l => new LayerShape(l.Inputs, l.Outputs, l.Activation, l.Alpha))])
+        {
+            Score = model.ScoreFunction == ScoreFunction.ReconstructionProbability ? null : model.ScoreFunction,
+        };
 
         public VaeModel Build(IReadOnlyDictionary<string, float[]> weights, string member)
         {
             static DenseLayer[] Layers(LayerShape[] shapes, string prefix, IReadOnlyDictionary<string, float[]> weights) =>
                 [.. shapes.Select((s, i) => new DenseLayer(s.Inputs, s.Outputs, weights[$"{prefix}{i}.weight"], weights[$"{prefix}{i}.bias"], s.Activation, s.Alpha))];
             return new VaeModel(new VaeLayout(Features), LatentSize, Layers(Encoder, member + EncoderPrefix, weights), Layers(Decoder, member + DecoderPrefix, weights),
-                weights[member + Noise], NumericLogVarMin, NumericLogVarMax, LatentLogVarMin, LatentLogVarMax);
+                weights[member + Noise], NumericLogVarMin, NumericLogVarMax, LatentLogVarMin, LatentLogVarMax)
+            { ScoreFunction = Score ?? ScoreFunction.ReconstructionProbability };
         }
     }
 }

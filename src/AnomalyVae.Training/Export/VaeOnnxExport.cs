@@ -38,6 +38,8 @@ public static class VaeOnnxExport
             CheckSchemaMatches(member, features);
             if (member.LatentSize != model.LatentSize)
                 throw new ArgumentException("The ensemble's members differ in latent size.", nameof(members));
+            if (member.ScoreFunction != model.ScoreFunction)
+                throw new ArgumentException("The ensemble's members differ in score function.", nameof(members));
         }
 
         var g = new OnnxGraph("anomalyvae");
@@ -95,6 +97,9 @@ public static class VaeOnnxExport
             standardized = g.Add(g.Mul(flag, squashed), g.Mul(g.Sub(g.Scalar(1f), flag), standardized));
         }
 
+        if (features.Any(feature => feature.QuantileMap is not null))
+            standardized = BlendQuantileMaps(g, features, transformed, standardized);
+
         // 2. Encoder input: each feature's encoded columns (categorical one-hot), zeroed when missing, then the mask.
         int valueWidth = layout.MaskOffset;
         var columnFeature = new long[valueWidth];
@@ -147,6 +152,54 @@ public static class VaeOnnxExport
 
         ModelFile.WriteMetadata(g, members, schema, calibration, summary, window);
         return g.ToBytes();
+    }
+
+    /// <summary>
+    /// w·z′ + (1 − w)·Q(t) on the features with a quantile map (w = 1 and Q = 0 elsewhere). Q(t) as a sum over segments,
+    /// Q(t) = Q(knot 0) + Σ_i slope_i·(min(max(t, knot_i), knot_i+1) − knot_i), flat beyond the end knots; features
+    /// with fewer knots are padded with empty segments (both ends the last knot, slope 0).
+    /// </summary>
+    private static string BlendQuantileMaps(OnnxGraph g, IReadOnlyList<FittedFeature> features, string transformed, string standardized)
+    {
+        int f = features.Count;
+        int segments = features.Max(feature => feature.QuantileMap is { } map ? map.Knots.Count - 1 : 1);
+        var lower = new float[f * segments];
+        var upper = new float[f * segments];
+        var slope = new float[f * segments];
+        var start = new float[f];
+        var center = new float[f];
+        var scale = new float[f];
+        var squashShare = new float[f];
+        var mapShare = new float[f];
+        for (int j = 0; j < f; j++)
+        {
+            squashShare[j] = 1f;
+            scale[j] = 1f;
+            if (features[j].QuantileMap is not { } map)
+                continue;
+            center[j] = (float)map.Center;
+            scale[j] = (float)map.Scale;
+            squashShare[j] = (float)map.Blend;
+            mapShare[j] = (float)(1 - map.Blend);
+            start[j] = (float)map.Gaussian[0];
+            for (int i = 0; i < segments; i++)
+            {
+                int last = map.Knots.Count - 1;
+                double lo = map.Knots[Math.Min(i, last)], hi = map.Knots[Math.Min(i + 1, last)];
+                lower[(j * segments) + i] = (float)lo;
+                upper[(j * segments) + i] = (float)hi;
+                slope[(j * segments) + i] = i < last ? (float)((map.Gaussian[i + 1] - map.Gaussian[i]) / (hi - lo)) : 0f;
+            }
+        }
+
+        string lowerKnots = g.Initializer("quantile_lower", lower, f, segments);
+        string t = g.Unsqueeze(transformed, [2]); // [N, F, 1]
+        string clipped = g.Min(g.Max(t, lowerKnots), g.Initializer("quantile_upper", upper, f, segments));
+        string rise = g.Mul(g.Sub(clipped, lowerKnots), g.Initializer("quantile_slope", slope, f, segments));
+        string mapped = g.Add(g.Initializer("quantile_start", start, f), g.ReduceSum(rise, [2], keepDims: false));
+        string blended = g.Add(g.Mul(g.Initializer("quantile_squash_share", squashShare, f), standardized),
+            g.Mul(g.Initializer("quantile_map_share", mapShare, f), mapped));
+        return g.Div(g.Sub(blended, g.Initializer("quantile_center", center, f)), g.Initializer("quantile_scale", scale, f));
     }
 
     /// <summary>One VAE's part of the graph from the shared standardized input: its score [N], feature scores [N, scored] and μ [N, Z].</summary>
@@ -241,10 +294,21 @@ public static class VaeOnnxExport
             nll = g.Gather(nll, g.Initializer(prefix + "scored_features", last, scored), axis: 2);
         }
 
-        // 7. score = −log((1/L)·Σ_l exp(−Σ_j nll)), per feature likewise: log L − logsumexp_l(−nll).
+        // 7. The reconstruction probability −log((1/L)·Σ_l exp(−Σ_j nll)) = log L − logsumexp_l(−Σ_j nll), or the
+        //    −ELBO: (1/L)·Σ_l Σ_j nll + ½·Σ_k (σ² + μ² − 1 − log σ²). Per feature always log L − logsumexp_l(−nll).
         string logL = g.Scalar(MathF.Log(samples));
         string total = g.ReduceSum(nll, [2], keepDims: false); // [N, L]
-        string score = g.Sub(logL, StableLogSumExp(g, g.Neg(total), axis: 1));
+        string score;
+        if (model.ScoreFunction == ScoreFunction.NegativeElbo)
+        {
+            string klTerms = g.Sub(g.Add(g.Mul(sigma, sigma), g.Mul(mu, mu)), g.Add(g.Scalar(1f), latentLogVar));
+            string kl = g.Mul(g.Scalar(0.5f), g.ReduceSum(klTerms, [1], keepDims: false)); // [N]
+            score = g.Add(g.Mul(g.ReduceSum(total, [1], keepDims: false), g.Scalar(1f / samples)), kl);
+        }
+        else
+        {
+            score = g.Sub(logL, StableLogSumExp(g, g.Neg(total), axis: 1));
+        }
         string featureScores = g.Sub(logL, StableLogSumExp(g, g.Neg(nll), axis: 1));
         return (score, featureScores, mu);
     }

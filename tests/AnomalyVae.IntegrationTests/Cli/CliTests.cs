@@ -187,6 +187,36 @@ public sealed class CliTests : IClassFixture<CliTests.TrainedCli>
     }
 
     [Fact]
+    public void OptInElboAndQuantileMapsTrainScoreAndSampleInOriginalUnits()
+    {
+        string model = Path.Combine(Dir, "elbo-maps.onnx");
+        var trained = CliProcess.Run(Dir, TrainedCli.Environment, [.. TrainedCli.TrainArgs(_cli.TrainCsv, model), "--ensemble", "1", "--score", "elbo", "--quantile-map"]);
+        Assert.True(trained.ExitCode == 0, trained.ToString());
+        Assert.Contains("3 quantile-mapped", trained.Stdout); // the three numeric columns a, b, c
+        Assert.Contains(", score -ELBO", trained.Stdout);
+        var file = AnomalyVae.Training.Export.ModelFile.Read(model);
+        Assert.Equal(AnomalyVae.Training.Engine.ScoreFunction.NegativeElbo, file.Model.ScoreFunction);
+        Assert.Equal(3, file.Schema.Features.Count(f => f.QuantileMap is not null));
+
+        // The −ELBO model still separates the test file's anomalies and calibrates its p-values.
+        var scored = CliProcess.Run(Dir, "evaluate", "--model", model, "--data", _cli.TestCsv, "--label-column", "label", "--format", "json");
+        Assert.True(scored.ExitCode == 0, scored.ToString());
+        using var json = System.Text.Json.JsonDocument.Parse(scored.Stdout);
+        Assert.InRange(json.RootElement.GetProperty("auroc").GetDouble(), 0.8, 1.0);
+
+        // Samples come back through the inverse of the blended map: c keeps its log-normal median (≈ e).
+        string output = Path.Combine(Dir, "elbo-synth.csv");
+        var sampled = CliProcess.Run(Dir, "sample", "--model", model, "--n", "500", "--out", output, "--seed", "3");
+        Assert.True(sampled.ExitCode == 0, sampled.ToString());
+        var cs = File.ReadLines(output).Skip(1).Select(l => double.Parse(l.Split(',')[2], CultureInfo.InvariantCulture)).Order().ToArray();
+        Assert.InRange(cs[cs.Length / 2], 1.3, 5.5);
+
+        var unknown = CliProcess.Run(Dir, "train", "--data", _cli.TrainCsv, "--out", model, "--score", "likelihood");
+        Assert.Equal(2, unknown.ExitCode); // a usage error
+        Assert.Contains("likelihood", unknown.Stderr);
+    }
+
+    [Fact]
     public void FreshTrainerProcessesIdleAndUnderLoadWriteByteIdenticalModels()
     {
         // One in-process repeat missed a worker-team race that changed about one model file in 25 (more under load
@@ -278,6 +308,9 @@ public sealed class CliTests : IClassFixture<CliTests.TrainedCli>
         var windowedEnsemble = CliProcess.Run(Dir, "train", "--data", data, "--out", model, "--entity-column", "machine_id", "--ensemble", "2");
         Assert.Equal(1, windowedEnsemble.ExitCode);
         Assert.Contains("windowed models train one VAE", windowedEnsemble.Stderr);
+        var windowedElbo = CliProcess.Run(Dir, "train", "--data", data, "--out", model, "--entity-column", "machine_id", "--score", "elbo");
+        Assert.Equal(1, windowedElbo.ExitCode);
+        Assert.Contains("windowed models score the reconstruction probability", windowedElbo.Stderr);
     }
 
     public sealed class TrainedCli : IDisposable

@@ -17,7 +17,7 @@ public sealed class ScorerTests
             p[i] += (float)(0.2 * rng.NextGaussian());
         var noise = new float[samples * net.Latent];
         rng.FillGaussian(noise);
-        return net.ToModel(p, noise);
+        return net.ToModel(p, noise, ScoreFunction.ReconstructionProbability);
     }
 
     /// <summary>Scores and per-feature scores in double precision, straight from the model's definition.</summary>

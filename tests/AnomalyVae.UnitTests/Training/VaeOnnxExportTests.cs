@@ -53,6 +53,54 @@ public sealed class VaeOnnxExportTests : IDisposable
         Assert.All(onnx.FeatureScores.AsSpan(empty * table.FeatureCount, table.FeatureCount).ToArray(), s => Assert.Equal(0f, s, 1e-5f));
     }
 
+    [Theory]
+    [InlineData(ScoreFunction.NegativeElbo, false)]
+    [InlineData(ScoreFunction.ReconstructionProbability, true)]
+    [InlineData(ScoreFunction.NegativeElbo, true)]
+    public void OnnxRuntimeMatchesTheEngineWithTheElboAndQuantileMaps(ScoreFunction scoreFunction, bool quantileMaps)
+    {
+        var spec = FeatureSpec.Parse(MixedData.SpecJson);
+        string trainPath = MixedData.WriteCsv(_directory, "train-opt-in.csv", 600, seed: 1);
+        var trained = Trainer.Train(trainPath, quantileMaps ? spec.WithQuantileMaps() : spec, Quick with { Ensemble = 2, ScoreFunction = scoreFunction });
+        Assert.All(trained.Models, m => Assert.Equal(scoreFunction, m.ScoreFunction));
+        Assert.Equal(quantileMaps, trained.Schema.Features.Any(f => f.QuantileMap is not null));
+        using var bundle = ModelBundle.Load(trained.ToOnnx(), "test");
+        Assert.All(ModelFile.Read(trained.ToOnnx(), "test").Members, m => Assert.Equal(scoreFunction, m.ScoreFunction));
+
+        string path = MixedData.WriteCsv(_directory, "score-opt-in.csv", rows: 300, seed: 99, missingRate: 0.1, anomalyRate: 0.2);
+        File.AppendAllText(path, "x1,1e30,-1e30,1e30,purple,true,1\nx2,,,,,,0\n");
+        var table = FeatureTable.Load(path, bundle.Schema);
+        var onnx = bundle.Score(table, batchRows: 128);
+        var values = table.StandardizedValues();
+        var engineScores = new float[table.RowCount];
+        var engineFeatures = new float[table.RowCount * table.FeatureCount];
+        VaeEnsemble.Score(trained.Models, values, table.Mask, engineScores, engineFeatures);
+        AssertClose(engineScores, onnx.Scores, "score");
+        AssertClose(engineFeatures, onnx.FeatureScores, "feature score");
+        Assert.All(onnx.Scores, s => Assert.True(float.IsFinite(s), $"score {s} is not finite"));
+    }
+
+    [Fact]
+    public void TheElboScoreIsTheMeanReconstructionNllPlusAPositiveKlSoNeverBelowTheReconstructionProbability()
+    {
+        string trainPath = MixedData.WriteCsv(_directory, "train-elbo.csv", 400, seed: 1);
+        var elbo = Trainer.Train(trainPath, FeatureSpec.Parse(MixedData.SpecJson), Quick with { Ensemble = 1, ScoreFunction = ScoreFunction.NegativeElbo }).Result.Model;
+        var same = new VaeModel(elbo.Layout, elbo.LatentSize, elbo.Encoder, elbo.Decoder, elbo.Noise,
+            elbo.NumericLogVarMin, elbo.NumericLogVarMax, elbo.LatentLogVarMin, elbo.LatentLogVarMax);
+        Assert.Equal(ScoreFunction.ReconstructionProbability, same.ScoreFunction);
+        var table = FeatureTable.Load(MixedData.WriteCsv(_directory, "score-elbo.csv", 200, seed: 5, anomalyRate: 0.2), FeatureSchema.Fit(FeatureSpec.Parse(MixedData.SpecJson), trainPath));
+        var values = table.StandardizedValues();
+        var withKl = new float[table.RowCount];
+        var reconstruction = new float[table.RowCount];
+        using (var scorer = new VaeScorer(elbo))
+            scorer.Score(values, table.Mask, withKl);
+        using (var scorer = new VaeScorer(same))
+            scorer.Score(values, table.Mask, reconstruction);
+        // −mean log p ≥ −log mean p (Jensen) and KL ≥ 0: the −ELBO is never below the reconstruction probability's score.
+        Assert.All(withKl.Zip(reconstruction), p => Assert.True(p.First >= p.Second - 1e-4f, $"-ELBO {p.First} below {p.Second}"));
+        Assert.True(withKl.Zip(reconstruction).Average(p => p.First - p.Second) > 0.01, "the KL term added nothing");
+    }
+
     [Fact]
     public void SameDataSeedAndThreadsGiveIdenticalBytes()
     {

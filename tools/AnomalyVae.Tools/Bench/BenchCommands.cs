@@ -104,9 +104,13 @@ internal static class BenchCommands
         {
             Description = "With --screen-rank-gauss: weight w in [0, 1] of the product's squashed robust z in w·z + (1 − w)·rank-Gauss (default 0).",
         };
+        var suiteScore = new Option<string>("--score") { Description = "reconstruction or elbo, as `train --score`.", DefaultValueFactory = _ => "reconstruction" };
+        suiteScore.AcceptOnlyFromAmong("reconstruction", "elbo");
+        var suiteQuantileMap = new Option<bool>("--quantile-map") { Description = "As `train --quantile-map`: a rank-Gauss map blended into every numeric feature." };
         var suite = new Command("suite", "Semi-supervised protocol through train → ONNX → ONNX Runtime on every table of a directory: AUROC/AUPRC per table, means, and BASELINES.md for comparison.")
         {
             dataDir, seedList, tables, label, suiteSamples, beta, latent, hidden, maxEpochs, logVarMax, logVarMin, weightDecay, ensemble, screenRankGauss, screenBlend,
+            suiteScore, suiteQuantileMap,
         };
         suite.SetAction(parse =>
         {
@@ -121,6 +125,7 @@ internal static class BenchCommands
                 NumericLogVarMax = parse.GetValue(logVarMax) ?? defaults.NumericLogVarMax,
                 NumericLogVarMin = parse.GetValue(logVarMin) ?? defaults.NumericLogVarMin,
                 WeightDecay = parse.GetValue(weightDecay) ?? defaults.WeightDecay,
+                ScoreFunction = parse.GetValue(suiteScore) == "elbo" ? Training.Engine.ScoreFunction.NegativeElbo : Training.Engine.ScoreFunction.ReconstructionProbability,
             };
             string directory = parse.GetValue(dataDir)!;
             if (!Directory.Exists(directory))
@@ -129,7 +134,7 @@ internal static class BenchCommands
             string[]? only = parse.GetValue(tables)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             return SuiteBenchmark.Run(directory, seeds, only, parse.GetValue(label)!, WithEnsemble(options, parse.GetValue(ensemble)), Console.Out,
                 parse.GetValue(screenRankGauss), parse.GetValue(screenBlend) is var w && w is >= 0 and <= 1 ? w
-                    : throw new CliException($"--screen-blend must be in [0, 1], not {w}."));
+                    : throw new CliException($"--screen-blend must be in [0, 1], not {w}."), parse.GetValue(suiteQuantileMap));
         });
         var connection = new Option<string>("--connection") { Description = "PostgreSQL connection string of a scratch database.", Required = true };
         var batches = new Option<int>("--batches") { Description = "Timed batches per detector.", DefaultValueFactory = _ => 200 };

@@ -44,9 +44,11 @@ internal static class ProtocolBenchmark
     /// the splits differ from those behind a scikit-learn baseline while following the same protocol.
     /// </summary>
     public static List<SeedResult> Measure(string dataPath, string labelColumn, IReadOnlyList<int> seeds, VaeTrainingOptions options,
-        Action<int, int, int>? onLoaded = null, Action<SeedResult>? onSeed = null, bool screenRankGauss = false, double screenBlend = 0)
+        Action<int, int, int>? onLoaded = null, Action<SeedResult>? onSeed = null, bool screenRankGauss = false, double screenBlend = 0, bool quantileMaps = false)
     {
         var spec = Trainer.InferSpec(dataPath);
+        if (quantileMaps)
+            spec = spec.WithQuantileMaps();
         if (!spec.Ignore.Contains(labelColumn, StringComparer.Ordinal) && spec.Features.Any(f => f.Name == labelColumn))
             spec = new FeatureSpec(spec.Features.Where(f => f.Name != labelColumn), [.. spec.Ignore, labelColumn]);
         var (header, records) = ReadAll(dataPath);

@@ -54,7 +54,7 @@ internal static class QualityBenchmark
             $"hidden {(o.Hidden is null ? "auto" : string.Join("-", o.Hidden))}, latent {o.Latent?.ToString(CultureInfo.InvariantCulture) ?? "auto"}, β {o.Beta}, " +
             $"epochs {o.Epochs?.ToString(CultureInfo.InvariantCulture) ?? "auto"}, L {o.ScoringSamples}, {o.Activation}, {o.NumericVariance}, " +
             $"log-variance [{o.NumericLogVarMin}, {o.NumericLogVarMax}], weight decay {o.WeightDecay}, threads {o.Threads?.ToString(CultureInfo.InvariantCulture) ?? "auto"}, " +
-            $"ensemble {o.Ensemble}");
+            $"ensemble {o.Ensemble}{(o.ScoreFunction == ScoreFunction.NegativeElbo ? ", score -ELBO" : "")}");
 
     private static void Report(TextWriter output, string name, IReadOnlyList<double> aurocs)
     {

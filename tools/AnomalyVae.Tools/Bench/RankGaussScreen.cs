@@ -40,7 +40,7 @@ internal static class RankGaussScreen
                     continue;
                 int below = LowerBound(reference, x, strict: true), atOrBelow = LowerBound(reference, x, strict: false);
                 double p = Math.Clamp(((below + atOrBelow) / 2.0 + 0.5) / (reference.Length + 1), RankClamp, 1 - RankClamp);
-                double g = NormalQuantile(p);
+                double g = QuantileMap.NormalQuantile(p);
                 if (blend > 0)
                 {
                     double z = (x - median) / scale;
@@ -73,24 +73,5 @@ internal static class RankGaussScreen
                 hi = mid;
         }
         return lo;
-    }
-
-    /// <summary>Φ⁻¹(p), Acklam's rational approximation without the refinement step (error about 1e-5 in the tails): enough for a screen.</summary>
-    internal static double NormalQuantile(double p)
-    {
-        double[] a = [-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02, 1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00];
-        double[] b = [-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02, 6.680131188771972e+01, -1.328068155288572e+01];
-        double[] c = [-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00, -2.549671010331076e+00, 4.374664141464968e+00, 2.938163982698783e+00];
-        double[] d = [7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00];
-        const double low = 0.02425;
-        if (p < low)
-        {
-            double q = Math.Sqrt(-2 * Math.Log(p));
-            return (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
-        }
-        if (p > 1 - low)
-            return -NormalQuantile(1 - p);
-        double r = p - 0.5, s = r * r;
-        return (((((a[0] * s + a[1]) * s + a[2]) * s + a[3]) * s + a[4]) * s + a[5]) * r / (((((b[0] * s + b[1]) * s + b[2]) * s + b[3]) * s + b[4]) * s + 1);
     }
 }

@@ -21,7 +21,7 @@ internal static class SuiteBenchmark
     private sealed record Baseline(string Method, double Auroc, double Auprc);
 
     public static int Run(string directory, IReadOnlyList<int> seeds, IReadOnlyCollection<string>? only, string labelColumn,
-        VaeTrainingOptions options, TextWriter output, bool screenRankGauss = false, double screenBlend = 0)
+        VaeTrainingOptions options, TextWriter output, bool screenRankGauss = false, double screenBlend = 0, bool quantileMaps = false)
     {
         var c = CultureInfo.InvariantCulture;
         var files = Directory.GetFiles(directory, "*.csv")
@@ -32,7 +32,7 @@ internal static class SuiteBenchmark
         var baselines = ReadBaselines(Path.Combine(directory, "BASELINES.md"));
         var methods = baselines.Values.SelectMany(b => b.Select(x => x.Method)).Distinct().ToArray();
 
-        output.WriteLine(string.Create(c, $"suite {directory}: {files.Length} tables, seeds {string.Join(",", seeds)}; options: {QualityBenchmark.Describe(options)}{(screenRankGauss ? $"; SCREEN: rank-Gauss inputs, blend {screenBlend} (not the product's model)" : "")}"));
+        output.WriteLine(string.Create(c, $"suite {directory}: {files.Length} tables, seeds {string.Join(",", seeds)}; options: {QualityBenchmark.Describe(options)}{(quantileMaps ? ", quantile maps" : "")}{(screenRankGauss ? $"; SCREEN: rank-Gauss inputs, blend {screenBlend} (not the product's model)" : "")}"));
         output.WriteLine($"{"table",-18} {"rows",6} {"AUROC",7} {"AUPRC",7}  {"best baseline",-20} {"gap",7}  {"before",11}  {"FPR",6}  {"sec",5}");
         var clock = Stopwatch.StartNew();
         var aurocs = new List<double>();
@@ -44,7 +44,7 @@ internal static class SuiteBenchmark
             string name = Path.GetFileNameWithoutExtension(file);
             var tableClock = Stopwatch.StartNew();
             int rows = 0;
-            var results = ProtocolBenchmark.Measure(file, labelColumn, seeds, options, (r, _, _) => rows = r, screenRankGauss: screenRankGauss, screenBlend: screenBlend);
+            var results = ProtocolBenchmark.Measure(file, labelColumn, seeds, options, (r, _, _) => rows = r, screenRankGauss: screenRankGauss, screenBlend: screenBlend, quantileMaps: quantileMaps);
             double auroc = results.Average(r => r.Auroc), auprc = results.Average(r => r.Auprc);
             aurocs.Add(auroc);
             auprcs.Add(auprc);
