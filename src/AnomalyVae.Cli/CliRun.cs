@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using AnomalyVae.Inference;
 using AnomalyVae.Model;
+using AnomalyVae.Training.Engine;
 using Microsoft.ML.OnnxRuntime;
 
 namespace AnomalyVae.Cli;
@@ -71,6 +72,26 @@ internal static class CliRun
             throw new CliException($"output directory '{directory}' does not exist.");
         return path;
     }
+
+    /// <summary>The --score option of train and the quality benchmarks: reconstruction (default) or elbo.</summary>
+    public static Option<string> ScoreOption()
+    {
+        var option = new Option<string>("--score")
+        {
+            Description = "What the model scores: reconstruction (An & Cho's reconstruction probability) or elbo (the -ELBO: adds the latent code's KL from the prior; per-event models only; docs/quality.md).",
+            DefaultValueFactory = _ => "reconstruction",
+        };
+        option.AcceptOnlyFromAmong("reconstruction", "elbo");
+        return option;
+    }
+
+    /// <summary>The value of <see cref="ScoreOption"/> as the training option.</summary>
+    public static ScoreFunction ScoreFunctionOf(string? text) =>
+        text == "elbo" ? ScoreFunction.NegativeElbo : ScoreFunction.ReconstructionProbability;
+
+    /// <summary>The --quantile-map option of train and the quality benchmarks.</summary>
+    public static Option<bool> QuantileMapOption() =>
+        new("--quantile-map") { Description = "Blend a rank-Gauss map into every numeric feature's standardization (\"quantileMap\" in the spec, per feature; docs/quality.md)." };
 
     /// <summary>Parses --hidden ("128,64"): null when not given.</summary>
     public static int[]? ParseHidden(string? text)

@@ -68,13 +68,8 @@ internal static class TrainCommands
         var window = new Option<int?>("--window") { Description = $"Windowed model: W events per window, the last W events of each entity (default with --entity-column: {WindowDefinition.DefaultSteps}, fewer for short series)." };
         var entity = new Option<string?>("--entity-column") { Description = "Windowed model: the column naming each row's entity (machine, KPI); makes the model windowed." };
         var order = new Option<string?>("--order-column") { Description = "Windowed model: the column ordering an entity's rows (number or date/time; default: row order)." };
-        var score = new Option<string>("--score")
-        {
-            Description = "What the model scores: reconstruction (An & Cho's reconstruction probability) or elbo (the -ELBO: adds the latent code's KL from the prior; per-event models only; docs/quality.md).",
-            DefaultValueFactory = _ => "reconstruction",
-        };
-        score.AcceptOnlyFromAmong("reconstruction", "elbo");
-        var quantileMap = new Option<bool>("--quantile-map") { Description = "Blend a rank-Gauss map into every numeric feature's standardization (\"quantileMap\" in the spec, per feature; docs/quality.md)." };
+        var score = CliRun.ScoreOption();
+        var quantileMap = CliRun.QuantileMapOption();
         var command = new Command("train", "Fit a VAE on a CSV file and export one self-contained ONNX model.")
         {
             data, output, spec, report, hidden, latent, beta, epochs, batch, lr, seed, threads, validation, fpr, samples, variance, activation,
@@ -102,7 +97,7 @@ internal static class TrainCommands
                 ScoringSamples = parse.GetValue(samples),
                 NumericVariance = parse.GetValue(variance),
                 Activation = parse.GetValue(activation),
-                ScoreFunction = parse.GetValue(score) == "elbo" ? ScoreFunction.NegativeElbo : ScoreFunction.ReconstructionProbability,
+                ScoreFunction = CliRun.ScoreFunctionOf(parse.GetValue(score)),
             };
             if (parse.GetValue(ensemble) is { } k)
             {

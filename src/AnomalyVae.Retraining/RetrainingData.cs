@@ -354,7 +354,7 @@ internal static class RetrainingData
     public static FeatureSchema KeepEncoding(FeatureSchema fitted, FeatureSchema encoding) =>
         new(fitted.Features.Select((f, j) => f.Kind == FeatureKind.Numeric ? f : encoding.Features[j]));
 
-    /// <summary>The spec a schema was fitted from: same features, kinds and log transforms.</summary>
+    /// <summary>The spec a schema was fitted from: same features, kinds, log transforms and quantile-map flags.</summary>
     public static FeatureSpec SpecOf(FeatureSchema schema) =>
         new(schema.Features.Select(f => new FeatureDefinition(f.Name, f.Kind, f.Log, f.QuantileMap is not null)));
 

@@ -393,17 +393,7 @@ public sealed class FeatureSchema
                 t[i] = probe.Transform(numbers[i]);
             var (center, scale) = RobustLocationScale(t);
             double tail = FitTailScale(t, center, scale);
-            var map = definition.QuantileMap ? QuantileMap.Fit(t) : null;
-            if (map is not null)
-            {
-                var blended = FittedFeature.Numeric(definition.Name, center, scale, definition.Log, tail, map);
-                var b = new double[t.Length];
-                for (var i = 0; i < b.Length; i++)
-                    b[i] = blended.Standardize(numbers[i]);
-                var (blendCenter, blendScale) = RobustLocationScale(b);
-                map = map.Restandardized(blendCenter, blendScale);
-            }
-            return FittedFeature.Numeric(definition.Name, center, scale, definition.Log, tail, map);
+            return FittedFeature.Numeric(definition.Name, center, scale, definition.Log, tail, definition.QuantileMap ? FitQuantileMap(t, center, scale, tail) : null);
         }
 
         private static IEnumerable<string> Vocabulary(Dictionary<string, long> counts) =>
@@ -482,6 +472,25 @@ public sealed class FeatureSchema
         for (var i = 0; i < t.Length; i++)
             z[i] = Math.Min(Math.Abs((t[i] - center) / scale), StandardizedLimit);
         return Math.Max(TailScaleFloor, TailScaleMultiple * SelectQuantile(z, TailScaleQuantile));
+    }
+
+    /// <summary>
+    /// The quantile map of a numeric column (<see cref="FeatureDefinition.QuantileMap"/>) from its training values t
+    /// (transformed units) and its fitted center, scale and tail squash: the rank-Gauss knots, then the robust center
+    /// and scale of the blend over the same rows, so the blended column enters the model at unit scale. Null for a
+    /// column with fewer than two distinct values.
+    /// </summary>
+    public static QuantileMap? FitQuantileMap(ReadOnlySpan<double> t, double center, double scale, double tailScale)
+    {
+        var map = QuantileMap.Fit(t);
+        if (map is null)
+            return null;
+        var blended = FittedFeature.Numeric("t", center, scale, log: false, tailScale, map);
+        var b = new double[t.Length];
+        for (var i = 0; i < b.Length; i++)
+            b[i] = blended.Standardize((float)t[i]);
+        var (blendCenter, blendScale) = RobustLocationScale(b);
+        return map.Restandardized(blendCenter, blendScale);
     }
 
     /// <summary>Quantile of |z| over the training rows that sets a column's tail squash.</summary>

@@ -56,9 +56,11 @@ internal static class BenchCommands
         var logVarMin = new Option<float?>("--logvar-min") { Description = "Numeric log-variance lower clamp (default: the trainer's)." };
         var weightDecay = new Option<float?>("--weight-decay") { Description = "Decoupled weight decay (default: the trainer's)." };
         var threads = new Option<int>("--threads") { Description = "Training threads.", DefaultValueFactory = _ => 1 };
+        var scoreFunction = CliRun.ScoreOption();
+        var quantileMaps = CliRun.QuantileMapOption();
         var quality = new Command("quality", "Engine AUROC with default (or given) settings on cardio and on synthetic tables with dependency anomalies.")
         {
-            cardio, splits, syntheticSeeds, samples, beta, latent, hidden, maxEpochs, threads, logVarMax, logVarMin, weightDecay, ensemble,
+            cardio, splits, syntheticSeeds, samples, beta, latent, hidden, maxEpochs, threads, logVarMax, logVarMin, weightDecay, ensemble, scoreFunction, quantileMaps,
         };
         quality.SetAction(parse =>
         {
@@ -74,10 +76,11 @@ internal static class BenchCommands
                 NumericLogVarMax = parse.GetValue(logVarMax) ?? defaults.NumericLogVarMax,
                 NumericLogVarMin = parse.GetValue(logVarMin) ?? defaults.NumericLogVarMin,
                 WeightDecay = parse.GetValue(weightDecay) ?? defaults.WeightDecay,
+                ScoreFunction = CliRun.ScoreFunctionOf(parse.GetValue(scoreFunction)),
             };
             string? cardioPath = parse.GetValue(cardio) is { } path ? CliRun.ExistingFile(path, "cardio file") : null;
             return QualityBenchmark.Run(cardioPath, Math.Clamp(parse.GetValue(splits), 0, 100), Math.Clamp(parse.GetValue(syntheticSeeds), 0, 20),
-                WithEnsemble(options, parse.GetValue(ensemble)), Console.Out);
+                WithEnsemble(options, parse.GetValue(ensemble)), Console.Out, parse.GetValue(quantileMaps));
         });
         var topic = new Option<string>("--topic") { Description = "Topic to read from its beginning to its end.", Required = true };
         var bootstrap = new Option<string>("--bootstrap") { Description = "Kafka bootstrap servers.", DefaultValueFactory = _ => "127.0.0.1:9092" };
@@ -104,13 +107,10 @@ internal static class BenchCommands
         {
             Description = "With --screen-rank-gauss: weight w in [0, 1] of the product's squashed robust z in w·z + (1 − w)·rank-Gauss (default 0).",
         };
-        var suiteScore = new Option<string>("--score") { Description = "reconstruction or elbo, as `train --score`.", DefaultValueFactory = _ => "reconstruction" };
-        suiteScore.AcceptOnlyFromAmong("reconstruction", "elbo");
-        var suiteQuantileMap = new Option<bool>("--quantile-map") { Description = "As `train --quantile-map`: a rank-Gauss map blended into every numeric feature." };
         var suite = new Command("suite", "Semi-supervised protocol through train → ONNX → ONNX Runtime on every table of a directory: AUROC/AUPRC per table, means, and BASELINES.md for comparison.")
         {
             dataDir, seedList, tables, label, suiteSamples, beta, latent, hidden, maxEpochs, logVarMax, logVarMin, weightDecay, ensemble, screenRankGauss, screenBlend,
-            suiteScore, suiteQuantileMap,
+            scoreFunction, quantileMaps,
         };
         suite.SetAction(parse =>
         {
@@ -125,7 +125,7 @@ internal static class BenchCommands
                 NumericLogVarMax = parse.GetValue(logVarMax) ?? defaults.NumericLogVarMax,
                 NumericLogVarMin = parse.GetValue(logVarMin) ?? defaults.NumericLogVarMin,
                 WeightDecay = parse.GetValue(weightDecay) ?? defaults.WeightDecay,
-                ScoreFunction = parse.GetValue(suiteScore) == "elbo" ? Training.Engine.ScoreFunction.NegativeElbo : Training.Engine.ScoreFunction.ReconstructionProbability,
+                ScoreFunction = CliRun.ScoreFunctionOf(parse.GetValue(scoreFunction)),
             };
             string directory = parse.GetValue(dataDir)!;
             if (!Directory.Exists(directory))
@@ -134,7 +134,7 @@ internal static class BenchCommands
             string[]? only = parse.GetValue(tables)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             return SuiteBenchmark.Run(directory, seeds, only, parse.GetValue(label)!, WithEnsemble(options, parse.GetValue(ensemble)), Console.Out,
                 parse.GetValue(screenRankGauss), parse.GetValue(screenBlend) is var w && w is >= 0 and <= 1 ? w
-                    : throw new CliException($"--screen-blend must be in [0, 1], not {w}."), parse.GetValue(suiteQuantileMap));
+                    : throw new CliException($"--screen-blend must be in [0, 1], not {w}."), parse.GetValue(quantileMaps));
         });
         var connection = new Option<string>("--connection") { Description = "PostgreSQL connection string of a scratch database.", Required = true };
         var batches = new Option<int>("--batches") { Description = "Timed batches per detector.", DefaultValueFactory = _ => 200 };

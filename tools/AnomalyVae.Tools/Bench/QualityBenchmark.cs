@@ -33,17 +33,17 @@ internal static class QualityBenchmark
     private const int SwappedCells = 3;
     private const int Categories = 5;
 
-    public static int Run(string? cardioPath, int cardioSplits, int syntheticSeeds, VaeTrainingOptions options, TextWriter output)
+    public static int Run(string? cardioPath, int cardioSplits, int syntheticSeeds, VaeTrainingOptions options, TextWriter output, bool quantileMaps = false)
     {
         var c = CultureInfo.InvariantCulture;
-        output.WriteLine(string.Create(c, $"options: {Describe(options)}"));
+        output.WriteLine(string.Create(c, $"options: {Describe(options)}{(quantileMaps ? ", quantile maps" : "")}"));
         var clock = Stopwatch.StartNew();
         if (cardioPath is not null && cardioSplits > 0)
-            Report(output, "cardio", Cardio(cardioPath, cardioSplits, options));
+            Report(output, "cardio", Cardio(cardioPath, cardioSplits, options, quantileMaps: quantileMaps));
         foreach (var set in SyntheticSets)
         {
             if (syntheticSeeds > 0)
-                Report(output, set.Name, [.. Enumerable.Range(0, syntheticSeeds).Select(seed => Synthetic(set, seed, options))]);
+                Report(output, set.Name, [.. Enumerable.Range(0, syntheticSeeds).Select(seed => Synthetic(set, seed, options, quantileMaps))]);
         }
         output.WriteLine(string.Create(c, $"total {clock.Elapsed.TotalSeconds:F0} s"));
         return 0;
@@ -70,7 +70,7 @@ internal static class QualityBenchmark
     /// half plus all anomalies. The cardio quality test runs its first five splits.
     /// </summary>
     /// <param name="onSplit">Called after each split with its seed, AUROC and training result.</param>
-    internal static List<double> Cardio(string path, int splits, VaeTrainingOptions options, Action<int, double, VaeTrainingResult>? onSplit = null)
+    internal static List<double> Cardio(string path, int splits, VaeTrainingOptions options, Action<int, double, VaeTrainingResult>? onSplit = null, bool quantileMaps = false)
     {
         var lines = File.ReadAllLines(path);
         int f = lines[0].Split(',').Length - 1;
@@ -95,7 +95,7 @@ internal static class QualityBenchmark
             rng.Shuffle(normals);
             int[] train = normals[..(normals.Length / 2)];
             int[] test = [.. normals[(normals.Length / 2)..], .. Enumerable.Range(0, rows.Length).Where(i => labels[i] == 1)];
-            var columns = FitColumns(rows, train, f);
+            var columns = FitColumns(rows, train, f, quantileMaps);
             var (auroc, result) = Evaluate(features, Standardize(rows, train, columns), Standardize(rows, test, columns),
                 [.. test.Select(i => labels[i])], options with { Seed = seed });
             aurocs.Add(auroc);
@@ -121,14 +121,16 @@ internal static class QualityBenchmark
     /// <summary>Per column the feature schema's own fit (robust center and scale: median, IQR/1.349, then the std, then 1;
     /// and its tail squash): cardio's column 5 is constant on the normal rows but one, so in about half the splits the
     /// training half is constant and must scale by 1 exactly as the product does.</summary>
-    private static FittedFeature[] FitColumns(double[][] rows, int[] index, int f)
+    private static FittedFeature[] FitColumns(double[][] rows, int[] index, int f, bool quantileMaps)
     {
         var columns = new FittedFeature[f];
         for (int j = 0; j < f; j++)
         {
             double[] t = [.. index.Select(i => rows[i][j])];
             var (center, scale) = FeatureSchema.RobustLocationScale(t);
-            columns[j] = FittedFeature.Numeric($"c{j}", center, scale, tailScale: FeatureSchema.FitTailScale(t, center, scale));
+            double tail = FeatureSchema.FitTailScale(t, center, scale);
+            columns[j] = FittedFeature.Numeric($"c{j}", center, scale, tailScale: tail,
+                quantileMap: quantileMaps ? FeatureSchema.FitQuantileMap(t, center, scale, tail) : null);
         }
 
         return columns;
@@ -161,7 +163,7 @@ internal static class QualityBenchmark
     /// An anomaly is a held-out normal row with <see cref="SwappedCells"/> cells taken from another row: each value
     /// is typical on its own, only the dependencies between features break.
     /// </summary>
-    private static double Synthetic(SyntheticSet set, int seed, VaeTrainingOptions options)
+    private static double Synthetic(SyntheticSet set, int seed, VaeTrainingOptions options, bool quantileMaps)
     {
         int f = set.Numeric + set.Binary + set.Categorical;
         var maps = new DeterministicRandom(0x5E7, (ulong)f);
@@ -241,7 +243,8 @@ internal static class QualityBenchmark
             mean /= SyntheticTrainRows;
             double sd = Math.Sqrt(Math.Max(1e-12, square / SyntheticTrainRows - mean * mean));
             double[] t = [.. Enumerable.Range(0, SyntheticTrainRows).Select(r => (double)values[r * f + j])];
-            var column = FittedFeature.Numeric("s", mean, sd, tailScale: FeatureSchema.FitTailScale(t, mean, sd));
+            double tail = FeatureSchema.FitTailScale(t, mean, sd);
+            var column = FittedFeature.Numeric("s", mean, sd, tailScale: tail, quantileMap: quantileMaps ? FeatureSchema.FitQuantileMap(t, mean, sd, tail) : null);
             for (int r = 0; r < total; r++)
                 values[r * f + j] = column.Standardize(values[r * f + j]);
         }
