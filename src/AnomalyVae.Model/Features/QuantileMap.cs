@@ -93,11 +93,7 @@ public sealed class QuantileMap
         }
         var gaussian = new double[knots.Count];
         for (int i = 0; i < knots.Count; i++)
-        {
-            int below = LowerBound(sorted, knots[i], strict: true), atOrBelow = LowerBound(sorted, knots[i], strict: false);
-            double p = Math.Clamp(((below + atOrBelow) / 2.0 + 0.5) / (n + 1), RankClamp, 1 - RankClamp);
-            gaussian[i] = NormalQuantile(p);
-        }
+            gaussian[i] = NormalQuantile(MidRankProbability(sorted, knots[i]));
         return new QuantileMap([.. knots], gaussian, blend);
     }
 
@@ -135,6 +131,17 @@ public sealed class QuantileMap
                 hi = mid - 1;
         }
         return lo;
+    }
+
+    /// <summary>
+    /// x's mid-rank among the <paramref name="sorted"/> values as a probability, (mid-rank + 0.5) / (n + 1), clamped
+    /// to [10⁻⁴, 1 − 10⁻⁴]: ties share their middle rank, a value beyond every one gets (n + 0.5) / (n + 1).
+    /// </summary>
+    public static double MidRankProbability(double[] sorted, double x)
+    {
+        ArgumentNullException.ThrowIfNull(sorted);
+        int below = LowerBound(sorted, x, strict: true), atOrBelow = LowerBound(sorted, x, strict: false);
+        return Math.Clamp(((below + atOrBelow) / 2.0 + 0.5) / (sorted.Length + 1), RankClamp, 1 - RankClamp);
     }
 
     /// <summary>Count of sorted values below x (strict) or at most x.</summary>

@@ -30,10 +30,7 @@ public sealed class VaeOnnxExportTests : IDisposable
 
         var onnx = bundle.Score(table, batchRows: 128);
         var values = table.StandardizedValues();
-        var engineScores = new float[table.RowCount];
-        var engineFeatures = new float[table.RowCount * table.FeatureCount];
-        var engineLatent = new float[table.RowCount * trained.Result.Model.LatentSize];
-        VaeEnsemble.Score(trained.Models, values, table.Mask, engineScores, engineFeatures, engineLatent);
+        var (engineScores, engineFeatures, engineLatent) = EngineScores(trained.Models, table);
         if (ensemble > 1)
         {
             // The members differ, so the combined score is not member 0's; it lies within log K of the best member's.
@@ -71,12 +68,9 @@ public sealed class VaeOnnxExportTests : IDisposable
         File.AppendAllText(path, "x1,1e30,-1e30,1e30,purple,true,1\nx2,,,,,,0\n");
         var table = FeatureTable.Load(path, bundle.Schema);
         var onnx = bundle.Score(table, batchRows: 128);
-        var values = table.StandardizedValues();
-        var engineScores = new float[table.RowCount];
-        var engineFeatures = new float[table.RowCount * table.FeatureCount];
-        VaeEnsemble.Score(trained.Models, values, table.Mask, engineScores, engineFeatures);
-        AssertClose(engineScores, onnx.Scores, "score");
-        AssertClose(engineFeatures, onnx.FeatureScores, "feature score");
+        var engine = EngineScores(trained.Models, table);
+        AssertClose(engine.Scores, onnx.Scores, "score");
+        AssertClose(engine.FeatureScores, onnx.FeatureScores, "feature score");
         Assert.All(onnx.Scores, s => Assert.True(float.IsFinite(s), $"score {s} is not finite"));
     }
 
@@ -243,6 +237,16 @@ public sealed class VaeOnnxExportTests : IDisposable
     {
         string path = MixedData.WriteCsv(_directory, $"train-{rows}.csv", rows, seed: 1);
         return Trainer.Train(path, FeatureSpec.Parse(MixedData.SpecJson), options ?? Quick);
+    }
+
+    /// <summary>The C# engine's score, feature scores and latent means of a table, as the exported graph should give them.</summary>
+    private static (float[] Scores, float[] FeatureScores, float[] LatentMeans) EngineScores(IReadOnlyList<VaeModel> models, FeatureTable table)
+    {
+        var scores = new float[table.RowCount];
+        var features = new float[table.RowCount * table.FeatureCount];
+        var latent = new float[table.RowCount * models[0].LatentSize];
+        VaeEnsemble.Score(models, table.StandardizedValues(), table.Mask, scores, features, latent);
+        return (scores, features, latent);
     }
 
     private static TrainedModel Fixed(TrainedModel trained) =>

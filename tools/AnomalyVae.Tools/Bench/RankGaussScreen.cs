@@ -13,9 +13,6 @@ namespace AnomalyVae.Tools;
 /// </summary>
 internal static class RankGaussScreen
 {
-    /// <summary>Ranks are clamped to [ε, 1 − ε] so a value beyond every training value maps to about ±3.7, not ±∞.</summary>
-    private const double RankClamp = 1e-4;
-
     public static (FeatureSpec Spec, IReadOnlyList<string>[] Records, string Path) Apply(
         FeatureSpec spec, IReadOnlyList<string> header, IReadOnlyList<string>[] records, int[] trainRows, double blend = 0)
     {
@@ -38,9 +35,8 @@ internal static class RankGaussScreen
             {
                 if (!CellText.TryParseNumber(row[c], out var x))
                     continue;
-                int below = LowerBound(reference, x, strict: true), atOrBelow = LowerBound(reference, x, strict: false);
-                double p = Math.Clamp(((below + atOrBelow) / 2.0 + 0.5) / (reference.Length + 1), RankClamp, 1 - RankClamp);
-                double g = QuantileMap.NormalQuantile(p);
+                // Clamped ranks: a value beyond every training value maps to about ±3.7, not ±∞.
+                double g = QuantileMap.NormalQuantile(QuantileMap.MidRankProbability(reference, x));
                 if (blend > 0)
                 {
                     double z = (x - median) / scale;
@@ -58,20 +54,5 @@ internal static class RankGaussScreen
         File.WriteAllText(path, text.ToString());
         var newSpec = new FeatureSpec(spec.Features.Select(f => numeric.Contains(f.Name) ? f with { Log = false } : f), spec.Ignore);
         return (newSpec, transformed, path);
-    }
-
-    /// <summary>Count of sorted values below x (strict) or at most x.</summary>
-    private static int LowerBound(double[] sorted, double x, bool strict)
-    {
-        int lo = 0, hi = sorted.Length;
-        while (lo < hi)
-        {
-            int mid = (lo + hi) / 2;
-            if (strict ? sorted[mid] < x : sorted[mid] <= x)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        return lo;
     }
 }
