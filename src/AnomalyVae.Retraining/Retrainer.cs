@@ -154,6 +154,22 @@ public sealed class Retrainer(
         }
     }
 
+    /// <summary>
+    /// The challenger scores what the active model scores (its schema already carries its quantile maps). A file
+    /// the engine cannot rebuild (no architecture: not written by `train`) scores the reconstruction probability.
+    /// </summary>
+    private static ScoreFunction ScoreFunctionOf(byte[] model, string detector)
+    {
+        try
+        {
+            return ModelFile.Read(model, $"{detector} reference model").Model.ScoreFunction;
+        }
+        catch (ModelFormatException)
+        {
+            return ScoreFunction.ReconstructionProbability;
+        }
+    }
+
     private async Task<RetrainOutcome> RetrainAsync(
         NpgsqlConnection connection, long runId, string detector, string trigger, ActiveModel? active, byte[]? specSource,
         List<SampleEvent> sample, CancellationToken cancellationToken)
@@ -202,9 +218,7 @@ public sealed class Retrainer(
         // versions of one encoding (docs/streaming.md, "Model swap"), so a promotion does not restart every window.
         if (window is not null)
             schema = RetrainingData.KeepEncoding(schema, reference.Schema);
-        // The challenger scores what the active model scores (its schema already carries its quantile maps).
-        var scoreFunction = ModelFile.Read(specSource, $"{detector} reference model").Model.ScoreFunction;
-        var options = (training ?? new VaeTrainingOptions()) with { Seed = (int)(runId % int.MaxValue), ScoreFunction = scoreFunction };
+        var options = (training ?? new VaeTrainingOptions()) with { Seed = (int)(runId % int.MaxValue), ScoreFunction = ScoreFunctionOf(specSource, detector) };
         double targetFpr = reference.Calibration.TargetFalsePositiveRate;
         TrainedModel trained;
         int trainingRows;

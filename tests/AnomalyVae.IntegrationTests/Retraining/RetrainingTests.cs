@@ -14,6 +14,7 @@ using AnomalyVae.Tests;
 using AnomalyVae.Tools;
 using AnomalyVae.Training;
 using AnomalyVae.Training.Engine;
+using AnomalyVae.Training.Export;
 using Npgsql;
 using Xunit.Abstractions;
 
@@ -36,7 +37,7 @@ public sealed class RetrainingTests(TestInfrastructure infrastructure, ITestOutp
         new("rpm", FeatureKind.Numeric), new("current", FeatureKind.Numeric), new("status", FeatureKind.Categorical),
     ]);
 
-    private static readonly Lazy<byte[]> s_activeModel = new(TrainActiveModel);
+    private static readonly Lazy<byte[]> s_activeModel = new(() => TrainActiveModel(s_spec, ScoreFunction.ReconstructionProbability));
 
     private string _connectionString = "";
     private NpgsqlDataSource _dataSource = null!;
@@ -88,6 +89,29 @@ public sealed class RetrainingTests(TestInfrastructure infrastructure, ITestOutp
         Assert.Equal(6, run.Reasons.Length);
         Assert.All(run.Reasons, r => Assert.StartsWith("pass ", r));
         Assert.Equal(4000, run.Metrics.GetProperty("training_rows").GetInt32());
+        var challenger = ModelFile.Read(await ModelBytesAsync(outcome.ChallengerVersion!), "challenger");
+        Assert.Equal(ScoreFunction.ReconstructionProbability, challenger.Model.ScoreFunction);
+        Assert.All(challenger.Schema.Features, f => Assert.Null(f.QuantileMap));
+    }
+
+    [Fact]
+    public async Task A_challenger_keeps_the_active_models_opt_in_elbo_score_and_quantile_maps()
+    {
+        byte[] optIn = TrainActiveModel(s_spec.WithQuantileMaps(), ScoreFunction.NegativeElbo);
+        await new ModelRegistry(_dataSource).RegisterAsync(Detector, optIn, "opt-in", activate: true);
+        await InsertSampleAsync("training_sample", SensorEvents(skip: 4000, count: 4000, shift: true));
+        await InsertSampleAsync("recent_events", SensorEvents(skip: 8000, count: 1500, shift: true));
+
+        var outcome = await new Retrainer(_dataSource, new RetrainingGateOptions(), s_training).RunAsync(Detector, Retrainer.Manual);
+        Report(outcome);
+
+        Assert.NotNull(outcome.ChallengerVersion);
+        var challenger = ModelFile.Read(await ModelBytesAsync(outcome.ChallengerVersion!), "challenger");
+        Assert.All(challenger.Members, m => Assert.Equal(ScoreFunction.NegativeElbo, m.ScoreFunction));
+        Assert.Equal(5, challenger.Schema.Features.Count(f => f.QuantileMap is not null)); // the five numeric fields, refitted
+        Assert.NotEqual(ModelFile.Read(optIn, "active").Schema.Features[0].QuantileMap!.Knots, challenger.Schema.Features[0].QuantileMap!.Knots);
+        // The gates compared the two in the data's units (the maps' log-slopes in the comparable NLL): both finite.
+        Assert.True(double.IsFinite(outcome.Challenger!.MeanNll) && double.IsFinite(outcome.Active!.MeanNll), $"{outcome.Challenger.MeanNll} / {outcome.Active!.MeanNll}");
     }
 
     [Fact]
@@ -382,7 +406,7 @@ public sealed class RetrainingTests(TestInfrastructure infrastructure, ITestOutp
         }))];
     }
 
-    private static byte[] TrainActiveModel()
+    private static byte[] TrainActiveModel(FeatureSpec spec, ScoreFunction scoreFunction)
     {
         var csv = new StringBuilder("temperature,vibration,pressure,rpm,current,status\n");
         foreach (var e in SensorEvents(skip: 0, count: 4000, shift: false))
@@ -396,7 +420,7 @@ public sealed class RetrainingTests(TestInfrastructure infrastructure, ITestOutp
         File.WriteAllText(path, csv.ToString());
         try
         {
-            return Trainer.Train(path, s_spec, s_training with { Seed = 1 }).ToOnnx();
+            return Trainer.Train(path, spec, s_training with { Seed = 1, ScoreFunction = scoreFunction }).ToOnnx();
         }
         finally
         {
@@ -447,6 +471,14 @@ public sealed class RetrainingTests(TestInfrastructure infrastructure, ITestOutp
     }
 
     private sealed record Run(string Decision, string Trigger, string? ActiveVersion, string? ChallengerVersion, string[] Reasons, JsonElement Metrics);
+
+    private async Task<byte[]> ModelBytesAsync(string version)
+    {
+        await using var command = _dataSource.CreateCommand("SELECT onnx FROM models WHERE detector = $1 AND version = $2");
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = Detector });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = version });
+        return (byte[])(await command.ExecuteScalarAsync() ?? throw new InvalidOperationException($"no model {version}"));
+    }
 
     private async Task<Run> LatestRunAsync()
     {
