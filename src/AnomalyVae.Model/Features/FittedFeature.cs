@@ -151,12 +151,14 @@ public sealed class FittedFeature
     /// z′ = k·asinh(z / k) when <see cref="TailScale"/> is set, then with a <see cref="QuantileMap"/>
     /// w·z′ + (1 − w)·Q(t).
     /// </summary>
-    public float Standardize(float x)
+    public float Standardize(float x) => (float)StandardizeTransformed(Transform(x));
+
+    /// <summary><see cref="Standardize"/> of an already transformed value t.</summary>
+    private double StandardizeTransformed(double t)
     {
-        double t = Transform(x);
         var z = Math.Clamp((t - Center) / Scale, -FeatureSchema.StandardizedLimit, FeatureSchema.StandardizedLimit);
         double squashed = TailScale > 0 ? TailScale * Math.Asinh(z / TailScale) : z;
-        return (float)(QuantileMap is { } map ? ((map.Blend * squashed) + ((1 - map.Blend) * map.Apply(t)) - map.Center) / map.Scale : squashed);
+        return QuantileMap is { } map ? ((map.Blend * squashed) + ((1 - map.Blend) * map.Apply(t)) - map.Center) / map.Scale : squashed;
     }
 
     /// <summary>
@@ -180,17 +182,14 @@ public sealed class FittedFeature
     public double Unstandardize(double value)
     {
         double t;
-        if (QuantileMap is { } map)
+        if (QuantileMap is not null)
         {
-            value = (value * map.Scale) + map.Center;
-            // The blend of two increasing maps has no closed inverse: bisection in t, the squashed z alone bounding it.
+            // The blend of two increasing maps has no closed inverse: bisection in t, within the clamp of z.
             double lo = Center - (FeatureSchema.StandardizedLimit * Scale), hi = Center + (FeatureSchema.StandardizedLimit * Scale);
             for (int i = 0; i < 200 && hi - lo > 1e-12 * Math.Max(1, Math.Abs(lo) + Math.Abs(hi)); i++)
             {
                 double mid = 0.5 * (lo + hi);
-                double z = (mid - Center) / Scale;
-                double v = (map.Blend * (TailScale > 0 ? TailScale * Math.Asinh(z / TailScale) : z)) + ((1 - map.Blend) * map.Apply(mid));
-                if (v < value)
+                if (StandardizeTransformed(mid) < value)
                     lo = mid;
                 else
                     hi = mid;

@@ -2,7 +2,8 @@ namespace AnomalyVae.Training.Engine;
 
 /// <summary>
 /// What a VAE's score is, in nats (higher = more anomalous); both use the model's L fixed latent samples
-/// z_l = μ + σ·ε_l of q(z | x). Why tables use the −ELBO: docs/quality.md, "The score".
+/// z_l = μ + σ·ε_l of q(z | x). When the opt-in −ELBO helps and what it costs: docs/quality.md, "The −ELBO and the
+/// quantile map".
 /// </summary>
 public enum ScoreFunction
 {

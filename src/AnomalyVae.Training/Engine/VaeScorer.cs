@@ -144,7 +144,7 @@ public sealed unsafe class VaeScorer : IDisposable
             }
 
             _scores[first + r] = _elbo
-                ? Mean(total, samples) + KlFromPrior(pass.EncoderHead + r * 2 * z, pass.Sigma + r * z, z)
+                ? Mean(total, samples) + KlFromPrior(pass.EncoderHead + r * 2 * z, z)
                 : NegativeLogSumExp(total, 1, samples) + logSamples;
             if (_featureScores != null)
             {
@@ -169,13 +169,13 @@ public sealed unsafe class VaeScorer : IDisposable
         return sum / count;
     }
 
-    /// <summary>KL(N(μ, σ²) ‖ N(0, I)) = ½·Σ_k (σ_k² + μ_k² − 1 − log σ_k²), with σ from the clamped log-variance as sampled.</summary>
-    private static float KlFromPrior(float* mu, float* sigma, int z)
+    /// <summary>KL(q(z|x) ‖ N(0, I)) of one row's encoder head [μ | raw log σ²], as training computes it (clamped log-variance).</summary>
+    private float KlFromPrior(float* head, int z)
     {
         float kl = 0f;
         for (int k = 0; k < z; k++)
-            kl += (sigma[k] * sigma[k]) + (mu[k] * mu[k]) - 1f - (2f * MathF.Log(sigma[k]));
-        return 0.5f * kl;
+            kl += Likelihood.Kl(head[k], head[z + k], _network.LatentLogVarMin, _network.LatentLogVarMax, out _, out _);
+        return kl;
     }
 
     /// <summary>−log Σ_l exp(−a_l) for a_l = values[l·stride], stable: min(a) − log Σ exp(min(a) − a_l).</summary>
