@@ -37,12 +37,7 @@ public sealed class IncidentEndToEndTests(TestInfrastructure infrastructure, Ser
         var produced = await ServeFixture.ProduceAsync(infrastructure, topic, events, cts.Token);
         var configuration = fixture.Configuration(infrastructure, topic, deadLetters, database, $"g-{Guid.NewGuid():N}");
         configuration["Detectors:0:IncidentGap"] = "00:02:00";
-        await using (var app = ServeFixture.Host(configuration))
-        {
-            await app.StartAsync(cts.Token);
-            await ServeFixture.WaitForOffsetsAsync(database, topic, produced, cts.Token);
-            await app.StopAsync(cts.Token);
-        }
+        await ServeFixture.ServeUntilStoredAsync(configuration, database, topic, produced, cts.Token);
 
         var scores = fixture.DirectScores(produced, out double threshold, out _);
         var stuck = produced.Where(e => ServeFixture.Entity(e.Payload!) == "stuck-7").ToList();

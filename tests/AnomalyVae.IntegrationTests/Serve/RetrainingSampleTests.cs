@@ -40,12 +40,7 @@ public sealed class RetrainingSampleTests(TestInfrastructure infrastructure, Ser
             configuration["Retraining:SampleRate"] = SampleRate.ToString(CultureInfo.InvariantCulture);
             configuration["Retraining:RecentSize"] = RecentSize.ToString(CultureInfo.InvariantCulture);
             configuration["Retraining:RecentRate"] = RecentRate.ToString(CultureInfo.InvariantCulture);
-            await using (var app = ServeFixture.Host(configuration))
-            {
-                await app.StartAsync(cts.Token);
-                await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
-                await app.StopAsync(cts.Token);
-            }
+            await ServeFixture.ServeUntilStoredAsync(configuration, database, topic, events, cts.Token);
 
             var expected = fixture.DirectScores(events, out double threshold, out _);
             var payloads = events.ToDictionary(e => (e.Partition, e.Offset), e => e.Payload);
@@ -185,12 +180,7 @@ public sealed class RetrainingSampleTests(TestInfrastructure infrastructure, Ser
             configuration["Retraining:SampleRate"] = "0.7";
             configuration["Retraining:RecentSize"] = "2000";
             configuration["Retraining:RecentRate"] = "0.3";
-            await using (var app = ServeFixture.Host(configuration))
-            {
-                await app.StartAsync(cts.Token);
-                await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
-                await app.StopAsync(cts.Token);
-            }
+            await ServeFixture.ServeUntilStoredAsync(configuration, database, topic, events, cts.Token);
 
             var drift = await new AnomalyQueries(dataSource, new RetrainingOptions()).DriftAsync("sensors", cts.Token);
             Assert.Equal(ScoreDrift.Drift, drift.Status);

@@ -65,12 +65,7 @@ public sealed class ServeEndToEndTests(TestInfrastructure infrastructure, ServeF
         var second = await ServeFixture.ProduceAsync(infrastructure, topic, ServeFixture.Events(600, seed: 12), cts.Token);
         var all = first.Concat(second).ToList();
         configuration["Http:Port"] = "0";
-        await using (var app = ServeFixture.Host(configuration))
-        {
-            await app.StartAsync(cts.Token);
-            await ServeFixture.WaitForOffsetsAsync(database, topic, all, cts.Token);
-            await app.StopAsync(cts.Token);
-        }
+        await ServeFixture.ServeUntilStoredAsync(configuration, database, topic, all, cts.Token);
 
         await fixture.AssertStoredAsync(infrastructure, database, topic, deadLetters, all, cts.Token);
     }

@@ -236,6 +236,16 @@ public sealed class ServeFixture : IDisposable
     internal static WebApplication Host(Dictionary<string, string?> configuration) =>
         ServeHost.Build([], configure: c => c.AddInMemoryCollection(configuration));
 
+    /// <summary>Runs serve with <paramref name="configuration"/> until the stored offsets cover <paramref name="events"/>, then stops it.</summary>
+    internal static async Task ServeUntilStoredAsync(Dictionary<string, string?> configuration, string database, string topic,
+        IEnumerable<ProducedEvent> events, CancellationToken cancellationToken)
+    {
+        await using var app = Host(configuration);
+        await app.StartAsync(cancellationToken);
+        await WaitForOffsetsAsync(database, topic, events, cancellationToken);
+        await app.StopAsync(cancellationToken);
+    }
+
     /// <summary>The scores the model gives each decodable event, computed directly (no service involved).</summary>
     internal Dictionary<(int Partition, long Offset), float> DirectScores(IReadOnlyList<ProducedEvent> events, out double threshold,
         out HashSet<(int Partition, long Offset)> undecodable, int maxPayloadBytes = EventDecoder.DefaultMaxPayloadBytes)

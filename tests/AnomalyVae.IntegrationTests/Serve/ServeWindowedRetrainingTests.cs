@@ -43,12 +43,7 @@ public sealed class ServeWindowedRetrainingTests(TestInfrastructure infrastructu
         configuration["Retraining:SampleRate"] = "0.6";
         configuration["Retraining:RecentSize"] = "2000";
         configuration["Retraining:RecentRate"] = "0.3";
-        await using (var app = ServeFixture.Host(configuration))
-        {
-            await app.StartAsync(cts.Token);
-            await ServeFixture.WaitForOffsetsAsync(database, topic, events, cts.Token);
-            await app.StopAsync(cts.Token);
-        }
+        await ServeFixture.ServeUntilStoredAsync(configuration, database, topic, events, cts.Token);
         var v1Scores = fixture.DirectWindowedScores(events, out double v1Threshold, out _, v1Model);
         var sequences = Sequences(events, v1Scores.Keys);
 
