@@ -233,8 +233,6 @@ public sealed class OnnxGraph
 
     public string Tanh(string x, string? name = null) => One("Tanh", [x], name);
 
-    public string Asinh(string x, string? name = null) => One("Asinh", [x], name);
-
     public string Sigmoid(string x, string? name = null) => One("Sigmoid", [x], name);
 
     /// <summary>log(1 + exp(x)).</summary>
@@ -298,6 +296,10 @@ public sealed class OnnxGraph
 
     public string Gather(string data, string indices, long axis = 0, string? name = null) =>
         One("Gather", [data, indices], name, OnnxAttribute.Int("axis", axis));
+
+    /// <summary>Elements [<paramref name="start"/>, <paramref name="end"/>) along <paramref name="axis"/>.</summary>
+    public string Slice(string data, long start, long end, long axis, string? name = null) =>
+        One("Slice", [data, Int64s(start), Int64s(end), Int64s(axis)], name);
 
     /// <summary>One-hot of <paramref name="indices"/> with <paramref name="depth"/> classes; values are [off, on].</summary>
     public string OneHot(string indices, long depth, float off = 0f, float on = 1f, long axis = -1, string? name = null) =>

@@ -144,7 +144,9 @@ public sealed class WindowedModelTests : IDisposable
         var affected = Enumerable.Range(0, table.RowCount).Where(HoldsFlagged).ToArray();
         Assert.NotEmpty(affected);
         Assert.Contains(affected, r => scores[r] < whole[r] - 1e-3);
-        Assert.All(affected, r => Assert.True(scores[r] <= whole[r], $"row {r}: {scores[r]} above its whole-window score {whole[r]}"));
+        // Within 1e-5 as below: the two calls batch the rows differently, and ONNX Runtime rounds a row's score up to a
+        // few ulps apart depending on the batch it is in (measured before and after the 2026-12-06 graph changes).
+        Assert.All(affected, r => Assert.True(scores[r] <= whole[r] + 1e-5f, $"row {r}: {scores[r]} above its whole-window score {whole[r]}"));
         Assert.All(Enumerable.Range(0, table.RowCount).Except(affected), r => Assert.Equal(whole[r], scores[r], 1e-5f));
     }
 
