@@ -19,8 +19,9 @@ dotnet build "$old_project" -c Release -v q -nologo -o "$WORK/old-out" >/dev/nul
 dotnet build "$new_project" -c Release -v q -nologo -o "$WORK/new-out" >/dev/null
 old=(dotnet "$WORK/old-out/$old_name.dll")
 new=(dotnet "$WORK/new-out/$new_name.dll")
-# The L=4, 1-thread ONNX Runtime line: "L=4  onnxruntime 1 thread(s):   1.234 µs/row ..."
-row() { "$@" bench score | awk '/^L=4 .*onnxruntime 1 thread/ {print $5}'; }
+# The one-VAE L=4, 1-thread ONNX Runtime line: "L=4  K=1 onnxruntime 1 thread(s):   1.234 µs/row ..." (builds before
+# the ensemble print no "K=1").
+row() { "$@" bench score | awk '/^L=4 +(K=1 )?onnxruntime 1 thread/ {for (i = 1; i < NF; i++) if ($(i + 1) == "µs/row") print $i}'; }
 olds=(); news=()
 for ((i = 1; i <= ROUNDS; i++)); do
   o=$(row "${old[@]}"); n=$(row "${new[@]}")
