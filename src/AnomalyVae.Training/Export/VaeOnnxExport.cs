@@ -352,10 +352,9 @@ public static class VaeOnnxExport
 
     /// <summary>
     /// Elements <paramref name="indices"/> of <paramref name="data"/> along <paramref name="axis"/> (of size
-    /// <paramref name="size"/>): the input itself when they are all of them in order (an all-numeric table), a Slice when
-    /// they are one ascending run, a Gather otherwise. Why: ONNX Runtime's Gather copies
-    /// element by element; on the 32-feature bench model its four identity Gathers took 1.7 of 5.9 µs per row (profiled
-    /// 2026-12-06, docs/performance.md).
+    /// <paramref name="size"/>): the input itself when they are all of them in order (an all-numeric table), a Slice
+    /// when they are one ascending run, a Gather otherwise. Why: ONNX Runtime's Gather copies element by element; on the
+    /// 32-feature bench model four identity Gathers took 1.7 of 5.9 µs per row (profiled 2026-12-06, docs/performance.md).
     /// </summary>
     private static string Columns(OnnxGraph g, string data, IReadOnlyList<int> indices, int size, long axis) =>
         Columns(g, data, [.. indices.Select(j => (long)j)], size, axis);
