@@ -110,6 +110,11 @@ public static class Trainer
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(windows);
+        ArgumentNullException.ThrowIfNull(options);
+        // Windows score the reconstruction probability: the −ELBO's KL would cover the whole window's code, history
+        // included, and was never measured on sensor streams.
+        if (options.ScoreFunction != ScoreFunction.ReconstructionProbability)
+            throw new ArgumentException("windowed models score the reconstruction probability; the -ELBO applies to per-event models only.", nameof(options));
         int rows = windowRows?.Count ?? windows.RowCount;
         if (rows < 2)
             throw new ArgumentException($"Training needs at least 2 rows; the data has {rows}.");
@@ -133,10 +138,6 @@ public static class Trainer
             stepFeatures.CopyTo(features, step * stepFeatures.Length);
         // Donut's missing-data injection, one window step at a time: the model meets the gaps that masking
         // flagged history steps makes (WindowDefinition.DefaultMissingInjection).
-        // Windows score the reconstruction probability: the −ELBO's KL would cover the whole window's code, history
-        // included, and was never measured on sensor streams.
-        if (options.ScoreFunction != ScoreFunction.ReconstructionProbability)
-            throw new ArgumentException("windowed models score the reconstruction probability; the -ELBO applies to per-event models only.", nameof(options));
         options = options with
         {
             MissingInjectionRate = options.MissingInjectionRate ?? WindowDefinition.DefaultMissingInjection,

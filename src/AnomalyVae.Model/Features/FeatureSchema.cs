@@ -392,8 +392,7 @@ public sealed class FeatureSchema
             for (var i = 0; i < t.Length; i++)
                 t[i] = probe.Transform(numbers[i]);
             var (center, scale) = RobustLocationScale(t);
-            double tail = FitTailScale(t, center, scale);
-            return FittedFeature.Numeric(definition.Name, center, scale, definition.Log, tail, definition.QuantileMap ? FitQuantileMap(t, center, scale, tail) : null);
+            return FitNumericFeature(definition.Name, t, center, scale, definition.Log, definition.QuantileMap);
         }
 
         private static IEnumerable<string> Vocabulary(Dictionary<string, long> counts) =>
@@ -472,6 +471,18 @@ public sealed class FeatureSchema
         for (var i = 0; i < t.Length; i++)
             z[i] = Math.Min(Math.Abs((t[i] - center) / scale), StandardizedLimit);
         return Math.Max(TailScaleFloor, TailScaleMultiple * SelectQuantile(z, TailScaleQuantile));
+    }
+
+    /// <summary>
+    /// A numeric feature around <paramref name="center"/> and <paramref name="scale"/>, with the tail squash (and, when
+    /// asked, the quantile map) fitted on its training values <paramref name="t"/> (transformed units): the schema's
+    /// own fit, and the quality benchmarks' with their own center and scale.
+    /// </summary>
+    public static FittedFeature FitNumericFeature(string name, double[] t, double center, double scale, bool log = false, bool quantileMap = false)
+    {
+        ArgumentNullException.ThrowIfNull(t);
+        double tail = FitTailScale(t, center, scale);
+        return FittedFeature.Numeric(name, center, scale, log, tail, quantileMap ? FitQuantileMap(t, center, scale, tail) : null);
     }
 
     /// <summary>

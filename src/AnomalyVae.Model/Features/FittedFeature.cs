@@ -156,10 +156,13 @@ public sealed class FittedFeature
     /// <summary><see cref="Standardize"/> of an already transformed value t.</summary>
     private double StandardizeTransformed(double t)
     {
-        var z = Math.Clamp((t - Center) / Scale, -FeatureSchema.StandardizedLimit, FeatureSchema.StandardizedLimit);
+        double z = ClampedZ(t);
         double squashed = TailScale > 0 ? TailScale * Math.Asinh(z / TailScale) : z;
         return QuantileMap is { } map ? ((map.Blend * squashed) + ((1 - map.Blend) * map.Apply(t)) - map.Center) / map.Scale : squashed;
     }
+
+    /// <summary>The robust z of a transformed value, clamped to ±<see cref="FeatureSchema.StandardizedLimit"/>.</summary>
+    private double ClampedZ(double t) => Math.Clamp((t - Center) / Scale, -FeatureSchema.StandardizedLimit, FeatureSchema.StandardizedLimit);
 
     /// <summary>
     /// Numeric: log of d(<see cref="Standardize"/>)/dt at x, the change of variables between the model's units and
@@ -170,8 +173,7 @@ public sealed class FittedFeature
         if (TailScale == 0 && QuantileMap is null)
             return -Math.Log(Scale);
         double t = Transform(x);
-        var z = Math.Clamp((t - Center) / Scale, -FeatureSchema.StandardizedLimit, FeatureSchema.StandardizedLimit);
-        double u = TailScale > 0 ? z / TailScale : 0;
+        double u = TailScale > 0 ? ClampedZ(t) / TailScale : 0;
         double slope = 1 / (Scale * Math.Sqrt(1 + (u * u)));
         if (QuantileMap is { } map)
             slope = ((map.Blend * slope) + ((1 - map.Blend) * map.Slope(t))) / map.Scale;

@@ -159,7 +159,10 @@ public sealed class QuantileMap
         return lo;
     }
 
-    /// <summary>Φ⁻¹(p) for p in (0, 1): Acklam's rational approximation (relative error below 1.2·10⁻⁹).</summary>
+    /// <summary>
+    /// Φ⁻¹(p) for p in (0, 1): Acklam's rational approximation (relative error below 1.2·10⁻⁹). Our own because it is
+    /// one function and no statistics package is among the served ones (ENVIRONMENT.md).
+    /// </summary>
     public static double NormalQuantile(double p)
     {
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(p, 0);

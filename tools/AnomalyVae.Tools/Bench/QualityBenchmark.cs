@@ -128,9 +128,7 @@ internal static class QualityBenchmark
         {
             double[] t = [.. index.Select(i => rows[i][j])];
             var (center, scale) = FeatureSchema.RobustLocationScale(t);
-            double tail = FeatureSchema.FitTailScale(t, center, scale);
-            columns[j] = FittedFeature.Numeric($"c{j}", center, scale, tailScale: tail,
-                quantileMap: quantileMaps ? FeatureSchema.FitQuantileMap(t, center, scale, tail) : null);
+            columns[j] = FeatureSchema.FitNumericFeature($"c{j}", t, center, scale, quantileMap: quantileMaps);
         }
 
         return columns;
@@ -243,8 +241,7 @@ internal static class QualityBenchmark
             mean /= SyntheticTrainRows;
             double sd = Math.Sqrt(Math.Max(1e-12, square / SyntheticTrainRows - mean * mean));
             double[] t = [.. Enumerable.Range(0, SyntheticTrainRows).Select(r => (double)values[r * f + j])];
-            double tail = FeatureSchema.FitTailScale(t, mean, sd);
-            var column = FittedFeature.Numeric("s", mean, sd, tailScale: tail, quantileMap: quantileMaps ? FeatureSchema.FitQuantileMap(t, mean, sd, tail) : null);
+            var column = FeatureSchema.FitNumericFeature("s", t, mean, sd, quantileMap: quantileMaps);
             for (int r = 0; r < total; r++)
                 values[r * f + j] = column.Standardize(values[r * f + j]);
         }
